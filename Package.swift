@@ -1,0 +1,89 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Thaw's targets follow its pipeline: image → flatten → (seal → store → cache → serve → sandbox).
+/// Pure formats (tar, ext4) have their own targets and perform no I/O of their own.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Thaw",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "thaw", targets: ["ThawCLI"]),
+        .library(name: "ThawFlatten", targets: ["ThawFlatten"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // libzstd from Debian (libzstd-dev), for tar+zstd layers.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // Pure tar format: headers, pax records, GNU long names; a streaming reader and a writer.
+        .target(name: "ThawTar", swiftSettings: strict),
+
+        // OCI image layouts and docker archives: references, descriptors, verified layer streams.
+        .target(
+            name: "ThawImage",
+            dependencies: [
+                "ThawTar", "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Pure ext4 format: superblock, group descriptors, inodes, extent trees, directories, xattrs.
+        .target(name: "ThawExt4", swiftSettings: strict),
+
+        // OCI layers → one deterministic ext4 image with a chunk-aligned region per layer.
+        .target(
+            name: "ThawFlatten",
+            dependencies: [
+                "ThawImage", "ThawExt4", "ThawTar",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // A small generated OCI image, for `thaw demo` and for tests.
+        .target(
+            name: "ThawSample",
+            dependencies: [
+                "ThawTar", "ThawImage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .executableTarget(
+            name: "ThawCLI",
+            dependencies: [
+                "ThawFlatten", "ThawImage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
+        .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar"], swiftSettings: strict),
+        .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawFlattenTests",
+            dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4"],
+            swiftSettings: strict
+        ),
+    ]
+)

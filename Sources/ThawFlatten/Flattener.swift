@@ -1,0 +1,150 @@
+import Crypto
+public import ThawExt4
+public import ThawImage
+import ThawTar
+
+/// Where flattening stands, for a progress display.
+public struct FlattenProgress: Sendable {
+    public var layer: Int
+    public var layerCount: Int
+    /// Uncompressed bytes of this layer read so far.
+    public var bytesRead: UInt64
+}
+
+/// What a flatten produced.
+public struct FlattenSummary: Sendable {
+    /// A layer's region: chunk-aligned, holding every regular file of that layer in tar order.
+    public struct Region: Sendable, Equatable {
+        public var layer: Int
+        public var diffID: ThawImage.Digest
+        /// Byte offset of the region in the image; a multiple of the chunk size.
+        public var offset: UInt64
+        /// Bytes of file data, padded to whole blocks.
+        public var length: UInt64
+    }
+
+    public var configDigest: ThawImage.Digest
+    public var layerCount: Int
+    public var uncompressedBytes: UInt64
+    public var entries: Int
+    public var regularFiles: Int
+    public var fileBytes: UInt64
+    public var regions: [Region]
+    public var filesystem: Ext4Summary
+    public var chunkSize: UInt64
+    public var imageSize: UInt64 { filesystem.imageSize }
+}
+
+/// Turns an OCI image into one ext4 filesystem image, deterministically and in one pass over
+/// the layers, never holding file content in memory.
+///
+/// Each layer's regular files are written, in tar order and block aligned, to a region of its
+/// own that starts on a chunk boundary; a region is thus a function of its layer alone, and
+/// images sharing a layer share that region's chunks. Files that later layers delete stay in
+/// their region, unreferenced. The filesystem metadata follows the last region (see
+/// `Ext4Writer`). UUID and hash seed derive from the image config digest; no clock is read.
+public struct Flattener {
+    public var chunkSize: UInt64
+    /// Called from the flattening thread every few megabytes.
+    public var progress: ((FlattenProgress) -> Void)?
+
+    public static let defaultChunkSize: UInt64 = 512 * 1024
+
+    public init(chunkSize: UInt64 = Flattener.defaultChunkSize, progress: ((FlattenProgress) -> Void)? = nil) {
+        self.chunkSize = chunkSize
+        self.progress = progress
+    }
+
+    /// Flattens `image` into an ext4 image at `destination`, replacing it only on success.
+    public func flatten(_ image: Image, to destination: String) throws -> FlattenSummary {
+        guard chunkSize >= UInt64(Ext4Writer.blockSize), chunkSize.nonzeroBitCount == 1, chunkSize <= 64 << 20 else {
+            throw FlattenError("chunk size \(chunkSize) must be a power of two from 4 KiB to 64 MiB")
+        }
+        let output = try OutputImage(destination: destination)
+        let blockSize = UInt64(Ext4Writer.blockSize)
+        let chunkBlocks = chunkSize / blockSize
+        var tree = LayerTree()
+        var cursor = Ext4Writer.firstDataBlock(chunkSize: chunkSize)
+        var regions: [FlattenSummary.Region] = []
+        var uncompressed: UInt64 = 0
+        var entries = 0
+        var regularFiles = 0
+        var fileBytes: UInt64 = 0
+
+        for layer in image.layers {
+            tree.layer = layer.index
+            cursor = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
+            let regionStart = cursor
+            try output.seek(to: cursor * blockSize)
+            let stream = try image.openLayer(layer)
+            let reader = TarReader(source: stream)
+            var lastReport: UInt64 = 0
+            var entryPath: String?
+            do {
+                while let entry = try reader.nextEntry() {
+                    entryPath = entry.displayPath
+                    entries += 1
+                    let components = try ImagePath.components(entry.path)
+                    var runs: [BlockRun] = []
+                    if entry.kind == .regular {
+                        let blocks = (entry.size + blockSize - 1) / blockSize
+                        guard cursor + blocks < UInt64(UInt32.max) - (1 << 20) else {
+                            throw FlattenError("file of \(entry.size) bytes does not fit in an ext4 image of 16 TiB")
+                        }
+                        if blocks > 0 { runs = [BlockRun(start: cursor, count: blocks)] }
+                        fileBytes += try output.appendContent(of: reader, size: entry.size)
+                        cursor += blocks
+                        regularFiles += 1
+                    }
+                    try tree.apply(entry, components: components, dataRuns: runs)
+                    if let progress, stream.uncompressedCount - lastReport >= 8 << 20 {
+                        lastReport = stream.uncompressedCount
+                        progress(FlattenProgress(layer: layer.index, layerCount: image.layers.count, bytesRead: lastReport))
+                    }
+                }
+                entryPath = nil
+                uncompressed += try stream.finish()
+            } catch var error as FlattenError {
+                error.layer = layer.label
+                error.entry = error.entry ?? entryPath
+                throw error
+            } catch let error as TarError {
+                throw FlattenError(error.message, layer: layer.label, entry: error.entry ?? entryPath)
+            } catch var error as ImageError {
+                error.layer = layer.label
+                throw FlattenError(error.message, layer: layer.label, entry: nil)
+            } catch let error as Ext4Error {
+                throw FlattenError(error.message, layer: layer.label, entry: entryPath)
+            }
+            regions.append(.init(layer: layer.index, diffID: layer.diffID,
+                                 offset: regionStart * blockSize, length: (cursor - regionStart) * blockSize))
+        }
+
+        let dataEnd = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
+        let parameters = Ext4Parameters(
+            chunkSize: chunkSize,
+            uuid: Self.derive("thaw.ext4.uuid", image.configDigest, uuid: true),
+            hashSeed: Self.derive("thaw.ext4.hash-seed", image.configDigest, uuid: false))
+        let filesystem: Ext4Summary
+        do {
+            filesystem = try Ext4Writer.write(root: tree.root, dataEnd: dataEnd, parameters: parameters, to: output)
+        } catch let error as Ext4Error {
+            throw FlattenError(error.message)
+        }
+        try output.commit(size: filesystem.imageSize)
+        return FlattenSummary(
+            configDigest: image.configDigest, layerCount: image.layers.count, uncompressedBytes: uncompressed,
+            entries: entries, regularFiles: regularFiles, fileBytes: fileBytes, regions: regions,
+            filesystem: filesystem, chunkSize: chunkSize)
+    }
+
+    /// 16 bytes derived from the image identity; as a UUID, marked version 8 (custom), RFC 9562 variant.
+    static func derive(_ label: String, _ digest: ThawImage.Digest, uuid: Bool) -> [UInt8] {
+        var bytes = Array(SHA256.hash(data: Array(label.utf8) + [0] + digest.bytes).prefix(16))
+        if uuid {
+            bytes[6] = (bytes[6] & 0x0f) | 0x80
+            bytes[8] = (bytes[8] & 0x3f) | 0x80
+        }
+        return bytes
+    }
+}
