@@ -60,8 +60,7 @@ let package = Package(
         .target(
             name: "ThawSample",
             dependencies: [
-                "ThawTar", "ThawImage",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "ThawTar", "ThawImage", "CZstd",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -71,18 +70,19 @@ let package = Package(
         .executableTarget(
             name: "ThawCLI",
             dependencies: [
-                "ThawFlatten", "ThawImage",
+                "ThawFlatten", "ThawImage", "ThawSample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
 
+        .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
-        .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar"], swiftSettings: strict),
-        .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4"], swiftSettings: strict),
+        .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawFlattenTests",
-            dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4"],
+            dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4", "ThawTar", "ThawTestSupport"],
             swiftSettings: strict
         ),
     ]

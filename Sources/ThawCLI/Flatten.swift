@@ -27,8 +27,8 @@ struct Flatten: ParsableCommand {
 
     func run() throws {
         do {
-            let summary = try FlattenCommand.run(image: image, output: output, platform: platform, chunkSize: chunkSize)
-            print(FlattenCommand.describe(summary, output: output))
+            let (summary, elapsed) = try FlattenCommand.run(image: image, output: output, platform: platform, chunkSize: chunkSize)
+            print(FlattenCommand.describe(summary, output: output, elapsed: elapsed))
         } catch let error as FlattenError {
             throw ValidationFailure(error.description)
         } catch let error as ImageError {
@@ -44,7 +44,7 @@ struct ValidationFailure: Error, CustomStringConvertible {
 }
 
 enum FlattenCommand {
-    static func run(image: String, output: String, platform: String, chunkSize: UInt64) throws -> FlattenSummary {
+    static func run(image: String, output: String, platform: String, chunkSize: UInt64) throws -> (FlattenSummary, Duration) {
         let reference = try ImageReference(parsing: image) { path in
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
@@ -60,14 +60,13 @@ enum FlattenCommand {
         }
         let summary = try flattener.flatten(opened, to: output)
         display.clear()
-        let elapsed = ContinuousClock.now - started
-        FileHandle.standardError.write(Data("flattened in \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 2))))\n".utf8))
-        return summary
+        return (summary, ContinuousClock.now - started)
     }
 
-    static func describe(_ summary: FlattenSummary, output: String) -> String {
+    static func describe(_ summary: FlattenSummary, output: String, elapsed: Duration) -> String {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         var lines = [
-            "image \(summary.configDigest) → \(output)",
+            "image \(summary.configDigest) → \(output) in \(String(format: "%.2f", seconds)) s",
             "  layers: \(summary.layerCount), \(mib(summary.uncompressedBytes)) uncompressed, \(summary.entries) tar entries",
             "  files: \(summary.regularFiles) regular files, \(mib(summary.fileBytes)) of data",
             "  ext4: \(mib(summary.imageSize)) (\(summary.filesystem.blockCount) blocks, \(summary.filesystem.groupCount) groups, \(summary.filesystem.usedInodes) inodes)",

@@ -179,9 +179,9 @@ public final class TarReader {
             throw TarError(.invalidField, "device number does not fit in 32 bits", entry: display)
         }
         var path = header.fullName
-        // Old tars mark directories only with a trailing slash on a regular-file type.
+        // Pre-POSIX (V7) archives mark directories only with a trailing slash on type NUL.
         var resolvedKind = kind
-        if kind == .regular && header.typeflag != UInt8(ascii: "7") && path.last == UInt8(ascii: "/") {
+        if header.typeflag == 0 && path.last == UInt8(ascii: "/") {
             resolvedKind = .directory
         }
         if resolvedKind == .directory { while path.count > 1 && path.last == UInt8(ascii: "/") { path.removeLast() } }

@@ -1,0 +1,74 @@
+public import Foundation
+
+/// Helpers for tests that check Thaw against real tools: temporary directories, running a
+/// command and capturing its output, and read-only loop mounts.
+public enum TestSupport {
+    /// A fresh temporary directory, removed after `body`.
+    public static func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+        let path = NSTemporaryDirectory() + "thaw-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer {
+            _ = try? run("umount", [path + "/mnt"], check: false)
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        return try body(path)
+    }
+
+    public struct CommandResult: Sendable {
+        public var status: Int32
+        public var output: String
+    }
+
+    public struct CommandFailed: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs `tool` (found on PATH) and returns its exit status and combined output.
+    @discardableResult
+    public static func run(_ tool: String, _ arguments: [String], check: Bool = true, input: Data? = nil) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [tool] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let stdin = Pipe()
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(input) }
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let result = CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        if check && result.status != 0 {
+            throw CommandFailed(description: "\(tool) \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.output)")
+        }
+        return result
+    }
+
+    /// `e2fsck -fn` on an image: nil when clean, its report otherwise.
+    public static func fsckProblems(_ image: String) throws -> String? {
+        let result = try run("e2fsck", ["-fn", image], check: false)
+        return result.status == 0 ? nil : result.output
+    }
+
+    /// Mounts `image` read-only at `mountPoint` for `body`.
+    public static func withLoopMount<T>(_ image: String, at mountPoint: String, _ body: () throws -> T) throws -> T {
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        try run("mount", ["-o", "ro,loop", "-t", "ext4", image, mountPoint])
+        defer { _ = try? run("umount", [mountPoint], check: false) }
+        return try body()
+    }
+
+    /// The repository root (for scripts under Tests/Fixtures).
+    public static var repositoryRoot: String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }
+
+    /// Where the corpus of real images is (built by scripts/corpus.sh).
+    public static var corpus: String {
+        ProcessInfo.processInfo.environment["THAW_CORPUS"] ?? "/var/cache/thaw-corpus"
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs Thaw's main job on its embedded defaults: generates sample images, flattens them,
+# checks them with e2fsck and shows what they share. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh build
+swift build --product thaw
+exec .build/debug/thaw demo "$@"
