@@ -11,18 +11,20 @@ public struct ChunkCensus: Sendable {
     public private(set) var totalChunks = 0
     public private(set) var zeroChunks = 0
 
-    /// Reads `path` chunk by chunk.
-    public init(path: String, chunkSize: UInt64) throws {
+    /// Reads `path` (or the chunk-aligned `range` of it) chunk by chunk.
+    public init(path: String, chunkSize: UInt64, range: Range<UInt64>? = nil) throws {
         self.chunkSize = chunkSize
         let descriptor = try FileDescriptor.open(FilePath(path), .readOnly)
         defer { try? descriptor.close() }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(chunkSize), alignment: 4096)
         defer { buffer.deallocate() }
-        var offset: Int64 = 0
-        while true {
+        var offset = Int64(range?.lowerBound ?? 0)
+        let end = range.map { Int64($0.upperBound) } ?? Int64.max
+        while offset < end {
             var filled = 0
-            while filled < buffer.count {
-                let n = try descriptor.read(fromAbsoluteOffset: offset + Int64(filled), into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+            let want = Int(min(Int64(buffer.count), end - offset))
+            while filled < want {
+                let n = try descriptor.read(fromAbsoluteOffset: offset + Int64(filled), into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<want]))
                 if n == 0 { break }
                 filled += n
             }
