@@ -74,6 +74,8 @@ struct LayerTree {
             node = FileNode(kind: .fifo, permissions: 0)
         }
         Self.setMetadata(node, from: entry)
+        // Linux gives every symbolic link mode 0777, whatever the archive says; so does any unpacker.
+        if node.kind == .symbolicLink { node.permissions = 0o777 }
         parent.children[name] = DirectoryEntry(node: node, layer: layer)
     }
 
