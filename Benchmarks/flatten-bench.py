@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
 from dataclasses import dataclass, field
 

@@ -40,7 +40,7 @@ struct Flatten: ParsableCommand {
 /// A failure reported as one clear line and exit status 1.
 struct ValidationFailure: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = "error: " + description }
+    init(_ description: String) { self.description = description }
 }
 
 enum FlattenCommand {

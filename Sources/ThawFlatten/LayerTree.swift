@@ -24,9 +24,10 @@ struct LayerTree {
             Self.setMetadata(root, from: entry)
             return
         }
-        let parent = try directory(Array(components.dropLast()))
-
         if name.starts(with: Self.whiteoutPrefix) {
+            // A whiteout under a missing parent, or under something that is not a directory,
+            // hides nothing and creates nothing.
+            guard let parent = try directory(Array(components.dropLast()), create: false) else { return }
             if name == Self.opaqueMarker {
                 Self.hideLower(in: parent, below: layer)
             } else if !name.starts(with: Self.reservedWhiteoutPrefix) {
@@ -38,6 +39,7 @@ struct LayerTree {
             return
         }
 
+        let parent = try directory(Array(components.dropLast()), create: true)!
         let node: FileNode
         switch entry.kind {
         case .directory:
@@ -100,8 +102,9 @@ struct LayerTree {
         }
     }
 
-    /// The directory at `components`, following symbolic links and creating what is missing.
-    private func directory(_ components: [[UInt8]]) throws -> FileNode {
+    /// The directory at `components`, following symbolic links inside the image and, when
+    /// `create` is set, creating what is missing; without `create`, nil when there is none.
+    private func directory(_ components: [[UInt8]], create: Bool) throws -> FileNode? {
         var stack = [root]
         var queue = Array(components.reversed())
         var hops = 0
@@ -113,6 +116,7 @@ struct LayerTree {
             }
             let current = stack.last!
             guard let entry = current.children[component] else {
+                guard create else { return nil }
                 let created = FileNode(kind: .directory, permissions: 0o755)
                 current.children[component] = DirectoryEntry(node: created, layer: layer)
                 stack.append(created)
@@ -131,6 +135,7 @@ struct LayerTree {
                 // Resolve inside the image: `..` stops at the root, as in a chroot.
                 queue.append(contentsOf: target.split(separator: UInt8(ascii: "/")).map(Array.init).reversed())
             default:
+                guard create else { return nil }
                 throw FlattenError("parent '\(String(decoding: component, as: UTF8.self))' is not a directory")
             }
         }

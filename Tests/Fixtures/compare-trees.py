@@ -9,7 +9,8 @@ produces for the same image. This script does that comparison without following 
     none, since every ext4 filesystem has one);
   - file type, permission bits including setuid/setgid/sticky, uid and gid;
   - size and SHA-256 of regular files, symlink targets, device major/minor;
-  - hard-link groups: which regular-file paths share an inode (restricted to paths in both);
+  - hard-link groups: which paths share an inode (every type but directories; only paths present
+    in both trees count);
   - xattrs in every namespace, values compared as bytes;
   - with --mtime, the modification time in whole seconds of everything but directories
     (directory mtimes change whenever an unpacker adds an entry).
@@ -122,11 +123,11 @@ def xattrs(path: str) -> dict[str, bytes]:
 
 
 def link_groups(nodes: dict[str, Node], common: set[str]) -> dict[str, frozenset[str]]:
-    """For each regular file in `common`, the set of paths in `common` sharing its inode."""
+    """For each non-directory in `common`, the set of paths in `common` sharing its inode."""
     by_inode: dict[tuple[int, int], set[str]] = {}
     for path in common:
         node = nodes[path]
-        if node.kind == stat.S_IFREG:
+        if node.kind != stat.S_IFDIR:
             by_inode.setdefault((node.st.st_dev, node.st.st_ino), set()).add(path)
     groups = {}
     for paths in by_inode.values():
@@ -196,11 +197,6 @@ class Comparison:
                     de, da = file_digest(e.full), file_digest(a.full)
                     if de != da:
                         self.differ(path, "content sha256", de[:16], da[:16])
-                if not self.args.ignore_hardlinks:
-                    ge, ga = expected_groups[path], actual_groups[path]
-                    if ge != ga and path not in grouped:
-                        grouped.update(ge | ga)
-                        self.differ(path, "hard-link group", ge, ga)
             elif e.kind == stat.S_IFLNK:
                 te, ta = os.readlink(e.full), os.readlink(a.full)
                 if te != ta:
@@ -210,6 +206,11 @@ class Comparison:
                 da = (os.major(a.st.st_rdev), os.minor(a.st.st_rdev))
                 if de != da:
                     self.differ(path, "device", "%d,%d" % de, "%d,%d" % da)
+            if not self.args.ignore_hardlinks and e.kind != stat.S_IFDIR:
+                ge, ga = expected_groups[path], actual_groups[path]
+                if ge != ga and path not in grouped:
+                    grouped.update(ge | ga)
+                    self.differ(path, "hard-link group", ge, ga)
             if self.args.mtime and e.kind != stat.S_IFDIR:
                 me, ma = e.st.st_mtime_ns // 1_000_000_000, a.st.st_mtime_ns // 1_000_000_000
                 if me != ma:

@@ -241,6 +241,7 @@ def variant_full() -> list[Layer]:
     l1.symlink("links/dangling", "/nonexistent/target")
     l1.symlink("links/absolute", "/etc/hostname")
     l1.symlink("links/mode-0755", "../etc/hostname", mode=0o755)
+    l1.hardlink("links/short-hardlink", "links/short")  # a hard link to a symlink
     l1.dir("hl")
     l1.dir("other")
     l1.file("hl/one", b"hard-linked content\n")
@@ -252,6 +253,7 @@ def variant_full() -> list[Layer]:
     l1.device("dev/nvme-259-300", "b", 259, 300, mode=0o660, gid=6)
     l1.device("dev/char-4095-1048575", "c", 4095, 1_048_575)
     l1.fifo("dev/fifo")
+    l1.hardlink("dev/null-hardlink", "dev/null")
     l1.dir("bin")
     l1.file("bin/setuid", b"#!/bin/sh\n", mode=0o4755)
     l1.file("bin/setgid", b"#!/bin/sh\n", mode=0o2755, gid=50)

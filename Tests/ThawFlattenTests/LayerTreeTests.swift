@@ -39,6 +39,14 @@ func paths(_ node: FileNode, prefix: String = "") -> [String] {
         #expect(paths(tree.root) == ["etc", "etc/b", "etc/c"])
     }
 
+    @Test func whiteoutsUnderMissingOrNonDirectoryParentsChangeNothing() throws {
+        let tree = try merge([
+            [file("f")],
+            [file("missing/.wh.x"), file("f/.wh.y"), file("gone/.wh..wh..opq")],
+        ])
+        #expect(paths(tree.root) == ["f"])
+    }
+
     @Test func opaqueDirectoriesHideEverythingBelowFromLowerLayers() throws {
         let tree = try merge([
             [dir("d"), file("d/old"), dir("d/sub"), file("d/sub/deep")],
