@@ -9,32 +9,11 @@ public enum ImageReference: Hashable, Sendable, CustomStringConvertible {
 
     public init(parsing text: String, isDirectory: (String) -> Bool) throws {
         if text.hasPrefix("oci:") {
-            let rest = String(text.dropFirst(4))
-            // Like skopeo: the path ends at the first colon.
-            if let colon = rest.firstIndex(of: ":") {
-                let path = String(rest[..<colon])
-                let tag = String(rest[rest.index(after: colon)...])
-                guard !path.isEmpty, !tag.isEmpty else {
-                    throw ImageError(.invalidReference, "'\(text)': expected oci:PATH[:TAG]")
-                }
-                self = .ociLayout(path: path, tag: tag)
-            } else {
-                guard !rest.isEmpty else { throw ImageError(.invalidReference, "'\(text)': expected oci:PATH[:TAG]") }
-                self = .ociLayout(path: rest, tag: nil)
-            }
+            let (path, tag) = try Self.split(text, transport: "oci:", usage: "oci:PATH[:TAG]")
+            self = .ociLayout(path: path, tag: tag)
         } else if text.hasPrefix("docker-archive:") {
-            let rest = String(text.dropFirst("docker-archive:".count))
-            if let colon = rest.firstIndex(of: ":") {
-                let path = String(rest[..<colon])
-                let name = String(rest[rest.index(after: colon)...])
-                guard !path.isEmpty, !name.isEmpty else {
-                    throw ImageError(.invalidReference, "'\(text)': expected docker-archive:PATH[:NAME:TAG]")
-                }
-                self = .dockerArchive(path: path, name: name)
-            } else {
-                guard !rest.isEmpty else { throw ImageError(.invalidReference, "'\(text)': expected docker-archive:PATH") }
-                self = .dockerArchive(path: rest, name: nil)
-            }
+            let (path, name) = try Self.split(text, transport: "docker-archive:", usage: "docker-archive:PATH[:NAME:TAG]")
+            self = .dockerArchive(path: path, name: name)
         } else if let colon = text.firstIndex(of: ":"), !isDirectory(text),
                   text[..<colon].allSatisfy({ $0.isLetter || $0 == "-" }), text[..<colon].count > 1 {
             throw ImageError(.invalidReference,
@@ -47,6 +26,19 @@ public enum ImageReference: Hashable, Sendable, CustomStringConvertible {
             throw ImageError(.invalidReference,
                              "'\(text)' is neither a directory (OCI layout) nor a .tar file (docker archive); use oci:PATH[:TAG] or docker-archive:PATH")
         }
+    }
+
+    /// Splits `TRANSPORT:PATH[:REST]`; like skopeo, the path ends at its first colon.
+    private static func split(_ text: String, transport: String, usage: String) throws -> (String, String?) {
+        let rest = text.dropFirst(transport.count)
+        guard let colon = rest.firstIndex(of: ":") else {
+            guard !rest.isEmpty else { throw ImageError(.invalidReference, "'\(text)': expected \(usage)") }
+            return (String(rest), nil)
+        }
+        let path = String(rest[..<colon])
+        let suffix = String(rest[rest.index(after: colon)...])
+        guard !path.isEmpty, !suffix.isEmpty else { throw ImageError(.invalidReference, "'\(text)': expected \(usage)") }
+        return (path, suffix)
     }
 
     public var description: String {

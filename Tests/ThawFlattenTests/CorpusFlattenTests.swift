@@ -16,20 +16,7 @@ import ThawTestSupport
             let output = dir + "/\(tag).ext4"
             let summary = try flatten(.ociLayout(path: layout, tag: tag), to: output)
             #expect(summary.layerCount >= 1)
-            if let problems = try TestSupport.fsckProblems(output) { Issue.record("e2fsck: \(problems)") }
-            let expected = try Fixtures.umociUnpack(layout, tag: tag, into: dir + "/bundle")
-            try TestSupport.withLoopMount(output, at: dir + "/mnt") {
-                if let differences = try Fixtures.compareTrees(expected: expected, actual: dir + "/mnt", options: ["--mtime"]) {
-                    Issue.record("loop mount differs from umoci unpack:\n\(differences)")
-                }
-            }
-            // debugfs rdump reads the image without the kernel: contents, modes and links agree too.
-            try FileManager.default.createDirectory(atPath: dir + "/rdump", withIntermediateDirectories: true)
-            try TestSupport.run("debugfs", ["-R", "rdump / \(dir)/rdump", output])
-            if let differences = try Fixtures.compareTrees(expected: expected, actual: dir + "/rdump",
-                                                           options: ["--ignore-hardlinks", "--ignore-xattrs", "--ignore-devices", "--ignore-special-bits", "--ignore-symlink-owners"]) {
-                Issue.record("debugfs rdump differs from umoci unpack:\n\(differences)")
-            }
+            try expectMatchesUmoci(image: output, layout: layout, tag: tag, workingIn: dir)
         }
     }
 
