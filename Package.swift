@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // libzstd from Debian (libzstd-dev), for tar+zstd layers.
@@ -49,7 +50,56 @@ let package = Package(
         .target(
             name: "ThawFlatten",
             dependencies: [
-                "ThawImage", "ThawExt4", "ThawTar",
+                "ThawImage", "ThawExt4", "ThawTar", "ThawBinary",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Little-endian binary fields with truncation errors, shared by Thaw's own formats.
+        .target(name: "ThawBinary", swiftSettings: strict),
+
+        // Convergent chunk sealing, salts, and the sealed manifest format with tenant key providers.
+        .target(
+            name: "ThawSeal",
+            dependencies: [
+                "CMalloc", "ThawBinary",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // glibc's malloc tunables: large per-chunk buffers must not be returned to the kernel on every free.
+        .systemLibrary(name: "CMalloc"),
+
+        // AWS Signature V4 and the standard AWS configuration (environment, ~/.aws/config, ~/.aws/credentials).
+        .target(
+            name: "ThawAWS",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
+        // Content-addressed stores: the ChunkStore protocol, the directory store and the S3 store.
+        .target(
+            name: "ThawStore",
+            dependencies: [
+                "ThawSeal", "ThawAWS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Push (flatten, seal and upload in one pass), pull and inspect.
+        .target(
+            name: "ThawPush",
+            dependencies: [
+                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -70,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "ThawCLI",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSample",
+                "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -80,6 +130,14 @@ let package = Package(
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawAWSTests", dependencies: ["ThawAWS"], swiftSettings: strict),
+        .testTarget(name: "ThawStoreTests", dependencies: ["ThawStore", "ThawSeal", "ThawAWS", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawPushTests",
+            dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawSample", "ThawTestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ThawFlattenTests",
             dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4", "ThawTar", "ThawTestSupport"],

@@ -2,10 +2,10 @@ import ArgumentParser
 
 /// `thaw`: the command line over Thaw's libraries.
 @main
-struct Thaw: ParsableCommand {
+struct Thaw: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "thaw",
         abstract: "Load container images on demand for fast serverless cold starts.",
-        subcommands: [Flatten.self, Demo.self]
+        subcommands: [Demo.self, Flatten.self, Push.self, Pull.self, Inspect.self]
     )
 }

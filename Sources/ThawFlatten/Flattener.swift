@@ -1,7 +1,7 @@
 import Crypto
 public import ThawExt4
 public import ThawImage
-import ThawTar
+public import ThawTar
 
 /// Where flattening stands, for a progress display.
 public struct FlattenProgress: Sendable {
@@ -9,6 +9,22 @@ public struct FlattenProgress: Sendable {
     public var layerCount: Int
     /// Uncompressed bytes of this layer read so far.
     public var bytesRead: UInt64
+}
+
+/// Where a flatten puts the image: a file (`flatten(_:to:)`), or a push that seals chunks as
+/// they fill. File data arrives in order, region by region; metadata arrives last, through
+/// `BlockSink.write(_:at:)`, into the first chunk and the tail after the last region.
+public protocol FlattenOutput: BlockSink {
+    /// Moves the data append position to `offset`: block aligned and never backwards.
+    func seek(to offset: UInt64) throws
+    /// Appends a regular file's content from `reader`, zero-padded to whole blocks.
+    /// - Returns: the bytes of content read.
+    func appendContent(of reader: TarReader, size: UInt64) throws -> UInt64
+    /// A region laid out from a layer index, whose bytes the output already has: nothing is
+    /// written for it, and data appends continue after it.
+    func skipRegion(at offset: UInt64, length: UInt64) throws
+    /// Every byte is written; the image is `size` bytes long.
+    func commit(size: UInt64) throws
 }
 
 /// What a flatten produced.
@@ -21,6 +37,15 @@ public struct FlattenSummary: Sendable {
         public var offset: UInt64
         /// Bytes of file data, padded to whole blocks.
         public var length: UInt64
+        /// Laid out from a known layer index; the layer was not read.
+        public var reused: Bool = false
+    }
+
+    struct Totals {
+        var uncompressed: UInt64 = 0
+        var entries = 0
+        var regularFiles = 0
+        var fileBytes: UInt64 = 0
     }
 
     public var configDigest: ThawImage.Digest
@@ -32,6 +57,8 @@ public struct FlattenSummary: Sendable {
     public var regions: [Region]
     public var filesystem: Ext4Summary
     public var chunkSize: UInt64
+    /// For each layer, its index when it was read and indexes were asked for.
+    public var layerIndexes: [LayerIndex?] = []
     public var imageSize: UInt64 { filesystem.imageSize }
 }
 
@@ -57,67 +84,50 @@ public struct Flattener {
 
     /// Flattens `image` into an ext4 image at `destination`, replacing it only on success.
     public func flatten(_ image: Image, to destination: String) throws -> FlattenSummary {
-        guard chunkSize >= UInt64(Ext4Writer.blockSize), chunkSize.nonzeroBitCount == 1, chunkSize <= 64 << 20 else {
-            throw FlattenError("chunk size \(chunkSize) must be a power of two from 4 KiB to 64 MiB")
-        }
+        try checkChunkSize()
         let output = try OutputImage(destination: destination)
+        return try flatten(image, into: output)
+    }
+
+    /// Flattens `image` into `output`.
+    ///
+    /// - Parameters:
+    ///   - knownLayer: an index for a layer whose region the output already has (an incremental
+    ///     push); that layer is laid out from the index and never opened.
+    ///   - recordIndexes: whether to return an index for every layer that was read.
+    public func flatten(_ image: Image, into output: some FlattenOutput,
+                        knownLayer: (ImageLayer) -> LayerIndex? = { _ in nil },
+                        recordIndexes: Bool = false) throws -> FlattenSummary {
+        try checkChunkSize()
         let blockSize = UInt64(Ext4Writer.blockSize)
         let chunkBlocks = chunkSize / blockSize
         var tree = LayerTree()
         var cursor = Ext4Writer.firstDataBlock(chunkSize: chunkSize)
         var regions: [FlattenSummary.Region] = []
-        var uncompressed: UInt64 = 0
-        var entries = 0
-        var regularFiles = 0
-        var fileBytes: UInt64 = 0
+        var indexes: [LayerIndex?] = []
+        var totals = FlattenSummary.Totals()
 
         for layer in image.layers {
             tree.layer = layer.index
             cursor = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
             let regionStart = cursor
-            try output.seek(to: cursor * blockSize)
-            let stream = try image.openLayer(layer)
-            let reader = TarReader(source: stream)
-            var lastReport: UInt64 = 0
-            var entryPath: String?
-            do {
-                while let entry = try reader.nextEntry() {
-                    entryPath = entry.displayPath
-                    entries += 1
-                    let components = try ImagePath.components(entry.path)
-                    var runs: [BlockRun] = []
-                    if entry.kind == .regular {
-                        let blocks = (entry.size + blockSize - 1) / blockSize
-                        guard cursor + blocks < UInt64(UInt32.max) - (1 << 20) else {
-                            throw FlattenError("file of \(entry.size) bytes does not fit in an ext4 image of 16 TiB")
-                        }
-                        if blocks > 0 { runs = [BlockRun(start: cursor, count: blocks)] }
-                        fileBytes += try output.appendContent(of: reader, size: entry.size)
-                        cursor += blocks
-                        regularFiles += 1
-                    }
-                    try tree.apply(entry, components: components, dataRuns: runs)
-                    if let progress, stream.uncompressedCount - lastReport >= 8 << 20 {
-                        lastReport = stream.uncompressedCount
-                        progress(FlattenProgress(layer: layer.index, layerCount: image.layers.count, bytesRead: lastReport))
-                    }
-                }
-                entryPath = nil
-                uncompressed += try stream.finish()
-            } catch var error as FlattenError {
-                error.layer = layer.label
-                error.entry = error.entry ?? entryPath
-                throw error
-            } catch let error as TarError {
-                throw FlattenError(error.message, layer: layer.label, entry: error.entry ?? entryPath)
-            } catch var error as ImageError {
-                error.layer = layer.label
-                throw FlattenError(error.message, layer: layer.label, entry: nil)
-            } catch let error as Ext4Error {
-                throw FlattenError(error.message, layer: layer.label, entry: entryPath)
+            let index: LayerIndex?
+            let reused: Bool
+            if let known = knownLayer(layer) {
+                try replay(known, layer: layer, regionStart: regionStart, into: &tree, totals: &totals)
+                try output.skipRegion(at: regionStart * blockSize, length: known.regionLength)
+                cursor += known.regionLength / blockSize
+                index = nil
+                reused = true
+            } else {
+                try output.seek(to: cursor * blockSize)
+                index = try read(layer, of: image, regionStart: regionStart, cursor: &cursor, into: &tree, output: output,
+                                 recording: recordIndexes, totals: &totals)
+                reused = false
             }
-            regions.append(.init(layer: layer.index, diffID: layer.diffID,
-                                 offset: regionStart * blockSize, length: (cursor - regionStart) * blockSize))
+            indexes.append(index)
+            regions.append(.init(layer: layer.index, diffID: layer.diffID, offset: regionStart * blockSize,
+                                 length: (cursor - regionStart) * blockSize, reused: reused))
         }
 
         let dataEnd = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
@@ -133,9 +143,101 @@ public struct Flattener {
         }
         try output.commit(size: filesystem.imageSize)
         return FlattenSummary(
-            configDigest: image.configDigest, layerCount: image.layers.count, uncompressedBytes: uncompressed,
-            entries: entries, regularFiles: regularFiles, fileBytes: fileBytes, regions: regions,
-            filesystem: filesystem, chunkSize: chunkSize)
+            configDigest: image.configDigest, layerCount: image.layers.count, uncompressedBytes: totals.uncompressed,
+            entries: totals.entries, regularFiles: totals.regularFiles, fileBytes: totals.fileBytes, regions: regions,
+            filesystem: filesystem, chunkSize: chunkSize, layerIndexes: indexes)
+    }
+
+    private func checkChunkSize() throws {
+        guard chunkSize >= UInt64(Ext4Writer.blockSize), chunkSize.nonzeroBitCount == 1, chunkSize <= 64 << 20 else {
+            throw FlattenError("chunk size \(chunkSize) must be a power of two from 4 KiB to 64 MiB")
+        }
+    }
+
+    /// Streams one layer: file data to the output, entries to the tree.
+    private func read(_ layer: ImageLayer, of image: Image, regionStart: UInt64, cursor: inout UInt64,
+                      into tree: inout LayerTree, output: some FlattenOutput, recording: Bool,
+                      totals: inout FlattenSummary.Totals) throws -> LayerIndex? {
+        let blockSize = UInt64(Ext4Writer.blockSize)
+        var recorded: [LayerIndex.Entry] = []
+        var lastReport: UInt64 = 0
+        var entryPath: String?
+        do {
+            let stream = try image.openLayer(layer)
+            let reader = TarReader(source: stream)
+            while let entry = try reader.nextEntry() {
+                entryPath = entry.displayPath
+                totals.entries += 1
+                let components = try ImagePath.components(entry.path)
+                var runs: [BlockRun] = []
+                let dataBlock = cursor - regionStart
+                if entry.kind == .regular {
+                    let blocks = (entry.size + blockSize - 1) / blockSize
+                    guard cursor + blocks < UInt64(UInt32.max) - (1 << 20) else {
+                        throw FlattenError("file of \(entry.size) bytes does not fit in an ext4 image of 16 TiB")
+                    }
+                    if blocks > 0 { runs = [BlockRun(start: cursor, count: blocks)] }
+                    totals.fileBytes += try output.appendContent(of: reader, size: entry.size)
+                    cursor += blocks
+                    totals.regularFiles += 1
+                }
+                try tree.apply(entry, components: components, dataRuns: runs)
+                if recording { recorded.append(LayerIndex.Entry(entry: entry, dataBlock: dataBlock)) }
+                if let progress, stream.uncompressedCount - lastReport >= 8 << 20 {
+                    lastReport = stream.uncompressedCount
+                    progress(FlattenProgress(layer: layer.index, layerCount: image.layers.count, bytesRead: lastReport))
+                }
+            }
+            entryPath = nil
+            let uncompressed = try stream.finish()
+            totals.uncompressed += uncompressed
+            guard recording else { return nil }
+            return LayerIndex(regionLength: (cursor - regionStart) * blockSize, uncompressedBytes: uncompressed, entries: recorded)
+        } catch var error as FlattenError {
+            error.layer = layer.label
+            error.entry = error.entry ?? entryPath
+            throw error
+        } catch let error as TarError {
+            throw FlattenError(error.message, layer: layer.label, entry: error.entry ?? entryPath)
+        } catch var error as ImageError {
+            error.layer = layer.label
+            throw FlattenError(error.message, layer: layer.label, entry: nil)
+        } catch let error as Ext4Error {
+            throw FlattenError(error.message, layer: layer.label, entry: entryPath)
+        }
+    }
+
+    /// Applies a layer from its index, exactly as reading it would.
+    private func replay(_ index: LayerIndex, layer: ImageLayer, regionStart: UInt64, into tree: inout LayerTree,
+                        totals: inout FlattenSummary.Totals) throws {
+        let blockSize = UInt64(Ext4Writer.blockSize)
+        guard index.regionLength % blockSize == 0 else {
+            throw FlattenError("the index of this layer has a region of \(index.regionLength) bytes, not whole blocks", layer: layer.label)
+        }
+        let regionBlocks = index.regionLength / blockSize
+        for item in index.entries {
+            let entry = item.entry
+            do {
+                totals.entries += 1
+                let components = try ImagePath.components(entry.path)
+                var runs: [BlockRun] = []
+                if entry.kind == .regular {
+                    let blocks = (entry.size + blockSize - 1) / blockSize
+                    guard item.dataBlock <= regionBlocks, blocks <= regionBlocks - item.dataBlock else {
+                        throw FlattenError("the layer index places this file outside its region")
+                    }
+                    if blocks > 0 { runs = [BlockRun(start: regionStart + item.dataBlock, count: blocks)] }
+                    totals.fileBytes += entry.size
+                    totals.regularFiles += 1
+                }
+                try tree.apply(entry, components: components, dataRuns: runs)
+            } catch var error as FlattenError {
+                error.layer = layer.label
+                error.entry = error.entry ?? entry.displayPath
+                throw error
+            }
+        }
+        totals.uncompressed += index.uncompressedBytes
     }
 
     /// 16 bytes derived from the image identity; as a UUID, marked version 8 (custom), RFC 9562 variant.

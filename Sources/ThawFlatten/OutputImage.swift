@@ -8,7 +8,7 @@ import ThawTar
 /// existing file at the destination is untouched until then.
 ///
 /// File data is appended through a large buffer; metadata is written with `pwrite`.
-final class OutputImage: BlockSink {
+final class OutputImage: FlattenOutput {
     static let bufferSize = 4 << 20
     let destination: String
     let temporaryPath: String
@@ -67,6 +67,10 @@ final class OutputImage: BlockSink {
             buffered += padding
         }
         return size
+    }
+
+    func skipRegion(at offset: UInt64, length: UInt64) throws {
+        throw FlattenError("an image file cannot take a layer laid out from its index; the layer's data is needed")
     }
 
     func flush() throws {

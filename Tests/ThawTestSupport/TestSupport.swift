@@ -14,6 +14,17 @@ public enum TestSupport {
         return try body(path)
     }
 
+    /// A fresh temporary directory, removed after the async `body`.
+    public static func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+        let path = NSTemporaryDirectory() + "thaw-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer {
+            _ = try? run("umount", [path + "/mnt"], check: false)
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        return try await body(path)
+    }
+
     public struct CommandResult: Sendable {
         public var status: Int32
         public var output: String
@@ -65,6 +76,32 @@ public enum TestSupport {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
+    }
+
+    /// The `thaw` executable built beside the test bundle.
+    public static var thawExecutable: String {
+        let bundle = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("thaw").path
+    }
+
+    /// Runs the `thaw` command with `environment` added to this process's.
+    @discardableResult
+    public static func thaw(_ arguments: [String], environment: [String: String] = [:], check: Bool = true) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: thawExecutable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let result = CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        if check && result.status != 0 {
+            throw CommandFailed(description: "thaw \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.output)")
+        }
+        return result
     }
 
     /// Where the corpus of real images is (built by scripts/corpus.sh).

@@ -1,0 +1,28 @@
+public import ThawSeal
+public import ThawStore
+
+/// Finds a manifest in a store by its id or a unique prefix of it (at least 8 hex digits).
+public enum ManifestLookup {
+    public struct Found: Sendable {
+        public var key: StoreKey
+        public var bytes: [UInt8]
+    }
+
+    public static func find(_ reference: String, in store: any ChunkStore, root: RootID) async throws -> Found {
+        let id = reference.lowercased()
+        guard id.utf8.count >= 8, id.utf8.count <= 64, Hex.decode(id.utf8.count % 2 == 0 ? id : id + "0") != nil else {
+            throw PushError("'\(reference)' is not a manifest id (8 to 64 hexadecimal digits)")
+        }
+        var matches: [StoreKey] = []
+        for try await key in store.list(under: StoreLayout.manifests(root: root)) where key.name.hasPrefix(id) {
+            matches.append(key)
+        }
+        guard let key = matches.first else {
+            throw PushError("no manifest \(reference) in \(store.location) (root \(root))")
+        }
+        guard matches.count == 1 else {
+            throw PushError("manifest id \(reference) is ambiguous in \(store.location): \(matches.map { String($0.name) }.joined(separator: ", "))")
+        }
+        return Found(key: key, bytes: try await store.get(key))
+    }
+}

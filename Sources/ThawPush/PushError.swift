@@ -1,0 +1,10 @@
+/// Why a push, pull or inspection failed.
+public struct PushError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { message }
+}
