@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "thaw", targets: ["ThawCLI"]),
+        .executable(name: "thaw-bench", targets: ["ThawBench"]),
         .library(name: "ThawFlatten", targets: ["ThawFlatten"]),
     ],
     dependencies: [
@@ -123,6 +124,14 @@ let package = Package(
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+
+        // Figures for the README's performance section (Benchmarks/*.py drive it).
+        .executableTarget(
+            name: "ThawBench",
+            dependencies: ["ThawSeal", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/ThawBench",
             swiftSettings: strict
         ),
 

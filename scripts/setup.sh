@@ -2,15 +2,21 @@
 # Installs what Thaw needs from Debian when it is missing.
 #   setup.sh build   what building Thaw needs (libzstd, zlib, pkg-config) and e2fsck for the demo
 #   setup.sh test    the above plus the real tools the tests check against
+#   setup.sh bench   the above plus the tools the benchmarks compare against (restic, casync)
 set -euo pipefail
 what=${1:-build}
+case "$what" in build|test|bench) ;; *) echo "usage: setup.sh [build|test|bench]" >&2; exit 2 ;; esac
 
-packages=(pkg-config libzstd-dev zlib1g-dev e2fsprogs)
-if [ "$what" = test ]; then
+packages=(pkg-config libzstd-dev zlib1g-dev libxml2 e2fsprogs)
+if [ "$what" != build ]; then
   # umoci/skopeo: reference unpacker and converter; zstd: fixture compression;
-  # debootstrap/rsync: the real-image corpus; util-linux: losetup and mount.
-  packages+=(umoci skopeo zstd debootstrap rsync util-linux python3 ca-certificates)
+  # debootstrap/rsync: the real-image corpus; util-linux: losetup and mount;
+  # openssl/coreutils: the chunk format's cross-check; curl: the S3 fault proxy's controls;
+  # python3-pip: the S3 server (moto) and the AWS CLI; libnss-myhostname: BUCKET.localhost
+  # resolves to loopback, for virtual-hosted S3 addressing against the local server.
+  packages+=(umoci skopeo zstd debootstrap rsync util-linux python3 python3-pip ca-certificates openssl coreutils curl libnss-myhostname)
 fi
+[ "$what" = bench ] && packages+=(restic casync)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,3 +30,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH (expected at /opt/swift)" >&2; exit 1; }
+
+if [ "$what" != build ]; then
+  # A real S3-compatible server (moto_server) and the AWS CLI, from PyPI when missing.
+  pip_missing=()
+  command -v moto_server >/dev/null && python3 -c "import flask, flask_cors" 2>/dev/null || pip_missing+=("moto[server]")
+  command -v aws >/dev/null || pip_missing+=(awscli)
+  if [ ${#pip_missing[@]} -gt 0 ]; then
+    echo "installing from PyPI: ${pip_missing[*]}"
+    python3 -m pip install -q "${pip_missing[@]}" 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages "${pip_missing[@]}"
+  fi
+fi

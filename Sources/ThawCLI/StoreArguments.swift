@@ -52,8 +52,11 @@ struct StoreArguments: ParsableArguments {
         switch location {
         case .directory(let path):
             return try DirectoryStore(path: path, create: create)
-        case .s3:
-            throw StoreError(.invalidLocation, "s3:// stores are not available in this build yet; use a directory")
+        case .s3(let bucket, let prefix):
+            let overrides = S3Overrides(endpoint: endpoint, region: region, profile: profile,
+                                        accessKeyID: accessKeyId, secretAccessKey: secretAccessKey,
+                                        addressingStyle: addressingStyle)
+            return try S3Store(bucket: bucket, prefix: prefix, settings: try S3Settings.resolve(overrides))
         }
     }
 }

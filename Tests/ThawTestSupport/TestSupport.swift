@@ -37,9 +37,24 @@ public enum TestSupport {
     /// Runs `tool` (found on PATH) and returns its exit status and combined output.
     @discardableResult
     public static func run(_ tool: String, _ arguments: [String], check: Bool = true, input: Data? = nil) throws -> CommandResult {
+        try launch("/usr/bin/env", [tool] + arguments, environment: [:], input: input, check: check)
+    }
+
+    /// Runs `tool` with `environment` added to this process's.
+    @discardableResult
+    public static func runWithEnvironment(_ tool: String, _ arguments: [String], environment: [String: String],
+                                          check: Bool = true) throws -> CommandResult {
+        try launch("/usr/bin/env", [tool] + arguments, environment: environment, input: nil, check: check)
+    }
+
+    static func launch(_ executable: String, _ arguments: [String], environment: [String: String], input: Data?,
+                       check: Bool) throws -> CommandResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [tool] + arguments
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -52,7 +67,8 @@ public enum TestSupport {
         process.waitUntilExit()
         let result = CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
         if check && result.status != 0 {
-            throw CommandFailed(description: "\(tool) \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.output)")
+            let name = URL(fileURLWithPath: executable).lastPathComponent
+            throw CommandFailed(description: "\(name) \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.output)")
         }
         return result
     }
@@ -87,21 +103,7 @@ public enum TestSupport {
     /// Runs the `thaw` command with `environment` added to this process's.
     @discardableResult
     public static func thaw(_ arguments: [String], environment: [String: String] = [:], check: Bool = true) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: thawExecutable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let result = CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
-        if check && result.status != 0 {
-            throw CommandFailed(description: "thaw \(arguments.joined(separator: " ")) exited \(result.status):\n\(result.output)")
-        }
-        return result
+        try launch(thawExecutable, arguments, environment: environment, input: nil, check: check)
     }
 
     /// Where the corpus of real images is (built by scripts/corpus.sh).
