@@ -79,7 +79,7 @@ let package = Package(
         // AWS Signature V4 and the standard AWS configuration (environment, ~/.aws/config, ~/.aws/credentials).
         .target(
             name: "ThawAWS",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ThawBinary", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
 
@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "ThawPush",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore",
+                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -121,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "ThawCLI",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush",
+                "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -139,7 +139,7 @@ let package = Package(
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
-        .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawBinary", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawAWSTests", dependencies: ["ThawAWS"], swiftSettings: strict),
         .testTarget(name: "ThawStoreTests", dependencies: ["ThawStore", "ThawSeal", "ThawAWS", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(

@@ -52,7 +52,7 @@ struct ConfigurationResolver {
         }
         searched.append("explicit values: none given")
 
-        if overrides.profile != nil {
+        if present(overrides.profile) != nil {
             searched.append("environment: skipped, because the profile '\(profile.name)' was chosen explicitly")
         } else if let credentials = try pair(
             id: variable("AWS_ACCESS_KEY_ID"), secret: variable("AWS_SECRET_ACCESS_KEY"),

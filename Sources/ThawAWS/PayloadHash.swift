@@ -1,3 +1,4 @@
+import ThawBinary
 import Crypto
 
 /// The last line of the canonical request: the hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
@@ -18,12 +19,7 @@ public struct PayloadHash: Sendable, Hashable, CustomStringConvertible {
     /// A hash computed elsewhere, as 64 hex digits; uppercase digits are accepted and lowercased,
     /// because AWS compares the lowercase form.
     public init(sha256Hex: String) throws(SigningError) {
-        let isHexDigit: (UInt8) -> Bool = { byte in
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-                || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
-                || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
-        }
-        guard sha256Hex.utf8.count == 64, sha256Hex.utf8.allSatisfy(isHexDigit) else {
+        guard sha256Hex.utf8.count == 64, Hex.decode(sha256Hex) != nil else {
             throw .invalidPayloadHash(sha256Hex)
         }
         self.init(verbatim: sha256Hex.lowercased())

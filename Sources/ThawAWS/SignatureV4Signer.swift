@@ -1,4 +1,5 @@
 public import Foundation
+import ThawBinary
 import Crypto
 
 /// Signs HTTP requests with AWS Signature Version 4 (the `Authorization` header form).

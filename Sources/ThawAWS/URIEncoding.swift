@@ -4,7 +4,7 @@
 /// byte of the UTF-8 form becomes `%XX` with uppercase hex digits. Foundation's encoders leave
 /// more characters alone (`$`, `+`, `!`, `*` …), and a single such character changes the
 /// signature, so they cannot be used here.
-enum URIEncoding {
+public enum URIEncoding {
     static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
@@ -17,7 +17,7 @@ enum URIEncoding {
     }
 
     /// Encodes every byte that is not unreserved.
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var encoded: [UInt8] = []
         for byte in bytes {
             if isUnreserved(byte) {

@@ -1,3 +1,4 @@
+import ThawBinary
 import ArgumentParser
 import Foundation
 import ThawFlatten

@@ -33,13 +33,16 @@ struct StoreArguments: ParsableArguments {
     @Option(help: "Profile in the AWS config and credentials files (else AWS_PROFILE or default).")
     var profile: String?
 
-    @Option(help: "S3 access key id (else AWS_ACCESS_KEY_ID or the credentials file).")
+    @Option(help: "S3 access key id (else AWS_ACCESS_KEY_ID unless --profile is given, then the profile's credentials and config files).")
     var accessKeyId: String?
 
-    @Option(help: "S3 secret access key (else AWS_SECRET_ACCESS_KEY or the credentials file).")
+    @Option(help: "S3 secret access key, with --access-key-id. Other users can see command lines: prefer AWS_SECRET_ACCESS_KEY or the credentials file.")
     var secretAccessKey: String?
 
-    @Option(help: "S3 addressing: path (bucket in the path), virtual (bucket in the host name) or auto.")
+    @Option(help: "S3 session token for temporary keys given with --access-key-id (else none).")
+    var sessionToken: String?
+
+    @Option(help: "S3 addressing: path (bucket in the path), virtual (bucket in the host name) or auto (virtual on AWS, path elsewhere). (default: the profile's s3.addressing_style, else auto)")
     var addressingStyle: String?
 
     var storeLocation: String { store ?? ThawHome.path + "/store" }
@@ -55,8 +58,8 @@ struct StoreArguments: ParsableArguments {
         case .s3(let bucket, let prefix):
             let overrides = S3Overrides(endpoint: endpoint, region: region, profile: profile,
                                         accessKeyID: accessKeyId, secretAccessKey: secretAccessKey,
-                                        addressingStyle: addressingStyle)
-            return try S3Store(bucket: bucket, prefix: prefix, settings: try S3Settings.resolve(overrides))
+                                        sessionToken: sessionToken, addressingStyle: addressingStyle)
+            return try S3Store(bucket: bucket, prefix: prefix, settings: try S3Settings.resolve(overrides, bucket: bucket))
         }
     }
 }

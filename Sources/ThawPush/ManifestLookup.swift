@@ -1,3 +1,4 @@
+import ThawBinary
 public import ThawSeal
 public import ThawStore
 

@@ -119,6 +119,9 @@ public struct Pusher: Sendable {
             layers: summary.regions.map { .init(diffID: $0.diffID.bytes, offset: $0.offset, length: $0.length) })
         let manifest = Manifest(header: header, chunks: (0..<header.chunkCount).map { table[$0] })
 
+        // Every chunk is stored by now; make them durable before anything refers to them.
+        try await store.sync()
+
         // Records for the layers just read: their chunks are all stored by now.
         for (region, index) in zip(summary.regions, summary.layerIndexes) {
             guard let index else { continue }

@@ -1,3 +1,4 @@
+import ThawBinary
 import Crypto
 import Glibc
 import SystemPackage

@@ -1,3 +1,4 @@
+import ThawBinary
 import Crypto
 
 /// A tenant: whose keys seal a manifest. Names appear in store keys and key file names.

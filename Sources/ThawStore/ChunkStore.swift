@@ -46,7 +46,10 @@ public protocol ChunkStore: Sendable {
     /// particular order.
     func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error>
     /// Writes a chunk. Stores that sign payloads can use the name, which is the ciphertext's SHA-256.
+    /// A chunk present under its name is whole, but it may become durable only at the next `sync`.
     func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws
+    /// Makes every chunk written so far durable. Called before a manifest that refers to them.
+    func sync() async throws
 }
 
 extension ChunkStore {
@@ -70,6 +73,9 @@ extension ChunkStore {
     public func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
         try await put(StoreLayout.chunk(name, root: root), ciphertext)
     }
+
+    /// Stores whose every write is durable when it returns (S3) have nothing to do.
+    public func sync() async throws {}
 
     public func hasChunk(_ name: ChunkName, root: RootID) async throws -> Bool {
         try await exists(StoreLayout.chunk(name, root: root))

@@ -1,12 +1,17 @@
 import Glibc
+public import ThawSeal
 import NIOPosix
+import Synchronization
 import SystemPackage
 
 /// A store in a local directory (the embedded default): each key is a file at that relative path.
 ///
 /// Writes go to a temporary file in the destination folder, which is fsynced and renamed over the
 /// key, and the folder is then fsynced, so a crash leaves either the old object or the new one,
-/// never a torn file. Concurrent writers of one chunk each write their own temporary file and the
+/// never a torn file. Chunks are the exception to the folder fsync: a push writes hundreds of
+/// them into a few hundred fan-out folders, so their folders are fsynced once each by `sync()`,
+/// before the manifest that refers to them is written. (A chunk file is fsynced before its rename
+/// either way, so a chunk present under its name is always whole.) Concurrent writers of one chunk each write their own temporary file and the
 /// last rename wins with identical bytes. Blocking file calls run on NIO's thread pool, not on
 /// the concurrency pool.
 public struct DirectoryStore: ChunkStore {
@@ -14,6 +19,8 @@ public struct DirectoryStore: ChunkStore {
     public var location: String { root }
     /// Marks temporary files, which `list` skips.
     static let temporaryMarker = ".tmp-"
+    /// Folders holding chunks renamed into place since the last `sync()`.
+    private let unsyncedFolders = UnsyncedFolders()
 
     /// Opens the store at `path`, creating the directory when `create` is set.
     public init(path: String, create: Bool) throws {
@@ -38,6 +45,27 @@ public struct DirectoryStore: ChunkStore {
         let destination = path(key)
         try await NIOThreadPool.singleton.runIfActive {
             try Self.writeAtomically(bytes, to: destination)
+        }
+    }
+
+    public func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
+        let destination = path(StoreLayout.chunk(name, root: root))
+        let folder = try await NIOThreadPool.singleton.runIfActive {
+            try Self.writeAtomically(ciphertext, to: destination, syncFolder: false)
+        }
+        unsyncedFolders.insert(folder)
+    }
+
+    public func sync() async throws {
+        let folders = unsyncedFolders.takeAll()
+        guard !folders.isEmpty else { return }
+        do {
+            try await NIOThreadPool.singleton.runIfActive {
+                for folder in folders { try Self.syncDirectory(folder) }
+            }
+        } catch {
+            folders.forEach(unsyncedFolders.insert)  // a later sync tries again
+            throw error
         }
     }
 
@@ -91,7 +119,10 @@ public struct DirectoryStore: ChunkStore {
 
     // MARK: Blocking file operations
 
-    static func writeAtomically(_ bytes: [UInt8], to destination: String) throws {
+    /// Writes through a temporary file, fsynced and renamed; returns the folder, which is
+    /// fsynced too unless `syncFolder` is false.
+    @discardableResult
+    static func writeAtomically(_ bytes: [UInt8], to destination: String, syncFolder: Bool = true) throws -> String {
         let folder = String(destination[..<destination.lastIndex(of: "/")!])
         var suffix = SystemRandomNumberGenerator()
         let temporary = destination + temporaryMarker + String(suffix.next() as UInt64, radix: 36)
@@ -101,7 +132,7 @@ public struct DirectoryStore: ChunkStore {
                                                  permissions: [.ownerReadWrite, .groupRead, .otherRead])
         } catch Errno.noSuchFileOrDirectory {
             try makeDirectories(folder)
-            return try writeAtomically(bytes, to: destination)
+            return try writeAtomically(bytes, to: destination, syncFolder: syncFolder)
         } catch {
             throw StoreError(.io, "cannot create \(temporary): \(error)")
         }
@@ -115,7 +146,8 @@ public struct DirectoryStore: ChunkStore {
             unlink(temporary)
             throw StoreError(.io, "cannot write \(destination): \(error)")
         }
-        try syncDirectory(folder)
+        if syncFolder { try syncDirectory(folder) }
+        return folder
     }
 
     static func syncDirectory(_ folder: String) throws {
@@ -186,6 +218,20 @@ public struct DirectoryStore: ChunkStore {
                     if info.st_mode & S_IFMT == S_IFDIR { try walk(child, visit) } else if info.st_mode & S_IFMT == S_IFREG { try visit(child) }
                 }
             }
+        }
+    }
+}
+
+/// The set of folders a `DirectoryStore` still has to fsync, shared by its copies.
+final class UnsyncedFolders: Sendable {
+    private let folders = Mutex<Set<String>>([])
+
+    func insert(_ folder: String) { folders.withLock { _ = $0.insert(folder) } }
+
+    func takeAll() -> Set<String> {
+        folders.withLock { set in
+            defer { set.removeAll() }
+            return set
         }
     }
 }

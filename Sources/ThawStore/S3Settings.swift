@@ -9,15 +9,17 @@ public struct S3Overrides: Sendable {
     public var profile: String?
     public var accessKeyID: String?
     public var secretAccessKey: String?
+    public var sessionToken: String?
     public var addressingStyle: String?
 
     public init(endpoint: String? = nil, region: String? = nil, profile: String? = nil, accessKeyID: String? = nil,
-                secretAccessKey: String? = nil, addressingStyle: String? = nil) {
+                secretAccessKey: String? = nil, sessionToken: String? = nil, addressingStyle: String? = nil) {
         self.endpoint = endpoint
         self.region = region
         self.profile = profile
         self.accessKeyID = accessKeyID
         self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
         self.addressingStyle = addressingStyle
     }
 }
@@ -39,8 +41,9 @@ public struct S3Settings: Sendable {
     public var secretAccessKey: String
     public var sessionToken: String?
     public var addressing: Addressing
-    /// Deadline of one request, in seconds, from sending it to the last byte of the reply.
-    public var readTimeout: Double = 60
+    /// Deadline of one request, in seconds, until the reply's status and headers arrive. The
+    /// body must then keep coming: a pause of more than `S3Store.idleTimeout` fails the attempt.
+    public var responseTimeout: Double = 60
     /// Attempts per request, the first included, before a retryable failure is an error.
     public var maxAttempts = 7
     /// First backoff ceiling in seconds; it doubles per attempt up to 5 s.
@@ -70,7 +73,7 @@ public struct S3Settings: Sendable {
     /// Resolves settings from `overrides`, then the environment and the AWS config files, as
     /// the AWS CLI does. Without an endpoint anywhere, the store is AWS itself:
     /// `https://s3.REGION.amazonaws.com`, region us-east-1 unless one is configured.
-    public static func resolve(_ overrides: S3Overrides) throws -> S3Settings {
+    public static func resolve(_ overrides: S3Overrides, bucket: String? = nil) throws -> S3Settings {
         var style: S3AddressingStyle?
         if let text = overrides.addressingStyle {
             guard let parsed = S3AddressingStyle(rawValue: text.lowercased()) else {
@@ -82,7 +85,7 @@ public struct S3Settings: Sendable {
         do {
             configuration = try AWSConfiguration.fromProcessEnvironment(overrides: AWSConfigurationOverrides(
                 profile: overrides.profile, accessKeyID: overrides.accessKeyID, secretAccessKey: overrides.secretAccessKey,
-                region: overrides.region, endpointURL: overrides.endpoint, s3AddressingStyle: style))
+                sessionToken: overrides.sessionToken, region: overrides.region, endpointURL: overrides.endpoint, s3AddressingStyle: style))
         } catch {
             throw StoreError(.invalidLocation, "S3 settings: \(error)")
         }
@@ -92,11 +95,25 @@ public struct S3Settings: Sendable {
         switch configuration.s3AddressingStyle {
         case .path: addressing = .path
         case .virtual: addressing = .virtual
-        case .auto: addressing = configuration.endpointURL == nil ? .virtual : .path
+        case .auto:
+            // bucket.with.dots.s3.amazonaws.com is not covered by AWS's wildcard certificate.
+            let dotted = bucket?.contains(".") == true
+            addressing = configuration.endpointURL == nil && !dotted ? .virtual : .path
         }
         let credentials = configuration.credentials
         return try S3Settings(endpoint: endpoint, region: region, accessKeyID: credentials.accessKeyID,
                               secretAccessKey: credentials.secretAccessKey, sessionToken: credentials.sessionToken,
                               addressing: addressing)
     }
+}
+
+extension S3Settings: CustomStringConvertible, CustomReflectable {
+    /// Everything but the secrets, so that settings can be printed, dumped or diffed in a test
+    /// failure without leaking them.
+    public var description: String {
+        "S3Settings(\(scheme)://\(host)\(port.map { ":\($0)" } ?? ""), region \(region), \(addressing) addressing, "
+            + "access key \(accessKeyID), secret access key <redacted>\(sessionToken == nil ? "" : ", session token <redacted>"))"
+    }
+
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
 }

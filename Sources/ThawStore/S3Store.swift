@@ -1,5 +1,4 @@
 public import AsyncHTTPClient
-import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -31,20 +30,27 @@ public final class S3Store: ChunkStore {
     /// the process, so it needs no shutdown. It does not retry failed connection attempts
     /// itself (it would keep trying until the request's deadline); `send` retries with backoff
     /// and counts those attempts, so an unreachable server is reported after `maxAttempts`.
+    /// Seconds a reply may pause mid-body before the attempt fails.
+    public static let idleTimeout = 30
+
     static let sharedClient: HTTPClient = {
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(10))
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(Int64(idleTimeout)))
         configuration.connectionPool.retryConnectionEstablishment = false
+        // A redirect would carry the session token to another host; S3 redirects only to say
+        // the bucket is elsewhere, which is reported instead.
+        configuration.redirectConfiguration = .disallow
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
     public func put(_ key: StoreKey, _ bytes: [UInt8]) async throws {
-        _ = try await send(.PUT, key: key, body: bytes, payloadHash: Hex.encode(SHA256.hash(data: bytes)), accept: [200])
+        _ = try await send(.PUT, key: key, body: bytes, payloadHash: .sha256(of: bytes), accept: [200])
     }
 
     public func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
         // The chunk's name is the SHA-256 of its ciphertext: the payload hash comes free.
-        _ = try await send(.PUT, key: StoreLayout.chunk(name, root: root), body: ciphertext, payloadHash: name.hex, accept: [200])
+        let hash = try PayloadHash(sha256Hex: name.hex)
+        _ = try await send(.PUT, key: StoreLayout.chunk(name, root: root), body: ciphertext, payloadHash: hash, accept: [200])
     }
 
     public func get(_ key: StoreKey) async throws -> [UInt8] {
@@ -64,12 +70,17 @@ public final class S3Store: ChunkStore {
     }
 
     public func delete(_ key: StoreKey) async throws {
-        _ = try await send(.DELETE, key: key, accept: [200, 204, 404])
+        let reply = try await send(.DELETE, key: key, accept: [200, 204, 404])
+        // Deleting a missing object is fine; deleting from a missing bucket is a mistake.
+        if reply.status == 404, S3Request.errorDetail(reply.body).code == "NoSuchBucket" {
+            throw StoreError(.rejected, "DELETE \(location)/\(key): the bucket \(bucket) does not exist")
+        }
     }
 
     public func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error> {
-        let full = objectKey(prefix) + (prefix.isEmpty ? "" : "/")
-        let strip = self.prefix.isEmpty ? 0 : self.prefix.utf8.count + 1
+        // Both parts end in "/", so that prefix "thaw" never lists "thawed/…".
+        let storeRoot = self.prefix.isEmpty ? "" : self.prefix + "/"
+        let full = storeRoot + (prefix.isEmpty ? "" : prefix + "/")
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
@@ -80,12 +91,17 @@ public final class S3Store: ChunkStore {
                         if let token { query.append(("continuation-token", token)) }
                         let reply = try await send(.GET, key: nil, query: query, accept: [200])
                         let page = try S3XML(reply.body)
-                        for key in page.all("Key") {
-                            let relative = String(decoding: key.utf8.dropFirst(strip), as: UTF8.self)
+                        for key in page.all("Key") where key.hasPrefix(full) {
+                            let relative = String(key.dropFirst(storeRoot.count))
                             if let storeKey = try? StoreKey(relative) { continuation.yield(storeKey) }
                         }
-                        token = page.first("IsTruncated") == "true" ? page.first("NextContinuationToken") : nil
-                    } while token != nil && !Task.isCancelled
+                        guard page.first("IsTruncated") == "true" else { break }
+                        guard let next = page.first("NextContinuationToken"), next != token else {
+                            throw StoreError(.unavailable, "listing \(location)/\(prefix): the server said the listing "
+                                             + "goes on but gave no new continuation token")
+                        }
+                        token = next
+                    } while !Task.isCancelled
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -95,10 +111,18 @@ public final class S3Store: ChunkStore {
         }
     }
 
-    /// Creates the bucket (for tests and first use against a fresh server); an existing bucket
-    /// owned by the caller is fine.
+    /// Creates the bucket (for first use against a fresh server); a bucket the caller already
+    /// owns is fine, a name someone else holds is an error.
     public func createBucket() async throws {
-        _ = try await send(.PUT, key: nil, accept: [200, 409])
+        var body: [UInt8]?
+        if settings.region != "us-east-1" {
+            body = Array(("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                + "<LocationConstraint>\(settings.region)</LocationConstraint></CreateBucketConfiguration>").utf8)
+        }
+        let reply = try await send(.PUT, key: nil, body: body, payloadHash: body.map { .sha256(of: $0) }, accept: [200, 409])
+        if reply.status == 409, S3Request.errorDetail(reply.body).code != "BucketAlreadyOwnedByYou" {
+            throw StoreError(.rejected, "creating bucket \(bucket): the server answered HTTP 409\(S3Request.errorDetail(reply.body).text)")
+        }
     }
 
     // MARK: Requests
@@ -114,7 +138,7 @@ public final class S3Store: ChunkStore {
 
     /// Sends one request, retrying what is worth retrying; `accept` lists the statuses that are answers.
     func send(_ method: HTTPMethod, key: StoreKey?, query: [(String, String)] = [], body: [UInt8]? = nil,
-              payloadHash: String? = nil, accept: Set<UInt>) async throws -> Reply {
+              payloadHash: PayloadHash? = nil, accept: Set<UInt>) async throws -> Reply {
         let target = S3Request.Target(settings: settings, bucket: bucket, key: key.map { objectKey($0.path) }, query: query)
         let what = "\(method) \(key.map { "\(location)/\($0)" } ?? location)"
         var attempt = 0
@@ -122,22 +146,28 @@ public final class S3Store: ChunkStore {
             attempt += 1
             let failure: String
             do {
-                let request = try S3Request.make(method, target: target, body: body,
-                                                 payloadHash: payloadHash ?? S3Request.emptyHash, settings: settings, date: Date())
-                let response = try await client.execute(request, timeout: .milliseconds(Int64(settings.readTimeout * 1000)))
+                let request = S3Request.make(method, target: target, body: body, payloadHash: payloadHash ?? .emptyBody,
+                                             settings: settings, date: Date())
+                let response = try await client.execute(request, timeout: .milliseconds(Int64(settings.responseTimeout * 1000)))
                 let status = response.status.code
-                let bytes = method == .HEAD ? [] : Array(buffer: try await response.body.collect(upTo: 256 << 20))
+                let bytes = method == .HEAD ? [] : Array(buffer: try await response.body.collect(upTo: Self.largestReply))
                 if accept.contains(status) { return Reply(status: status, body: bytes) }
                 let detail = S3Request.errorDetail(bytes)
-                if status >= 500 || status == 429 || detail.code == "SlowDown" || detail.code == "Throttling" {
+                if Self.retryableStatuses.contains(status) || detail.code.map(Self.retryableCodes.contains) == true {
                     failure = "HTTP \(status)\(detail.text)"
                 } else {
                     let kind: StoreError.Kind = status == 404 && detail.code != "NoSuchBucket" ? .notFound : .rejected
-                    throw StoreError(kind, "\(what): the server answered HTTP \(status)\(detail.text)")
+                    var message = "\(what): the server answered HTTP \(status)\(detail.text)"
+                    if let region = response.headers.first(name: "x-amz-bucket-region"), region != settings.region {
+                        message += "; the bucket is in \(region), pass --region \(region)"
+                    }
+                    throw StoreError(kind, message)
                 }
             } catch let error as StoreError {
                 throw error
             } catch {
+                if Task.isCancelled || error is CancellationError { throw CancellationError() }
+                guard Self.isTransient(error) else { throw StoreError(.unavailable, "\(what): \(error)") }
                 failure = "\(error)"
             }
             guard attempt < settings.maxAttempts else {
@@ -145,6 +175,31 @@ public final class S3Store: ChunkStore {
             }
             try await Task.sleep(for: Self.backoff(attempt: attempt, base: settings.retryBase))
         }
+    }
+
+    /// Replies that a later attempt may not get: server errors that are passing by nature, and
+    /// throttling.
+    static let retryableStatuses: Set<UInt> = [429, 500, 502, 503, 504]
+
+    /// S3 error codes that ask for a retry whatever the status (S3 sends 400 RequestTimeout when
+    /// an upload's body came too slowly).
+    static let retryableCodes: Set<String> = [
+        "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded",
+        "BandwidthLimitExceeded", "RequestTimeout", "RequestTimeoutException", "InternalError",
+    ]
+
+    /// Chunks are 512 KiB and manifests a few MiB; a longer reply is not one of Thaw's objects.
+    static let largestReply = 64 << 20
+
+    /// Whether a failure to get any reply may pass: network and timeout errors, yes; a reply
+    /// too large, a malformed request or a cancelled one, no.
+    static func isTransient(_ error: any Error) -> Bool {
+        if error is NIOTooManyBytesError { return false }
+        if let error = error as? HTTPClientError {
+            return [HTTPClientError.connectTimeout, .readTimeout, .writeTimeout, .deadlineExceeded,
+                    .remoteConnectionClosed, .getConnectionFromPoolTimeout].contains(error)
+        }
+        return true  // NIO's connection, I/O and channel errors
     }
 
     /// Exponential backoff with equal jitter: half the delay fixed, half random, capped at 5 s.

@@ -64,6 +64,13 @@ import ThawTestSupport
             #expect(try await store.get(try StoreKey("roots/r0001/manifests/default/from-cli")) == bytes)
             let listed = try server.aws(["s3api", "list-objects-v2", "--bucket", "thaw-cli", "--prefix", "p/q/roots/"]).output
             #expect(listed.contains(sealed.name.hex))
+
+            // Objects of a neighbouring prefix ("p/qq", "p/q-old") are not this store's.
+            try server.aws(["s3api", "put-object", "--bucket", "thaw-cli", "--key", "p/qq/roots/r0001/manifests/default/other",
+                            "--body", dir + "/put"])
+            try server.aws(["s3api", "put-object", "--bucket", "thaw-cli", "--key", "p/q-old", "--body", dir + "/put"])
+            let all = Set(try await store.listAll(under: "").map(\.path))
+            #expect(all == [key.path, "roots/r0001/manifests/default/from-cli"])
         }
     }
 
@@ -107,5 +114,29 @@ import ThawTestSupport
         let rejected = await #expect(throws: StoreError.self) { try await noBucket.put(key, [1]) }
         #expect(rejected?.kind == .rejected)
         #expect(rejected?.message.contains("NoSuchBucket") == true)
+    }
+
+    /// `auto` addressing: virtual-hosted on AWS, path style for dotted bucket names (outside
+    /// AWS's wildcard certificate) and for other endpoints; secrets never print.
+    @Test func resolvesAddressingAndRedactsSecrets() throws {
+        let keys = S3Overrides(region: "eu-west-1", accessKeyID: "AKIDTHAW", secretAccessKey: "SECRETTHAW",
+                               sessionToken: "TOKENTHAW", addressingStyle: "auto")
+        let aws = try S3Settings.resolve(keys, bucket: "plain-bucket")
+        #expect(aws.addressing == .virtual)
+        #expect(aws.host == "s3.eu-west-1.amazonaws.com")
+        #expect(try S3Settings.resolve(keys, bucket: "dotted.bucket").addressing == .path)
+        var local = keys
+        local.endpoint = "http://127.0.0.1:9000"
+        #expect(try S3Settings.resolve(local, bucket: "plain-bucket").addressing == .path)
+        var explicit = keys
+        explicit.addressingStyle = "virtual"
+        #expect(try S3Settings.resolve(explicit, bucket: "dotted.bucket").addressing == .virtual)
+
+        let printed = "\(aws) \(String(reflecting: aws))"
+        var dumped = ""
+        dump(aws, to: &dumped)
+        #expect(printed.contains("AKIDTHAW"))
+        #expect(!printed.contains("SECRETTHAW") && !printed.contains("TOKENTHAW"))
+        #expect(!dumped.contains("SECRETTHAW") && !dumped.contains("TOKENTHAW"))
     }
 }
