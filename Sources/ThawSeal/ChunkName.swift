@@ -37,6 +37,12 @@ public struct ChunkName: Hashable, Sendable, Comparable, CustomStringConvertible
     public func matches(_ bytes: [UInt8]) -> Bool { ChunkName.of(bytes) == self }
 
     public var hex: String { Hex.encode(bytes) }
+
+    /// All 32 bytes in one call: names key every cache and table, and hashing them byte by byte
+    /// (the synthesized conformance) costs several times more.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
     public var description: String { hex }
 
     public static func < (a: ChunkName, b: ChunkName) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }

@@ -43,7 +43,7 @@ public struct DirectoryStore: ChunkStore {
 
     public func put(_ key: StoreKey, _ bytes: [UInt8]) async throws {
         let destination = path(key)
-        try await NIOThreadPool.singleton.runIfActive {
+        _ = try await NIOThreadPool.singleton.runIfActive {
             try Self.writeAtomically(bytes, to: destination)
         }
     }
