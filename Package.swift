@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // libzstd from Debian (libzstd-dev), for tar+zstd layers.
@@ -127,11 +129,41 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The worker's L1 chunk cache: LRU-K eviction, a memory tier and a disk tier of verified ciphertext.
+        .target(
+            name: "ThawCache",
+            dependencies: [
+                "ThawSeal",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Figures for the README's performance section (Benchmarks/*.py drive it).
         .executableTarget(
             name: "ThawBench",
-            dependencies: ["ThawSeal", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "ThawSeal", "ThawCache",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             path: "Benchmarks/ThawBench",
+            swiftSettings: strict
+        ),
+
+        // The NBD wire format for a read-only server: handshake state machine, request parser, replies. No I/O.
+        .target(name: "ThawNBDProtocol", swiftSettings: strict),
+
+        // The NBD server over TCP or a Unix socket, serving exports from a catalog.
+        .target(
+            name: "ThawNBD",
+            dependencies: [
+                "ThawNBDProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
 
@@ -141,7 +173,19 @@ let package = Package(
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawBinary", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawAWSTests", dependencies: ["ThawAWS"], swiftSettings: strict),
+        .testTarget(name: "ThawNBDProtocolTests", dependencies: ["ThawNBDProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawNBDTests",
+            dependencies: [
+                "ThawNBD", "ThawNBDProtocol", "ThawTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ThawStoreTests", dependencies: ["ThawStore", "ThawSeal", "ThawAWS", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawCacheTests", dependencies: ["ThawCache", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawPushTests",
             dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawSample", "ThawTestSupport"],

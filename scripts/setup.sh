@@ -15,6 +15,9 @@ if [ "$what" != build ]; then
   # python3-pip: the S3 server (moto) and the AWS CLI; libnss-myhostname: BUCKET.localhost
   # resolves to loopback, for virtual-hosted S3 addressing against the local server.
   packages+=(umoci skopeo zstd debootstrap rsync util-linux python3 python3-pip ca-certificates openssl coreutils curl libnss-myhostname)
+  # libnbd-bin (nbdinfo, nbdcopy) and qemu-utils (qemu-img, qemu-io): real NBD clients for the NBD
+  # server's tests; nbdkit: a reference NBD server to compare its behaviour with.
+  packages+=(libnbd-bin qemu-utils nbdkit)
 fi
 [ "$what" = bench ] && packages+=(restic casync)
 

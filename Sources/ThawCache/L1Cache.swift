@@ -1,0 +1,87 @@
+import NIOPosix
+public import ThawSeal
+import Synchronization
+
+/// A worker's L1 chunk cache: a memory tier in front of a disk tier, shared by every image the
+/// worker serves, holding only ciphertext that was checked against its name.
+///
+/// A class with a lock per tier rather than an actor: a memory hit, the common case on the
+/// block-device read path, takes one short lock and never suspends or hops executors. Disk
+/// reads and writes run on NIO's blocking-I/O thread pool, not on the concurrency pool.
+///
+/// Ordering, for one chunk:
+/// - `put` stores in memory first, then on disk, and returns when the file is in place (or
+///   the write failed). A `get` that starts after `put` returns finds the chunk, unless it has
+///   been evicted since; a `get` that overlaps `put` may find it in memory already.
+/// - A chunk is on disk under its name only once all its bytes are; a restart after `put`
+///   returned finds it there, unless it was evicted (files are not fsynced, so a power
+///   failure may lose it; the check on every disk read catches what comes back wrong).
+/// - Memory hits are also reported to the disk tier's policy, so the disk keeps what is hot
+///   in memory, and still holds it when memory gives it up or the worker restarts.
+public final class L1Cache: Sendable {
+    public let configuration: L1Configuration
+    private let memory: Mutex<MemoryTier>
+    private let disk: DiskTier?
+    private let diskWriteFailures = Atomic<UInt64>(0)
+
+    /// Opens the cache; with a disk directory, scans it to rebuild the disk index (blocking).
+    ///
+    /// - Throws: `CacheError` when a capacity or a policy parameter is out of range, or the
+    ///   directory cannot be used.
+    public init(_ configuration: L1Configuration) throws {
+        guard configuration.memoryCapacity >= 0, configuration.diskCapacity >= 0, configuration.maximumChunkBytes > 0 else {
+            throw CacheError(.invalidConfiguration,
+                             "cache capacities must be >= 0 and the largest chunk > 0 (memory \(configuration.memoryCapacity), disk \(configuration.diskCapacity), chunk \(configuration.maximumChunkBytes))")
+        }
+        if case .lruK(let parameters) = configuration.policy, parameters.k < 1 || parameters.retainedLimit < 0 {
+            throw CacheError(.invalidConfiguration, "LRU-K needs K >= 1 and a retained limit >= 0 (K \(parameters.k), limit \(parameters.retainedLimit))")
+        }
+        self.configuration = configuration
+        memory = Mutex(MemoryTier(capacity: configuration.memoryCapacity, policy: configuration.policy))
+        if let directory = configuration.diskDirectory {
+            disk = try DiskTier(directory: directory, capacity: configuration.diskCapacity, policy: configuration.policy,
+                                maximumChunkBytes: configuration.maximumChunkBytes)
+        } else {
+            disk = nil
+        }
+    }
+
+    /// Opens the cache with the disk scan on the blocking-I/O thread pool.
+    public static func open(_ configuration: L1Configuration) async throws -> L1Cache {
+        try await NIOThreadPool.singleton.runIfActive { try L1Cache(configuration) }
+    }
+
+    /// The chunk's verified ciphertext from memory, else from disk (checked against its name
+    /// and then kept in memory too), else nil.
+    public func get(_ name: ChunkName) async -> [UInt8]? {
+        if let bytes = memory.withLock({ $0.get(name) }) {
+            disk?.recordAccess(name)
+            return bytes
+        }
+        guard let disk else { return nil }
+        guard let bytes = try? await NIOThreadPool.singleton.runIfActive({ disk.read(name) }) else { return nil }
+        memory.withLock { _ = $0.put(name, bytes) }
+        return bytes
+    }
+
+    /// Stores `ciphertext`, which the caller has checked against `name` (the cache trusts
+    /// it, and checks it again only when it comes back from disk). Returns once it is in
+    /// memory and on disk; a failed disk write is counted in `diskWriteFailures`, not thrown:
+    /// it costs a later miss, not a failed read.
+    public func put(_ name: ChunkName, _ ciphertext: [UInt8]) async {
+        assert(name.matches(ciphertext), "only verified ciphertext may enter the cache")
+        memory.withLock { _ = $0.put(name, ciphertext) }
+        guard let disk, !disk.recordAccess(name) else { return }
+        do {
+            _ = try await NIOThreadPool.singleton.runIfActive { try disk.write(name, ciphertext) }
+        } catch {
+            diskWriteFailures.add(1, ordering: .relaxed)
+        }
+    }
+
+    public var statistics: L1Statistics {
+        L1Statistics(memory: memory.withLock { $0.statistics }, disk: disk?.statistics,
+                     corruptFilesDropped: disk?.corruptFilesDropped ?? 0,
+                     diskWriteFailures: diskWriteFailures.load(ordering: .relaxed), diskScan: disk?.scanReport)
+    }
+}
