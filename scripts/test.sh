@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Thaw test. Installs the real tools the tests use (e2fsck, debugfs, umoci, skopeo,
-# zstd) and builds the corpus of real images first. Loop mounts need root.
+# zstd, moto_server, the AWS CLI, nbdinfo, nbdcopy, qemu-img) and builds the corpus of real
+# images first. Loop mounts need root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
