@@ -38,10 +38,17 @@ public struct LocalKeyProvider: TenantKeyProvider {
         var key = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for i in key.indices { key[i] = generator.next() }
-        let temporary = path + ".new-\(getpid())"
+        // Unique per attempt: sealers in one process and in others may create the key at once.
+        // The first link wins; the others read what it linked.
+        let temporary = path + ".new-\(getpid())-" + String(generator.next() as UInt64, radix: 36)
+        let fd: FileDescriptor
         do {
-            let fd = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
-                                             permissions: [.ownerReadWrite])
+            fd = try FileDescriptor.open(FilePath(temporary), .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec],
+                                         permissions: [.ownerReadWrite])
+        } catch {
+            throw SealError(.key, "cannot create key file \(temporary): \(error)")
+        }
+        do {
             try fd.closeAfter {
                 _ = try fd.writeAll(Array((Hex.encode(key) + "\n").utf8))
                 guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
