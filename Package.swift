@@ -167,6 +167,9 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The lazy read path: serves reads of a pushed image, fetching only the chunks read.
+        .target(name: "ThawServe", dependencies: ["ThawSeal", "ThawStore", "ThawCache"], swiftSettings: strict),
+
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
@@ -189,6 +192,11 @@ let package = Package(
         .testTarget(
             name: "ThawPushTests",
             dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawSample", "ThawTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ThawServeTests",
+            dependencies: ["ThawServe", "ThawCache", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

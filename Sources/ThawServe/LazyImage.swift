@@ -1,0 +1,78 @@
+public import ThawCache
+public import ThawSeal
+public import ThawStore
+import Synchronization
+
+/// Serves reads of one pushed image from its opened manifest, fetching only the chunks that are
+/// read: zero chunks cost nothing, cached chunks come from L1, the rest from the origin store
+/// with one fetch per chunk however many readers want it. Only the bytes asked for are decrypted
+/// (AES-CTR decrypts any range alone).
+///
+/// State lives behind short mutex sections rather than an actor, so a cache hit never queues
+/// behind a hop to an executor; every wait (origin fetches, deadlines) happens outside them.
+public final class LazyImage: Sendable {
+    public let manifest: Manifest
+    public let store: any ChunkStore
+    public let cache: L1Cache?
+    public let configuration: LazyImageConfiguration
+
+    let chunkSize: UInt64
+    let limiter: FetchLimiter
+    let state = Mutex(ServeState())
+    let counters = Mutex(LazyImageStatistics())
+
+    /// - Parameters:
+    ///   - manifest: an opened manifest (`Manifest.open` with the tenant's keys).
+    ///   - store: the origin; chunks are read with `getChunk`, which checks them against their names.
+    ///   - cache: the worker's L1 cache, shared with other images; fetched chunks are put into it.
+    public init(manifest: Manifest, store: any ChunkStore, cache: L1Cache? = nil,
+                configuration: LazyImageConfiguration = LazyImageConfiguration()) {
+        self.manifest = manifest
+        self.store = store
+        self.cache = cache
+        self.configuration = configuration
+        chunkSize = UInt64(manifest.header.chunkSize)
+        limiter = FetchLimiter(limit: configuration.maximumOriginFetches,
+                               readAheadLimit: configuration.readAheadFetchLimit)
+    }
+
+    /// The size of the flattened image in bytes.
+    public var size: UInt64 { manifest.header.imageSize }
+
+    public var statistics: LazyImageStatistics { counters.withLock { $0 } }
+
+    /// The bytes of the flattened image in `offset ..< offset + length`.
+    ///
+    /// - Throws: `ReadOutOfRangeError` past the end, `ChunkDeadlineError` when a chunk does not
+    ///   arrive within the deadline, `ChunkFetchError` when the origin cannot give a chunk.
+    public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        guard length >= 0, offset <= size, UInt64(length) <= size - offset else {
+            throw ReadOutOfRangeError(offset: offset, length: length, imageSize: size)
+        }
+        counters.withLock {
+            $0.reads += 1
+            $0.bytesRead += UInt64(length)
+        }
+        guard length > 0 else { return [] }
+        let end = offset + UInt64(length)
+        let first = Int(offset / chunkSize)
+        let last = Int((end - 1) / chunkSize)
+        noteRead(endingIn: last)
+
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(length)
+        for index in first...last {
+            let chunkStart = UInt64(index) * chunkSize
+            let lower = Int(max(offset, chunkStart) - chunkStart)
+            let upper = Int(min(end, chunkStart + chunkSize) - chunkStart)
+            guard let ref = manifest.chunks[index] else {
+                counters.withLock { $0.chunksFromZero += 1 }
+                bytes.append(contentsOf: repeatElement(0, count: upper - lower))
+                continue
+            }
+            let ciphertext = try await self.ciphertext(of: index, ref)
+            bytes.append(contentsOf: ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key))
+        }
+        return bytes
+    }
+}

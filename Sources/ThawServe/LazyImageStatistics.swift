@@ -1,0 +1,25 @@
+/// Counters of a `LazyImage`, taken as one consistent snapshot.
+public struct LazyImageStatistics: Sendable, Hashable {
+    /// Calls to `read` that passed the range check.
+    public var reads = 0
+    public var bytesRead: UInt64 = 0
+    /// Chunk pieces answered with zeros (all-zero chunks are not in the store).
+    public var chunksFromZero = 0
+    public var chunksFromL1 = 0
+    /// Chunk pieces served from the in-memory holding area (only used when there is no L1).
+    public var chunksFromMemory = 0
+    /// Chunk pieces that waited for an origin fetch (their own or one they joined).
+    public var chunksFromOrigin = 0
+    /// `getChunk` calls made on the origin, by demand reads and read-ahead.
+    public var originFetches = 0
+    /// Demand reads that found a fetch of their chunk already in flight and waited for it.
+    public var singleFlightJoins = 0
+    /// Origin fetches started by read-ahead.
+    public var readAheadFetches = 0
+    /// Origin fetches that failed (missing, corrupt or unreachable chunks).
+    public var fetchErrors = 0
+    /// Reads that gave up on a chunk at the deadline.
+    public var deadlineExpiries = 0
+
+    public init() {}
+}

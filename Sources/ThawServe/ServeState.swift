@@ -1,0 +1,27 @@
+/// One reader waiting on an in-flight fetch, with the timer that enforces its deadline.
+struct FlightWaiter {
+    var continuation: CheckedContinuation<[UInt8], any Error>
+    var timer: Task<Void, Never>?
+}
+
+/// Mutable state of a `LazyImage`, guarded by its mutex.
+struct ServeState {
+    /// In-flight origin fetches by chunk index, with the readers waiting on each. A finished
+    /// fetch removes its entry, so a failure is never cached.
+    var flights: [Int: [Int: FlightWaiter]] = [:]
+    var nextWaiter = 0
+    /// The chunk the previous read ended in, to recognise sequential streams.
+    var lastReadEnd: Int?
+    /// The highest chunk read-ahead has been started for in the current stream.
+    var readAheadThrough = -1
+    /// Recently fetched ciphertext when there is no L1, bounded and evicted oldest first.
+    var held: [Int: [UInt8]] = [:]
+    var heldOrder: [Int] = []
+
+    mutating func hold(_ index: Int, _ ciphertext: [UInt8], capacity: Int) {
+        if held.updateValue(ciphertext, forKey: index) == nil { heldOrder.append(index) }
+        while heldOrder.count > capacity {
+            held.removeValue(forKey: heldOrder.removeFirst())
+        }
+    }
+}
