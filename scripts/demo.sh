@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Thaw's main job on its embedded defaults: generates sample images, flattens them,
-# checks them with e2fsck and shows what they share. Installs what it needs first.
+# checks them with e2fsck, shows what they share, pushes both to a local store and pulls one
+# back. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
