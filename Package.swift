@@ -25,6 +25,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // libzstd from Debian (libzstd-dev), for tar+zstd layers.
@@ -123,8 +127,14 @@ let package = Package(
         .executableTarget(
             name: "ThawCLI",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary",
+                "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
+                "ThawCache", "ThawServe", "ThawNBD",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -168,7 +178,42 @@ let package = Package(
         ),
 
         // The lazy read path: serves reads of a pushed image, fetching only the chunks read.
-        .target(name: "ThawServe", dependencies: ["ThawSeal", "ThawStore", "ThawCache"], swiftSettings: strict),
+        .target(
+            name: "ThawServe",
+            dependencies: [
+                "ThawSeal", "ThawStore", "ThawCache", "ThawBinary",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // libfuse3 from Debian (libfuse3-dev): the kernel's FUSE protocol through the high-level API.
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+
+        // Read-only files served through FUSE, so the kernel can loop-mount them and a VMM open them.
+        .target(
+            name: "ThawFUSE",
+            dependencies: [
+                "CFuse3",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The worker agent: serves manifests over NBD and FUSE through one L1 cache, records and
+        // prefetches starts, and answers its control and Prometheus endpoint.
+        .target(
+            name: "ThawAgent",
+            dependencies: [
+                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawStore", "ThawSeal",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
 
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
@@ -197,6 +242,15 @@ let package = Package(
         .testTarget(
             name: "ThawServeTests",
             dependencies: ["ThawServe", "ThawCache", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ThawFUSETests", dependencies: ["ThawFUSE", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawAgentTests",
+            dependencies: [
+                "ThawAgent", "ThawServe", "ThawPush", "ThawStore", "ThawSeal", "ThawNBD", "ThawSample", "ThawTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -54,14 +54,25 @@ public final class L1Cache: Sendable {
     /// The chunk's verified ciphertext from memory, else from disk (checked against its name
     /// and then kept in memory too), else nil.
     public func get(_ name: ChunkName) async -> [UInt8]? {
+        await lookup(name)?.bytes
+    }
+
+    /// Like `get`, and says which tier answered, for per-tier latency and hit figures.
+    public func lookup(_ name: ChunkName) async -> (bytes: [UInt8], tier: L1Tier)? {
         if let bytes = memory.withLock({ $0.get(name) }) {
             disk?.recordAccess(name)
-            return bytes
+            return (bytes, .memory)
         }
         guard let disk else { return nil }
         guard let bytes = try? await NIOThreadPool.singleton.runIfActive({ disk.read(name) }) else { return nil }
         memory.withLock { _ = $0.put(name, bytes) }
-        return bytes
+        return (bytes, .disk)
+    }
+
+    /// Whether either tier holds the chunk, without counting an access: read-ahead and prefetch
+    /// ask this before fetching, and must not make a chunk look hot to LRU-K.
+    public func contains(_ name: ChunkName) -> Bool {
+        memory.withLock { $0.contains(name) } || (disk?.contains(name) ?? false)
     }
 
     /// Stores `ciphertext`, which the caller has checked against `name` (the cache trusts
@@ -69,8 +80,19 @@ public final class L1Cache: Sendable {
     /// memory and on disk; a failed disk write is counted in `diskWriteFailures`, not thrown:
     /// it costs a later miss, not a failed read.
     public func put(_ name: ChunkName, _ ciphertext: [UInt8]) async {
+        putInMemory(name, ciphertext)
+        await putOnDisk(name, ciphertext)
+    }
+
+    /// The first half of `put`: the chunk is in memory when this returns, so a reader waiting
+    /// for it need not wait for the disk write as well.
+    public func putInMemory(_ name: ChunkName, _ ciphertext: [UInt8]) {
         assert(name.matches(ciphertext), "only verified ciphertext may enter the cache")
         memory.withLock { _ = $0.put(name, ciphertext) }
+    }
+
+    /// The second half of `put`: writes the chunk to the disk tier unless it is there already.
+    public func putOnDisk(_ name: ChunkName, _ ciphertext: [UInt8]) async {
         guard let disk, !disk.recordAccess(name) else { return }
         do {
             _ = try await NIOThreadPool.singleton.runIfActive { try disk.write(name, ciphertext) }

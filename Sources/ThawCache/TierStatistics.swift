@@ -1,6 +1,6 @@
 /// Counters of one cache tier, read as a snapshot. Counts only grow; `bytes` and `entries`
 /// are what the tier holds at the moment of the snapshot.
-public struct TierStatistics: Sendable, Hashable {
+public struct TierStatistics: Sendable, Hashable, Codable {
     /// Lookups answered by this tier.
     public var hits: UInt64 = 0
     /// Lookups this tier could not answer, corrupt copies included.

@@ -22,13 +22,15 @@ struct NBDConnection: Sendable {
     let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     let catalog: any NBDExportCatalog
     let configuration: NBDServerConfiguration
+    let draining: DrainFlag
     var logger: Logger
 
     init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, catalog: any NBDExportCatalog,
-         configuration: NBDServerConfiguration, logger: Logger) {
+         configuration: NBDServerConfiguration, draining: DrainFlag, logger: Logger) {
         self.channel = channel
         self.catalog = catalog
         self.configuration = configuration
+        self.draining = draining
         self.logger = logger
         self.logger[metadataKey: "client"] = "\(channel.channel.remoteAddress.map { "\($0)" } ?? "unknown")"
     }
@@ -99,7 +101,8 @@ struct NBDConnection: Sendable {
     }
 
     /// Serves requests until `NBD_CMD_DISC` (after which the reads in flight finish), the end of
-    /// input or a protocol error (after which they are cancelled).
+    /// input or a protocol error (after which they are cancelled; when the server drains, the
+    /// end of input is its doing, and the reads in flight finish).
     func transmit(_ chosen: Chosen, _ input: inout Inbound, _ outbound: Outbound) async throws {
         var parser = NBDRequestParser(exportSize: chosen.size, limits: configuration.limits)
         parser.receive(chosen.leftover)
@@ -119,8 +122,13 @@ struct NBDConnection: Sendable {
                 switch request {
                 case nil:
                     guard let buffer = try await input.next() else {
-                        // The client is gone: nobody will read the replies.
-                        group.cancelAll()
+                        if draining.isSet {
+                            // The server shut our input to drain: answer what was asked.
+                            try await group.waitForAll()
+                        } else {
+                            // The client is gone: nobody will read the replies.
+                            group.cancelAll()
+                        }
                         return
                     }
                     parser.receive(buffer.readableBytesView)

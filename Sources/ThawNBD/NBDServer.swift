@@ -23,6 +23,10 @@ public final class NBDServer: Sendable {
     let logger: Logger
     /// Connections being served now, against `NBDServerConfiguration.maxConnections`.
     let connectionCount = Atomic<Int>(0)
+    /// Set by `drain`: connections whose input ends let their reads in flight finish.
+    let draining = DrainFlag()
+    /// The channels of open connections, so `drain` can end their input.
+    let openChannels = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     /// The TCP port listened on, or nil on a Unix socket.
     public var port: Int? {
@@ -45,6 +49,9 @@ public final class NBDServer: Sendable {
                             logger: Logger = Logger(label: "thaw.nbd")) async throws -> NBDServer {
         var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: configuration.backlog)
+            // `drain` shuts a connection's input; without this NIO would close the whole
+            // connection at that end of input, before the reads in flight are answered.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
         let listener: NIOAsyncChannel<Connection, Never>
         let bound: NBDServerAddress
         switch address {
@@ -69,8 +76,22 @@ public final class NBDServer: Sendable {
         }
     }
 
+    /// Stops serving gracefully: the listener closes, every connection stops reading requests
+    /// (its input is shut), reads already received are answered, and then it closes; `run()`
+    /// returns when all have. Connections still open after `timeout` (a read stuck on the
+    /// origin) are closed outright.
+    public func drain(timeout: Duration) {
+        guard draining.set(deadline: .now + timeout) else { return }
+        logger.info("NBD server draining", metadata: ["connections": "\(connectionCount.load(ordering: .relaxed))"])
+        listener.channel.close(promise: nil)
+        for channel in openChannels.withLock({ Array($0.values) }) {
+            channel.close(mode: .input, promise: nil)
+        }
+    }
+
     /// Serves connections until the calling task is cancelled, then closes the listener and
-    /// every connection (reads in flight are cancelled) and returns. Call it once per server.
+    /// every connection (reads in flight are cancelled) and returns; or, after `drain`, until
+    /// every connection has finished. Call it once per server.
     ///
     /// - Throws: only when the listening socket itself fails.
     public func run() async throws {
@@ -87,15 +108,43 @@ public final class NBDServer: Sendable {
                         continue
                     }
                     let connection = NBDConnection(channel: channel, catalog: catalog, configuration: configuration,
-                                                   logger: logger)
+                                                   draining: draining, logger: logger)
+                    let id = ObjectIdentifier(channel.channel)
+                    openChannels.withLock { $0[id] = channel.channel }
+                    if draining.isSet { channel.channel.close(mode: .input, promise: nil) }
                     group.addTask {
                         await connection.serve()
+                        self.openChannels.withLock { _ = $0.removeValue(forKey: id) }
                         self.connectionCount.subtract(1, ordering: .relaxed)
                     }
+                }
+            }
+            // Draining: the connections end by themselves once their reads are answered; those
+            // still open at the deadline are cancelled.
+            if let deadline = draining.deadline {
+                while connectionCount.load(ordering: .relaxed) > 0, ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(20))
                 }
             }
             group.cancelAll()
         }
         logger.info("NBD server stopped", metadata: ["address": "\(address)"])
+    }
+}
+
+/// Set once by `drain`, with the time by which connections must be gone; read by every connection.
+final class DrainFlag: Sendable {
+    private let state = Mutex<ContinuousClock.Instant?>(nil)
+
+    var isSet: Bool { deadline != nil }
+    var deadline: ContinuousClock.Instant? { state.withLock { $0 } }
+
+    /// Sets the flag; false when it was set already.
+    func set(deadline: ContinuousClock.Instant) -> Bool {
+        state.withLock { current in
+            guard current == nil else { return false }
+            current = deadline
+            return true
+        }
     }
 }

@@ -1,7 +1,7 @@
 import Crypto
 import ThawBinary
 
-/// The envelope every sealed Thaw object shares (manifests, layer records, later prefetch lists):
+/// The envelope every sealed Thaw object shares (manifests, layer records, access records):
 /// a public part anyone can read and a private payload only the tenant can.
 ///
 /// ```
@@ -17,6 +17,7 @@ public enum SealedObject {
     public enum Kind: UInt8, Sendable {
         case manifest = 0x4d  // "M"
         case layerRecord = 0x4c  // "L"
+        case accessRecord = 0x52  // "R"
     }
 
     static let magic: [UInt8] = Array("THAW".utf8)

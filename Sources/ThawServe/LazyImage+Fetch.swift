@@ -1,19 +1,24 @@
 import ThawCache
-import ThawSeal
+public import ThawSeal
 import ThawStore
 
 extension LazyImage {
-    /// The verified ciphertext of stored chunk `index`: from L1 (or the holding area), else from
-    /// the origin through the single-flight table, bounded by the deadline.
-    func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> [UInt8] {
+    /// The verified ciphertext of stored chunk `index` and the tier that gave it: L1 (or the
+    /// holding area), else the origin through the single-flight table, bounded by the deadline.
+    func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> ([UInt8], ServeTier) {
+        let wasPrefetched = state.withLock { $0.prefetched.remove(index) != nil }
+        if wasPrefetched {
+            counters.withLock { $0.prefetchHits += 1 }
+            metrics.prefetchHits.increment()
+        }
         if let cache {
-            if let hit = await cache.get(ref.name), hit.count == Int(chunkSize) {
+            if let hit = await cache.lookup(ref.name), hit.bytes.count == Int(chunkSize) {
                 counters.withLock { $0.chunksFromL1 += 1 }
-                return hit
+                return (hit.bytes, hit.tier == .memory ? .memory : .disk)
             }
         } else if let held = state.withLock({ $0.held[index] }) {
             counters.withLock { $0.chunksFromMemory += 1 }
-            return held
+            return (held, .memory)
         }
         let waiter = state.withLock { s in
             s.nextWaiter += 1
@@ -29,13 +34,14 @@ extension LazyImage {
                         do { try await Task.sleep(for: deadline) } catch { return }
                         if abandon(index, waiter: waiter, with: expiry) {
                             counters.withLock { $0.deadlineExpiries += 1 }
+                            metrics.deadlineExpiries.increment()
                         }
                     }
                     s.flights[index, default: [:]][waiter] = FlightWaiter(continuation: continuation, timer: timer)
                     return start
                 }
                 if startFetch {
-                    Task { await fetch(index, ref, demand: true) }
+                    Task { await fetch(index, ref, kind: .demand) }
                 } else {
                     counters.withLock { $0.singleFlightJoins += 1 }
                     limiter.promote(chunk: index)
@@ -45,7 +51,7 @@ extension LazyImage {
             _ = abandon(index, waiter: waiter, with: CancellationError())
         }
         counters.withLock { $0.chunksFromOrigin += 1 }
-        return bytes
+        return (bytes, .origin)
     }
 
     /// Removes one reader from a flight and fails it; false when the fetch already answered it.
@@ -58,14 +64,21 @@ extension LazyImage {
     }
 
     /// One origin fetch of chunk `index`, whose flight entry the caller created. The chunk goes
-    /// into L1 (or the holding area) before the entry is removed, so a reader arriving in between
-    /// joins the flight and a reader arriving after finds it cached.
-    func fetch(_ index: Int, _ ref: ChunkRef, demand: Bool) async {
-        let permit = await limiter.acquire(demand: demand, chunk: index)
+    /// into L1's memory (or the holding area) before the entry is removed, so a reader arriving
+    /// in between joins the flight and a reader arriving after finds it cached; the disk tier's
+    /// copy is written after the readers are answered.
+    func fetch(_ index: Int, _ ref: ChunkRef, kind: OriginFetchKind) async {
+        let permit = await limiter.acquire(demand: kind == .demand, chunk: index)
         counters.withLock {
             $0.originFetches += 1
-            if !demand { $0.readAheadFetches += 1 }
+            switch kind {
+            case .demand: break
+            case .readAhead: $0.readAheadFetches += 1
+            case .prefetch: $0.prefetchFetches += 1
+            }
         }
+        metrics.originFetches[kind]?.increment()
+        metrics.originFetchesInFlight.increment()
         let result: Result<[UInt8], any Error>
         do {
             let bytes = try await store.getChunk(ref.name, root: manifest.header.root)
@@ -74,7 +87,7 @@ extension LazyImage {
                                       reason: "it is \(bytes.count) bytes, not the chunk size \(chunkSize)")
             }
             if let cache {
-                await cache.put(ref.name, bytes)
+                cache.putInMemory(ref.name, bytes)
             } else {
                 let capacity = configuration.holdingCapacity
                 state.withLock { $0.hold(index, bytes, capacity: capacity) }
@@ -86,17 +99,24 @@ extension LazyImage {
             result = .failure(ChunkFetchError(chunkIndex: index, chunk: ref.name, store: store.location,
                                               kind: (error as? StoreError)?.kind, reason: "\(error)"))
         }
+        metrics.originFetchesInFlight.decrement()
         limiter.release(demand: permit)
-        if case .failure = result { counters.withLock { $0.fetchErrors += 1 } }
+        if case .failure = result {
+            counters.withLock { $0.fetchErrors += 1 }
+            metrics.fetchErrors.increment()
+            if kind == .prefetch { _ = state.withLock { $0.prefetched.remove(index) } }
+        }
         let waiters = state.withLock { $0.flights.removeValue(forKey: index) } ?? [:]
         for waiter in waiters.values {
             waiter.timer?.cancel()
             waiter.continuation.resume(with: result)
         }
+        // The readers have their bytes; the disk copy is for later starts and restarts.
+        if let cache, case .success(let bytes) = result { await cache.putOnDisk(ref.name, bytes) }
     }
 
     /// Starts read-ahead when a read continues a sequential stream: it ends in the chunk the
-    /// previous read ended in, or the next one. Each chunk is prefetched once per stream.
+    /// previous read ended in, or the next one. Each chunk is fetched ahead once per stream.
     func noteRead(endingIn last: Int) {
         let readAhead = configuration.readAhead
         let range = state.withLock { s -> ClosedRange<Int>? in
@@ -114,18 +134,46 @@ extension LazyImage {
         guard let range else { return }
         for index in range {
             guard let ref = manifest.chunks[index] else { continue }
-            Task { await prefetch(index, ref) }
+            Task { await fetchAhead(index, ref, kind: .readAhead) }
         }
     }
 
     /// Fetches a chunk ahead of its reader unless it is cached, held or already in flight.
-    func prefetch(_ index: Int, _ ref: ChunkRef) async {
-        if let cache, await cache.get(ref.name) != nil { return }
+    /// Returns whether it started a fetch. Asking L1 with `contains` does not count as an
+    /// access, so fetching ahead never makes a chunk look hot to LRU-K.
+    @discardableResult
+    func fetchAhead(_ index: Int, _ ref: ChunkRef, kind: OriginFetchKind) async -> Bool {
+        if let cache, cache.contains(ref.name) { return false }
         let start = state.withLock { s -> Bool in
             guard s.flights[index] == nil, s.held[index] == nil else { return false }
             s.flights[index] = [:]
+            if kind == .prefetch { s.prefetched.insert(index) }
             return true
         }
-        if start { await fetch(index, ref, demand: false) }
+        if start { await fetch(index, ref, kind: kind) }
+        return start
+    }
+
+    /// Fetches the chunks an earlier start read, in its first-touch order, at most
+    /// `concurrency` at once, and returns when all are fetched or the task is cancelled.
+    ///
+    /// Prefetch fetches take read-ahead permits: demand reads are served first, and a read
+    /// that needs a chunk still queued here promotes it. Chunks already cached or in flight
+    /// are skipped. A later read of a chunk this fetched counts as a prefetch hit.
+    public func prefetch(_ record: AccessRecord, concurrency: Int) async {
+        let width = max(1, concurrency)
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for index in record.chunks.map(Int.init) where index < manifest.chunks.count {
+                guard !Task.isCancelled else { break }
+                guard let ref = manifest.chunks[index] else { continue }
+                if running == width {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.fetchAhead(index, ref, kind: .prefetch) }
+                running += 1
+            }
+        }
     }
 }

@@ -21,16 +21,26 @@ public final class LazyImage: Sendable {
     let state = Mutex(ServeState())
     let counters = Mutex(LazyImageStatistics())
 
+    /// The worker's serving figures (shared by every image it serves).
+    public let metrics: ServeMetrics
+    /// Notes this start's first reads for the next start's prefetch; nil when not recording.
+    public let recorder: AccessRecorder?
+
     /// - Parameters:
     ///   - manifest: an opened manifest (`Manifest.open` with the tenant's keys).
     ///   - store: the origin; chunks are read with `getChunk`, which checks them against their names.
     ///   - cache: the worker's L1 cache, shared with other images; fetched chunks are put into it.
+    ///   - metrics: where reads, tiers, latencies and fetches are reported.
+    ///   - recorder: notes the chunks read, in first-touch order, while it records.
     public init(manifest: Manifest, store: any ChunkStore, cache: L1Cache? = nil,
-                configuration: LazyImageConfiguration = LazyImageConfiguration()) {
+                configuration: LazyImageConfiguration = LazyImageConfiguration(),
+                metrics: ServeMetrics = ServeMetrics(), recorder: AccessRecorder? = nil) {
         self.manifest = manifest
         self.store = store
         self.cache = cache
         self.configuration = configuration
+        self.metrics = metrics
+        self.recorder = recorder
         chunkSize = UInt64(manifest.header.chunkSize)
         limiter = FetchLimiter(limit: configuration.maximumOriginFetches,
                                readAheadLimit: configuration.readAheadFetchLimit)
@@ -47,12 +57,16 @@ public final class LazyImage: Sendable {
     ///   arrive within the deadline, `ChunkFetchError` when the origin cannot give a chunk.
     public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
         guard length >= 0, offset <= size, UInt64(length) <= size - offset else {
+            metrics.readErrors.increment()
             throw ReadOutOfRangeError(offset: offset, length: length, imageSize: size)
         }
+        let started = ContinuousClock.now
         counters.withLock {
             $0.reads += 1
             $0.bytesRead += UInt64(length)
         }
+        metrics.reads.increment()
+        metrics.readBytes.increment(by: length)
         guard length > 0 else { return [] }
         let end = offset + UInt64(length)
         let first = Int(offset / chunkSize)
@@ -61,18 +75,28 @@ public final class LazyImage: Sendable {
 
         var bytes: [UInt8] = []
         bytes.reserveCapacity(length)
-        for index in first...last {
-            let chunkStart = UInt64(index) * chunkSize
-            let lower = Int(max(offset, chunkStart) - chunkStart)
-            let upper = Int(min(end, chunkStart + chunkSize) - chunkStart)
-            guard let ref = manifest.chunks[index] else {
-                counters.withLock { $0.chunksFromZero += 1 }
-                bytes.append(contentsOf: repeatElement(0, count: upper - lower))
-                continue
+        do {
+            for index in first...last {
+                let chunkStart = UInt64(index) * chunkSize
+                let lower = Int(max(offset, chunkStart) - chunkStart)
+                let upper = Int(min(end, chunkStart + chunkSize) - chunkStart)
+                let pieceStarted = ContinuousClock.now
+                guard let ref = manifest.chunks[index] else {
+                    counters.withLock { $0.chunksFromZero += 1 }
+                    bytes.append(contentsOf: repeatElement(0, count: upper - lower))
+                    metrics.served(.zero, bytes: upper - lower, since: pieceStarted)
+                    continue
+                }
+                recorder?.touch(index)
+                let (ciphertext, tier) = try await self.ciphertext(of: index, ref)
+                bytes.append(contentsOf: ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key))
+                metrics.served(tier, bytes: upper - lower, since: pieceStarted)
             }
-            let ciphertext = try await self.ciphertext(of: index, ref)
-            bytes.append(contentsOf: ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key))
+        } catch {
+            metrics.readErrors.increment()
+            throw error
         }
+        metrics.readDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         return bytes
     }
 }

@@ -1,5 +1,5 @@
 /// Counters of a `LazyImage`, taken as one consistent snapshot.
-public struct LazyImageStatistics: Sendable, Hashable {
+public struct LazyImageStatistics: Sendable, Hashable, Codable {
     /// Calls to `read` that passed the range check.
     public var reads = 0
     public var bytesRead: UInt64 = 0
@@ -16,6 +16,10 @@ public struct LazyImageStatistics: Sendable, Hashable {
     public var singleFlightJoins = 0
     /// Origin fetches started by read-ahead.
     public var readAheadFetches = 0
+    /// Origin fetches started by the prefetch of an access record.
+    public var prefetchFetches = 0
+    /// Chunk reads that found their chunk fetched, or being fetched, by the prefetch.
+    public var prefetchHits = 0
     /// Origin fetches that failed (missing, corrupt or unreachable chunks).
     public var fetchErrors = 0
     /// Reads that gave up on a chunk at the deadline.

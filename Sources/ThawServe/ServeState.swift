@@ -16,6 +16,9 @@ struct ServeState {
     var readAheadThrough = -1
     /// Recently fetched ciphertext when there is no L1, bounded and evicted oldest first.
     var held: [Int: [UInt8]] = [:]
+    /// Chunks the prefetcher fetched (or is fetching) that no reader has asked for yet; a
+    /// read removes its chunk and counts a prefetch hit.
+    var prefetched: Set<Int> = []
     var heldOrder: [Int] = []
 
     mutating func hold(_ index: Int, _ ciphertext: [UInt8], capacity: Int) {

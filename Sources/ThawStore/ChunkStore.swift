@@ -96,6 +96,7 @@ extension ChunkStore {
 /// roots/ROOT/chunks/AB/ABCDEF…            sealed chunk, named by SHA-256 of its ciphertext
 /// roots/ROOT/manifests/TENANT/ID          sealed manifest
 /// roots/ROOT/layers/TENANT/ID             sealed layer record (incremental push)
+/// roots/ROOT/records/TENANT/ID            sealed access record of manifest ID (prefetch)
 /// ```
 public enum StoreLayout {
     public static func root(_ root: RootID) -> String { "roots/\(root)" }
@@ -114,6 +115,11 @@ public enum StoreLayout {
 
     public static func layerRecord(id: String, root: RootID, tenant: Tenant) -> StoreKey {
         StoreKey(unchecked: "roots/\(root)/layers/\(tenant)/\(id)")
+    }
+
+    /// Where the access record of manifest `id` lives: next to it, under the same root.
+    public static func accessRecord(id: String, root: RootID, tenant: Tenant) -> StoreKey {
+        StoreKey(unchecked: "roots/\(root)/records/\(tenant)/\(id)")
     }
 
     /// The chunk a chunk key names, or nil for any other key.

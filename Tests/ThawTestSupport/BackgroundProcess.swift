@@ -10,6 +10,7 @@ public final class BackgroundProcess: @unchecked Sendable {
     public let pid: pid_t
     private let lock = NSLock()
     private var exited = false
+    private var status: Int32 = 0
 
     /// Starts `tool` (found on PATH) with `arguments`; its output goes to `logPath` or nowhere.
     public init(_ tool: String, _ arguments: [String], logPath: String = "/dev/null") throws {
@@ -45,13 +46,16 @@ public final class BackgroundProcess: @unchecked Sendable {
     deinit { stop() }
 
     /// Stops the process (SIGTERM, then SIGKILL after `grace` seconds) and reaps it.
-    public func stop(grace: TimeInterval = 5) {
+    ///
+    /// - Returns: its exit code when it exited by itself; nil when a signal ended it (the
+    ///   SIGTERM left unhandled, or the SIGKILL), or when it was stopped before.
+    @discardableResult
+    public func stop(grace: TimeInterval = 5) -> Int32? {
         lock.lock()
         defer { lock.unlock() }
-        guard !exited else { return }
+        guard !exited else { return nil }
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(grace)
-        var status: Int32 = 0
         while waitpid(pid, &status, WNOHANG) == 0 {
             if Date() > deadline {
                 kill(pid, SIGKILL)
@@ -61,5 +65,19 @@ public final class BackgroundProcess: @unchecked Sendable {
             usleep(20_000)
         }
         exited = true
+        // Linux wait status: low 7 bits are the terminating signal, 0 for a normal exit.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : nil
+    }
+
+    /// Whether the process is still running (it has not exited, or has not been reaped).
+    public var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !exited else { return false }
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exited = true
+            return false
+        }
+        return true
     }
 }

@@ -1,0 +1,183 @@
+import Foundation
+import Hummingbird
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+import ThawCache
+import ThawFUSE
+public import ThawNBD
+import ThawSeal
+import ThawServe
+
+/// A worker agent: serves any number of manifests at once as NBD exports and, optionally, as
+/// files in a FUSE mount, all through one L1 cache; records what starts read and prefetches it
+/// next time; answers a control and Prometheus endpoint.
+///
+/// `run()` is the whole life: it opens the cache, binds the NBD server, mounts, preloads,
+/// serves until cancelled or told to shut down gracefully (SIGTERM under a `ServiceGroup`), and
+/// then drains: the NBD server stops taking connections and lets reads in flight finish,
+/// recordings are saved, the FUSE mount is removed.
+public final class Agent: Service, Sendable {
+    public let configuration: AgentConfiguration
+    public let origin: AgentOrigin
+    public let metrics: AgentMetrics
+    public let logger: Logger
+    let started = AsyncStream<Agent.Endpoints>.makeStream()
+    private let state = Mutex<RunState?>(nil)
+
+    /// Where a running agent can be reached.
+    public struct Endpoints: Sendable {
+        /// The NBD address with the port actually bound; nil without NBD.
+        public var nbd: NBDServerAddress?
+        /// The control endpoint with the port actually bound; nil without one.
+        public var control: ControlAddress?
+        /// The FUSE mount directory; nil without one.
+        public var mountDirectory: String?
+    }
+
+    struct RunState: Sendable {
+        var catalog: ImageCatalog
+        var cache: L1Cache
+        var endpoints: Endpoints
+    }
+
+    public init(configuration: AgentConfiguration, origin: AgentOrigin, metrics: AgentMetrics = AgentMetrics(),
+                logger: Logger = Logger(label: "thaw.agent")) {
+        self.configuration = configuration
+        self.origin = origin
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Waits until the agent is serving and returns where; nil if it stopped first. One caller
+    /// only: the answer is delivered once.
+    public func waitUntilRunning() async -> Endpoints? {
+        for await endpoints in started.stream { return endpoints }
+        return nil
+    }
+
+    var catalog: ImageCatalog {
+        get throws {
+            guard let catalog = state.withLock({ $0?.catalog }) else { throw AgentError(.notServed, "the agent is not running") }
+            return catalog
+        }
+    }
+
+    public func run() async throws {
+        let cache = try await L1Cache.open(configuration.cache)
+        var fileSystem: FUSEFileSystem?
+        var mount: FUSEMount?
+        if let directory = configuration.mountDirectory {
+            let fs = FUSEFileSystem(logger: logger)
+            mount = try await FUSEMount.mount(fs, at: directory, logger: logger)
+            fileSystem = fs
+        }
+        let catalog = ImageCatalog(origin: origin, cache: cache, configuration: configuration, metrics: metrics.serve,
+                                   fileSystem: fileSystem, logger: logger)
+        do {
+            try await serve(catalog: catalog, cache: cache)
+        } catch {
+            await catalog.finishAll()
+            await mount?.unmount()
+            started.continuation.finish()
+            throw error
+        }
+        await catalog.finishAll()
+        await mount?.unmount()
+        started.continuation.finish()
+        logger.info("agent stopped")
+    }
+
+    private func serve(catalog: ImageCatalog, cache: L1Cache) async throws {
+        var endpoints = Endpoints(mountDirectory: configuration.mountDirectory)
+        let nbd: NBDServer?
+        if let address = configuration.nbdAddress {
+            nbd = try await NBDServer.bind(address, catalog: catalog, logger: logger)
+            endpoints.nbd = nbd?.address
+        } else {
+            nbd = nil
+        }
+        for reference in configuration.preload {
+            try await catalog.open(reference)
+        }
+        state.withLock { $0 = RunState(catalog: catalog, cache: cache, endpoints: endpoints) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let nbd {
+                group.addTask { [configuration] in
+                    try await withGracefulShutdownHandler {
+                        try await nbd.run()
+                    } onGracefulShutdown: {
+                        nbd.drain(timeout: configuration.drainTimeout)
+                    }
+                }
+            }
+            if let control = configuration.controlAddress {
+                let bound = AsyncStream<ControlAddress>.makeStream()
+                let application = Application(
+                    router: ControlRoutes.router(for: self),
+                    configuration: ApplicationConfiguration(address: control.bindAddress, serverName: "thaw-agent"),
+                    onServerRunning: { channel in
+                        if case .tcp(let host, _) = control, let port = channel.localAddress?.port {
+                            bound.continuation.yield(.tcp(host: host, port: port))
+                        } else {
+                            bound.continuation.yield(control)
+                        }
+                        bound.continuation.finish()
+                    },
+                    logger: logger)
+                group.addTask { try await application.run() }
+                for await address in bound.stream { endpoints.control = address }
+            }
+            group.addTask { [self] in
+                // Saves recordings that went idle; ends with the agent.
+                let period = min(Duration.seconds(1), configuration.recordIdleTimeout / 4)
+                while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: period)
+                    await catalog.finishIdleRecordings()
+                }
+            }
+            state.withLock { $0?.endpoints = endpoints }
+            started.continuation.yield(endpoints)
+            started.continuation.finish()
+            logger.info("agent serving", metadata: [
+                "nbd": "\(endpoints.nbd.map { "\($0)" } ?? "off")",
+                "control": "\(endpoints.control.map { "\($0)" } ?? "off")",
+                "mount": "\(endpoints.mountDirectory ?? "off")",
+            ])
+            try await group.waitForAll()
+        }
+    }
+
+    func scrapeMetrics() async -> [UInt8] {
+        guard let state = state.withLock({ $0 }) else { return [] }
+        return metrics.scrape(cache: state.cache, imagesServed: await state.catalog.served.count)
+    }
+
+    func statistics() async throws -> AgentStatistics {
+        guard let state = state.withLock({ $0 }) else { throw AgentError(.notServed, "the agent is not running") }
+        return AgentStatistics(served: await state.catalog.served, cache: state.cache)
+    }
+
+    func answer(for served: ServedImage) -> ControlRoutes.ImageAnswer {
+        let endpoints = state.withLock { $0?.endpoints }
+        var nbd: String?
+        switch endpoints?.nbd {
+        case .tcp(let host, let port)?: nbd = (host.contains(":") ? "nbd://[\(host)]:\(port)/" : "nbd://\(host):\(port)/") + served.id
+        case .unix(let path)?: nbd = "nbd+unix:///\(served.id)?socket=\(path)"
+        case nil: nbd = nil
+        }
+        return ControlRoutes.ImageAnswer(
+            id: served.id, size: served.size, nbd: nbd,
+            file: endpoints?.mountDirectory.map { $0 + "/" + served.fileName },
+            prefetchChunks: served.prefetchRecord?.chunks.count, recording: served.image.recorder?.isRecording ?? false)
+    }
+}
+
+extension ControlAddress {
+    var bindAddress: BindAddress {
+        switch self {
+        case .tcp(let host, let port): .hostname(host, port: port)
+        case .unix(let path): .unixDomainSocket(path: path)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+public import ThawCache
+public import ThawNBD
+public import ThawServe
+
+/// What a worker agent serves, where, and with how much memory and disk.
+public struct AgentConfiguration: Sendable {
+    /// Where the NBD server listens; nil serves no NBD (a FUSE-only agent).
+    public var nbdAddress: NBDServerAddress? = .tcp(port: 10809)
+    /// The control and Prometheus endpoint (HTTP, loopback by default); nil runs none.
+    public var controlAddress: ControlAddress? = .tcp(host: "127.0.0.1", port: 7480)
+    /// A directory where every served image appears as a read-only file `ID.ext4` over FUSE;
+    /// nil mounts nothing.
+    public var mountDirectory: String?
+    /// The L1 cache every served image shares.
+    public var cache = L1Configuration(memoryCapacity: 1 << 30)
+    /// Read-ahead, origin concurrency and deadline of each served image.
+    public var image = LazyImageConfiguration()
+    /// Record the first start of a manifest that has no access record yet.
+    public var recording = true
+    /// A recording ends when no chunk has been read for this long (or when the start is
+    /// declared finished through the control endpoint).
+    public var recordIdleTimeout: Duration = .seconds(10)
+    /// Prefetch what an access record lists when a manifest is opened.
+    public var prefetching = true
+    /// Chunks the prefetch of one image fetches at once (the image's read-ahead share of the
+    /// origin fetches bounds it too).
+    public var prefetchConcurrency = 8
+    /// Manifests (ids or unique prefixes) opened at start, before any client asks.
+    public var preload: [String] = []
+    /// How long SIGTERM lets reads in flight finish before connections are cut.
+    public var drainTimeout: Duration = .seconds(10)
+
+    public init() {}
+}
+
+/// Where the control endpoint listens.
+public enum ControlAddress: Sendable, Hashable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)"
+        case .unix(let path): "http+unix://\(path)"
+        }
+    }
+}

@@ -1,0 +1,172 @@
+public import Logging
+public import ThawCache
+public import ThawFUSE
+public import ThawNBD
+import ThawPush
+import ThawSeal
+public import ThawServe
+import ThawStore
+
+/// The manifests an agent serves, opened on first request and shared by every client: an NBD
+/// client naming a manifest id as its export, the control endpoint, or the preload list.
+///
+/// Opening a manifest reads it with the tenant's key and looks for its access record: with one,
+/// its chunks are prefetched; without one, this start is recorded and the record saved when the
+/// start is declared finished or goes idle.
+public actor ImageCatalog: NBDExportCatalog {
+    let origin: AgentOrigin
+    let cache: L1Cache
+    let configuration: AgentConfiguration
+    let metrics: ServeMetrics
+    let fileSystem: FUSEFileSystem?
+    let logger: Logger
+    private var images: [String: ServedImage] = [:]
+    /// Opens in progress, by the reference asked for, so concurrent requests open once.
+    private var opening: [String: Task<ServedImage, any Error>] = [:]
+
+    public init(origin: AgentOrigin, cache: L1Cache, configuration: AgentConfiguration, metrics: ServeMetrics,
+                fileSystem: FUSEFileSystem? = nil, logger: Logger = Logger(label: "thaw.agent")) {
+        self.origin = origin
+        self.cache = cache
+        self.configuration = configuration
+        self.metrics = metrics
+        self.fileSystem = fileSystem
+        self.logger = logger
+    }
+
+    /// Every image served now, by id.
+    public var served: [ServedImage] { images.values.sorted { $0.id < $1.id } }
+
+    public func image(_ id: String) -> ServedImage? { images[id.lowercased()] }
+
+    /// Serves `reference` (a manifest id or a unique prefix of 8 or more hex digits), opening it
+    /// if it is not served yet.
+    ///
+    /// - Throws: `AgentError(.cannotOpen)` naming the reference when there is no such manifest,
+    ///   it is ambiguous, or it cannot be opened with the tenant's key.
+    @discardableResult
+    public func open(_ reference: String) async throws -> ServedImage {
+        let reference = reference.lowercased()
+        if let served = images[reference] { return served }
+        if let pending = opening[reference] { return try await pending.value }
+        let task = Task { try await self.load(reference) }
+        opening[reference] = task
+        defer { opening[reference] = nil }
+        let loaded = try await task.value
+        if let served = images[loaded.id] { return served }  // opened meanwhile under another reference
+        images[loaded.id] = loaded
+        do {
+            try fileSystem?.add(loaded.fileName, loaded)
+        } catch {
+            logger.error("cannot show the image in the mount directory", metadata: ["manifest": "\(loaded.id)", "error": "\(error)"])
+        }
+        if configuration.prefetching { loaded.startPrefetch(concurrency: configuration.prefetchConcurrency) }
+        logger.info("serving", metadata: [
+            "manifest": "\(loaded.id)", "size": "\(loaded.size)",
+            "prefetch": "\(loaded.prefetchRecord.map { "\($0.chunks.count) chunks" } ?? "none")",
+            "recording": "\(loaded.image.recorder != nil)",
+        ])
+        return loaded
+    }
+
+    /// Reads and opens the manifest, and its access record if there is one.
+    private func load(_ reference: String) async throws -> ServedImage {
+        let store = origin.store
+        let manifest: Manifest
+        do {
+            let found = try await ManifestLookup.find(reference, in: store, root: origin.root)
+            manifest = try await Manifest.open(found.bytes, keys: origin.keys, what: "manifest \(found.key)")
+        } catch {
+            throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
+        }
+        let header = manifest.header
+        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        var record: AccessRecord?
+        do {
+            record = try await AccessRecord.open(try await store.get(recordKey), for: header, keys: origin.keys,
+                                                 what: "access record \(recordKey)")
+        } catch let error as StoreError where error.kind == .notFound {
+            record = nil
+        } catch {
+            // A broken record costs a prefetch, never a start: serve without it and record anew.
+            logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
+        }
+        let recorder = configuration.recording && record == nil ? AccessRecorder(chunkCount: manifest.chunks.count) : nil
+        let image = LazyImage(manifest: manifest, store: store, cache: cache, configuration: configuration.image,
+                              metrics: metrics, recorder: recorder)
+        return ServedImage(id: header.id, image: image, prefetchRecord: record)
+    }
+
+    /// Ends the recording of `id`'s start and saves it next to the manifest.
+    ///
+    /// - Returns: the number of chunks the record lists; nil when nothing was being recorded
+    ///   (the manifest had a record, or this start was already saved) or nothing was read.
+    /// - Throws: `AgentError(.notServed)`, or the store's error when the record cannot be saved.
+    @discardableResult
+    public func finishRecording(_ id: String) async throws -> Int? {
+        guard let served = images[id.lowercased()] else {
+            throw AgentError(.notServed, "manifest \(id) is not served by this agent")
+        }
+        return try await save(served)
+    }
+
+    private func save(_ served: ServedImage) async throws -> Int? {
+        guard let recorder = served.image.recorder, let order = recorder.finish(), !order.isEmpty else { return nil }
+        let header = served.image.manifest.header
+        let record = AccessRecord(manifestID: header.id, chunkCount: header.chunkCount, chunks: order)
+        let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        try await origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: origin.keys))
+        logger.info("saved access record", metadata: ["manifest": "\(header.id)", "chunks": "\(order.count)"])
+        return order.count
+    }
+
+    /// Saves the recordings that have seen reads but none for the idle timeout.
+    func finishIdleRecordings() async {
+        for served in images.values {
+            guard let recorder = served.image.recorder, recorder.isRecording, recorder.count > 0,
+                  recorder.idleTime >= configuration.recordIdleTimeout else { continue }
+            do {
+                try await save(served)
+            } catch {
+                logger.error("cannot save access record", metadata: ["manifest": "\(served.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Saves every recording that has seen reads and stops every prefetch (agent shutdown).
+    func finishAll() async {
+        for served in images.values {
+            served.stopPrefetch()
+            do {
+                try await save(served)
+            } catch {
+                logger.error("cannot save access record", metadata: ["manifest": "\(served.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Stops serving `id` to new clients; connections that chose it keep reading it.
+    public func close(_ id: String) throws {
+        guard let served = images.removeValue(forKey: id.lowercased()) else {
+            throw AgentError(.notServed, "manifest \(id) is not served by this agent")
+        }
+        served.stopPrefetch()
+        fileSystem?.remove(served.fileName)
+    }
+
+    // MARK: NBDExportCatalog
+
+    /// A manifest id (or unique prefix) opens that manifest; the empty name is the only image
+    /// served, when there is exactly one.
+    public func export(named name: String) async -> (any NBDExport)? {
+        if name.isEmpty { return images.count == 1 ? images.values.first : nil }
+        do {
+            return try await open(name)
+        } catch {
+            logger.notice("NBD client asked for an export that cannot be served", metadata: ["export": "\(name)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    public func exportNames() async -> [String] { images.keys.sorted() }
+}

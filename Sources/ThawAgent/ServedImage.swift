@@ -1,0 +1,57 @@
+public import ThawFUSE
+public import ThawNBD
+public import ThawSeal
+public import ThawServe
+import Synchronization
+
+/// One manifest an agent serves: its lazy image, the recording of this start (when the
+/// manifest had no access record), and the prefetch of the record it had.
+///
+/// It is the export NBD clients read and the file the FUSE mount shows.
+public final class ServedImage: NBDExport, FUSEFile, Sendable {
+    /// The manifest id; also the NBD export name.
+    public let id: String
+    public let image: LazyImage
+    /// The record being prefetched, when the manifest had one.
+    public let prefetchRecord: AccessRecord?
+    let prefetchTask = Mutex<Task<Void, Never>?>(nil)
+    let prefetchDone = Atomic<Bool>(false)
+
+    init(id: String, image: LazyImage, prefetchRecord: AccessRecord?) {
+        self.id = id
+        self.image = image
+        self.prefetchRecord = prefetchRecord
+    }
+
+    /// The file name under the agent's mount directory.
+    public var fileName: String { id + ".ext4" }
+
+    public var size: UInt64 { image.size }
+
+    public var exportDescription: String? {
+        "Thaw image \(id) (\(image.manifest.header.tenant), \(size / (1 << 20)) MiB)"
+    }
+
+    /// The bytes at `offset`, up to `length` of them: fewer at the end of the image (FUSE asks
+    /// past it; the NBD server never does).
+    public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        let available = offset < size ? Int(min(UInt64(length), size - offset)) : 0
+        return try await image.read(offset: min(offset, size), length: available)
+    }
+
+    /// Whether the prefetch has fetched everything its record lists (true when there is none).
+    public var prefetchFinished: Bool { prefetchRecord == nil || prefetchDone.load(ordering: .acquiring) }
+
+    func startPrefetch(concurrency: Int) {
+        guard let record = prefetchRecord else { return }
+        let task = Task { [self] in
+            await image.prefetch(record, concurrency: concurrency)
+            prefetchDone.store(true, ordering: .releasing)
+        }
+        prefetchTask.withLock { $0 = task }
+    }
+
+    func stopPrefetch() {
+        prefetchTask.withLock { $0 }?.cancel()
+    }
+}

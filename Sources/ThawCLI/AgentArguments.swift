@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ThawAgent
+import ThawCache
+import ThawNBD
+import ThawServe
+import ThawStore
+
+/// The options `thaw agent`, `thaw serve` and `thaw mount` share: the cache, the read path,
+/// recording and prefetch.
+struct AgentArguments: ParsableArguments {
+    @Option(help: "Bytes of chunks the L1 memory tier holds (K, M, G suffixes).")
+    var memoryCache: String = "1G"
+
+    @Option(help: "Bytes of chunks the L1 disk tier holds; 0 turns it off.")
+    var diskCache: String = "4G"
+
+    @Option(help: "Where the L1 disk tier keeps chunk files. (default: $THAW_HOME/cache)")
+    var cacheDir: String?
+
+    @Option(help: "Chunks read ahead of a sequential stream (0 turns read-ahead off).")
+    var readAhead: Int = 4
+
+    @Option(help: "Origin fetches in flight at once per image.")
+    var originFetches: Int = 16
+
+    @Option(help: "Seconds a read may wait for a chunk before it fails with an I/O error.")
+    var deadline: Double = 30
+
+    @Option(help: "Seconds without a read after which a start's recording ends and is saved.")
+    var recordIdle: Double = 10
+
+    @Flag(help: "Do not record starts.")
+    var noRecord = false
+
+    @Flag(help: "Do not prefetch recorded starts.")
+    var noPrefetch = false
+
+    @Option(help: "Chunks one image's prefetch fetches at once.")
+    var prefetchConcurrency: Int = 8
+
+    @Option(help: "Milliseconds added before every origin read, to emulate a remote object store (benchmarks).")
+    var originLatency: Double = 0
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func configuration() throws -> AgentConfiguration {
+        var configuration = AgentConfiguration()
+        let memory = try ByteCount.parse(memoryCache, option: "--memory-cache")
+        let disk = try ByteCount.parse(diskCache, option: "--disk-cache")
+        configuration.cache = L1Configuration(memoryCapacity: memory, diskCapacity: disk,
+                                              diskDirectory: disk > 0 ? (cacheDir ?? ThawHome.path + "/cache") : nil)
+        guard readAhead >= 0, originFetches >= 1, deadline > 0, recordIdle > 0, prefetchConcurrency >= 1, originLatency >= 0 else {
+            throw ValidationError("--read-ahead must be >= 0, --origin-fetches and --prefetch-concurrency >= 1, --deadline and --record-idle > 0, --origin-latency >= 0")
+        }
+        configuration.image = LazyImageConfiguration(readAhead: readAhead, maximumOriginFetches: originFetches,
+                                                     deadline: .milliseconds(Int64(deadline * 1000)))
+        configuration.recordIdleTimeout = .milliseconds(Int64(recordIdle * 1000))
+        configuration.recording = !noRecord
+        configuration.prefetching = !noPrefetch
+        configuration.prefetchConcurrency = prefetchConcurrency
+        return configuration
+    }
+
+    func origin(_ storeArguments: StoreArguments) async throws -> AgentOrigin {
+        var store = try await storeArguments.open(create: false)
+        if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
+        return AgentOrigin(store: store, root: try storeArguments.rootID, keys: storeArguments.keyProvider)
+    }
+
+    func bootstrapLogging() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical (got '\(logLevel)')")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Sizes on the command line: bytes, or a number with K, M, G or T (powers of 1024).
+enum ByteCount {
+    static func parse(_ text: String, option: String) throws -> Int {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(text.uppercased())
+        if digits.hasSuffix("IB") { digits = digits.dropLast(2) } else if digits.hasSuffix("B") { digits = digits.dropLast() }
+        var multiplier = 1
+        if let last = digits.last, let unit = units[last] {
+            multiplier = unit
+            digits = digits.dropLast()
+        }
+        guard let value = Double(digits), value >= 0, (value * Double(multiplier)).isFinite,
+              value * Double(multiplier) < Double(Int.max) else {
+            throw ValidationError("\(option) must be a size such as 512M or 4G (got '\(text)')")
+        }
+        return Int(value * Double(multiplier))
+    }
+}
+
+/// Addresses on the command line.
+enum AddressArgument {
+    /// `HOST:PORT`, `PORT`, `[V6]:PORT`, or a Unix socket as `unix:PATH` or an absolute path.
+    static func parse(_ text: String, option: String) throws -> (host: String, port: Int)? {
+        if text.hasPrefix("/") || text.hasPrefix("unix:") { return nil }
+        var host = "127.0.0.1"
+        var portText = Substring(text)
+        if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            portText = text[text.index(after: colon)...]
+        }
+        guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else {
+            throw ValidationError("\(option) must be HOST:PORT, PORT, unix:PATH or an absolute socket path (got '\(text)')")
+        }
+        return (host, port)
+    }
+
+    static func socketPath(_ text: String) -> String { text.hasPrefix("unix:") ? String(text.dropFirst(5)) : text }
+
+    static func nbd(_ text: String) throws -> NBDServerAddress {
+        if let (host, port) = try parse(text, option: "--nbd") { return .tcp(host: host, port: port) }
+        return .unix(path: socketPath(text))
+    }
+
+    static func control(_ text: String) throws -> ControlAddress? {
+        if text == "none" { return nil }
+        if let (host, port) = try parse(text, option: "--control") { return .tcp(host: host, port: port) }
+        return .unix(path: socketPath(text))
+    }
+}

@@ -1,0 +1,34 @@
+public import ThawSeal
+
+/// Another store with a fixed delay before every read, so a local directory behaves like a
+/// remote object store (S3 first-byte latency is tens of milliseconds) in benchmarks of what
+/// latency costs a start and what prefetch saves. Writes and listings are not delayed.
+public struct LatencyStore: ChunkStore {
+    public let base: any ChunkStore
+    public let delay: Duration
+
+    public init(_ base: any ChunkStore, delay: Duration) {
+        self.base = base
+        self.delay = delay
+    }
+
+    public var location: String { base.location }
+
+    public func get(_ key: StoreKey) async throws -> [UInt8] {
+        try await Task.sleep(for: delay)
+        return try await base.get(key)
+    }
+
+    public func exists(_ key: StoreKey) async throws -> Bool {
+        try await Task.sleep(for: delay)
+        return try await base.exists(key)
+    }
+
+    public func put(_ key: StoreKey, _ bytes: [UInt8]) async throws { try await base.put(key, bytes) }
+    public func delete(_ key: StoreKey) async throws { try await base.delete(key) }
+    public func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error> { base.list(under: prefix) }
+    public func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
+        try await base.putChunk(name, ciphertext, root: root)
+    }
+    public func sync() async throws { try await base.sync() }
+}

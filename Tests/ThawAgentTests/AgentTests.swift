@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import ThawAgent
+import ThawTestSupport
+
+/// `thaw agent`, `thaw serve` and `thaw mount` as real processes, read by real clients: libnbd's
+/// nbdcopy and nbdinfo, qemu-img, the kernel's loop device over FUSE; the control endpoint,
+/// Prometheus metrics, recording, prefetch and SIGTERM.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct AgentTests {
+    @Test func nbdClientsReadThePulledImageAndTheStartIsRecorded() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try await AgentHarness(dir)
+            let agent = try harness.startAgent()
+            let copy = dir + "/copy.ext4"
+            let copied = try await AgentHarness.run("nbdcopy", [agent.uri(harness.manifestID), copy])
+            #expect(copied.status == 0, "\(copied.output)\n\(agent.logText)")
+            #expect(try AgentHarness.contentsEqual(copy, harness.pulled))
+            // A unique prefix names the same image; qemu-img sees it byte-identical too.
+            let compared = try await AgentHarness.run("qemu-img", ["compare", "-f", "raw", "-F", "raw",
+                                                                   agent.uri(String(harness.manifestID.prefix(12))), harness.pulled])
+            #expect(compared.status == 0, "\(compared.output)")
+            let info = try await AgentHarness.run("nbdinfo", [agent.uri(harness.manifestID)])
+            #expect(info.output.contains("read_only: true"), "\(info.output)")
+            #expect(info.output.contains("Thaw image \(harness.manifestID)"), "\(info.output)")
+            // An export that names no manifest is refused, and the agent goes on serving.
+            let unknown = try await AgentHarness.run("nbdinfo", [agent.uri("0123456789abcdef")])
+            #expect(unknown.status != 0)
+            let list = try await AgentHarness.run("nbdinfo", ["--list", "nbd://127.0.0.1:\(agent.nbdPort!)"])
+            #expect(list.output.contains(harness.manifestID), "\(list.output)")
+
+            // Stats and metrics report what the copies read.
+            let stats = try TestSupport.thaw(["stats", "--agent", agent.control])
+            #expect(stats.output.contains(harness.manifestID))
+            #expect(stats.output.contains("record: \(harness.storedChunks) chunks, recording"), "\(stats.output)")
+            let json = try TestSupport.thaw(["stats", "--agent", agent.control, "--json"])
+            let decoded = try JSONDecoder().decode(AgentStatistics.self, from: Data(json.output.utf8))
+            let image = try #require(decoded.images.first)
+            #expect(image.reads.originFetches == harness.storedChunks, "each stored chunk fetched once")
+            #expect(image.reads.chunksFromL1 > 0, "the second copy read from L1")
+            let metrics = try TestSupport.run("curl", ["-sf", "http://\(agent.control)/metrics"]).output
+            #expect((AgentHarness.sample(metrics, "thaw_reads_total") ?? 0) > 0, "\(metrics)")
+            #expect(AgentHarness.sample(metrics, "thaw_tier_reads_total", labels: "tier=\"origin\"") ?? 0 >= Double(harness.storedChunks))
+            #expect((AgentHarness.sample(metrics, "thaw_tier_read_duration_seconds_count", labels: "tier=\"memory\"") ?? 0) > 0)
+            #expect(AgentHarness.sample(metrics, "thaw_origin_fetches_total", labels: "kind=\"demand\"") != nil)
+            #expect((AgentHarness.sample(metrics, "thaw_l1_bytes", labels: "tier=\"disk\"") ?? 0) > 0)
+            #expect(AgentHarness.sample(metrics, "thaw_images_served") == 1)
+
+            // The start is over: its record is saved next to the manifest, once.
+            #expect(!FileManager.default.fileExists(atPath: harness.recordPath))
+            let started = try TestSupport.thaw(["started", harness.manifestID, "--agent", agent.control])
+            #expect(started.output.contains("\(harness.storedChunks) chunks"), "\(started.output)")
+            #expect(FileManager.default.fileExists(atPath: harness.recordPath))
+            let again = try TestSupport.thaw(["started", harness.manifestID, "--agent", agent.control])
+            #expect(again.output.contains("nothing to save"))
+            let missing = try TestSupport.thaw(["started", "ffffffffffff", "--agent", agent.control], check: false)
+            #expect(missing.status != 0 && missing.output.contains("not served"), "\(missing.output)")
+
+            // SIGTERM drains and exits cleanly.
+            #expect(agent.process.stop(grace: 20) == 0, "\(agent.logText)")
+            #expect(agent.logText.contains("agent stopped"))
+        }
+    }
+
+    @Test func aSecondStartPrefetchesWhatTheFirstRead() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try await AgentHarness(dir)
+            // First start: read part of the image, then let the recording go idle and save itself.
+            let first = try harness.startAgent(["--record-idle", "0.5"], name: "first")
+            let part = dir + "/part.raw"
+            let read = try await AgentHarness.run("qemu-img", ["convert", "-O", "raw", "--image-opts",
+                "driver=raw,size=1048576,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=\(first.nbdPort!),file.export=\(harness.manifestID)",
+                part])
+            #expect(read.status == 0, "\(read.output)")
+            #expect(AgentHarness.eventually { FileManager.default.fileExists(atPath: harness.recordPath) }, "\(first.logText)")
+            #expect(first.process.stop(grace: 20) == 0)
+
+            // Second start: a cold cache and a slow origin; the record is prefetched at once.
+            let second = try harness.startAgent([harness.manifestID, "--origin-latency", "20", "--disk-cache", "0"], name: "second")
+            var image: AgentStatistics.Image?
+            #expect(try AgentHarness.eventually {
+                let json = try TestSupport.thaw(["stats", "--agent", second.control, "--json"]).output
+                image = try JSONDecoder().decode(AgentStatistics.self, from: Data(json.utf8)).images.first
+                return image?.prefetchFinished == true
+            })
+            let recorded = try #require(image?.prefetchChunks)
+            #expect(recorded > 0 && recorded < harness.storedChunks, "only the first MiB's chunks were read")
+            #expect(image?.recordedChunks == nil, "a manifest with a record is not recorded again")
+            #expect(image?.reads.prefetchFetches == recorded)
+            let again = try await AgentHarness.run("qemu-img", ["convert", "-O", "raw", "--image-opts",
+                "driver=raw,size=1048576,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=\(second.nbdPort!),file.export=\(harness.manifestID)",
+                dir + "/again.raw"])
+            #expect(again.status == 0)
+            #expect(try AgentHarness.contentsEqual(part, dir + "/again.raw"))
+            let json = try TestSupport.thaw(["stats", "--agent", second.control, "--json"]).output
+            let after = try #require(try JSONDecoder().decode(AgentStatistics.self, from: Data(json.utf8)).images.first)
+            #expect(after.reads.prefetchHits == recorded, "every recorded chunk was read from the prefetch")
+            #expect(after.reads.originFetches == recorded, "the start needed no demand fetch")
+            #expect(second.process.stop(grace: 20) == 0)
+        }
+    }
+
+    @Test func mountShowsTheImageAsAFileTheKernelCanLoopMount() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try await AgentHarness(dir)
+            let mountPoint = dir + "/fuse"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            let log = dir + "/mount.log"
+            let process = try BackgroundProcess(TestSupport.thawExecutable, ["mount", harness.manifestID, mountPoint,
+                                                "--disk-cache", "0"] + harness.storeArguments, logPath: log)
+            let file = mountPoint + "/\(harness.manifestID).ext4"
+            defer { process.stop() }
+            #expect(AgentHarness.eventually { FileManager.default.fileExists(atPath: file) },
+                    "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            #expect(try AgentHarness.contentsEqual(file, harness.pulled))
+
+            let loop = try TestSupport.run("losetup", ["-r", "-f", "--show", file]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            defer { _ = try? TestSupport.run("losetup", ["-d", loop], check: false) }
+            let viaFuse = dir + "/via-fuse"
+            try FileManager.default.createDirectory(atPath: viaFuse, withIntermediateDirectories: true)
+            try TestSupport.run("mount", ["-o", "ro", "-t", "ext4", loop, viaFuse])
+            defer { _ = try? TestSupport.run("umount", [viaFuse], check: false) }
+            let differences = try TestSupport.withLoopMount(harness.pulled, at: dir + "/mnt") {
+                try Fixtures.compareTrees(expected: dir + "/mnt", actual: viaFuse)
+            }
+            #expect(differences == nil)
+            try TestSupport.run("umount", [viaFuse])
+            try TestSupport.run("losetup", ["-d", loop])
+
+            #expect(process.stop(grace: 20) == 0)
+            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            #expect(!mounts.contains(mountPoint), "the FUSE mount is gone after SIGTERM")
+        }
+    }
+
+    @Test func badReferencesGiveClearErrorsAndStopNothing() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try await AgentHarness(dir)
+            let serve = try TestSupport.thaw(["serve", "deadbeefdeadbeef", "--nbd", "127.0.0.1:\(try TestSupport.freePort())",
+                                              "--disk-cache", "0"] + harness.storeArguments, check: false)
+            #expect(serve.status != 0)
+            #expect(serve.output.contains("no manifest deadbeefdeadbeef"), "\(serve.output)")
+            let mount = try TestSupport.thaw(["mount", harness.manifestID, dir + "/missing", "--disk-cache", "0"] + harness.storeArguments,
+                                             check: false)
+            #expect(mount.status != 0)
+            #expect(mount.output.contains(dir + "/missing"), "\(mount.output)")
+            let size = try TestSupport.thaw(["agent", "--memory-cache", "lots"] + harness.storeArguments, check: false)
+            #expect(size.status != 0 && size.output.contains("--memory-cache"), "\(size.output)")
+        }
+    }
+}

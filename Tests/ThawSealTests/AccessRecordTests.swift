@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+import ThawBinary
+import ThawSeal
+import ThawTestSupport
+
+/// The sealed access record: round trips, belongs to one manifest, and refuses what is wrong.
+@Suite struct AccessRecordTests {
+    @Test func roundTripsAndHidesTheOrder() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let manifest = ManifestTests.sample(chunks: 40)
+            let record = AccessRecord(manifestID: manifest.header.id, chunkCount: 40, chunks: [7, 3, 39, 0, 12])
+            let bytes = try await record.sealed(tenant: manifest.header.tenant, keys: keys)
+            #expect(try await AccessRecord.open(bytes, for: manifest.header, keys: keys) == record)
+            // The manifest id is public, the order is not.
+            #expect(ManifestTests.find(Array(manifest.header.id.utf8), in: bytes))
+            var order = ByteWriter()
+            for index in record.chunks { order.u32(index) }
+            #expect(!ManifestTests.find(order.bytes, in: bytes))
+        }
+    }
+
+    @Test func refusesAnotherManifestsRecordAndAnyChangedByte() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let manifest = ManifestTests.sample(chunks: 40)
+            let other = ManifestTests.sample(chunks: 41)
+            let record = AccessRecord(manifestID: manifest.header.id, chunkCount: 40, chunks: [1, 2, 3])
+            let bytes = try await record.sealed(tenant: manifest.header.tenant, keys: keys)
+            let wrong = await #expect(throws: SealError.self) { try await AccessRecord.open(bytes, for: other.header, keys: keys) }
+            #expect(wrong?.message.contains("does not belong to manifest \(other.header.id)") == true)
+            for position in stride(from: 0, to: bytes.count, by: 7) {
+                var changed = bytes
+                changed[position] ^= 0x40
+                await #expect(throws: SealError.self, "byte \(position)") {
+                    try await AccessRecord.open(changed, for: manifest.header, keys: keys)
+                }
+            }
+            await #expect(throws: SealError.self) {
+                try await AccessRecord.open(Array(bytes.dropLast(3)), for: manifest.header, keys: keys)
+            }
+        }
+    }
+
+    @Test func refusesIndicesOutOfRangeOrRepeated() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let manifest = ManifestTests.sample(chunks: 10)
+            for chunks: [UInt32] in [[1, 10], [4, 2, 4]] {
+                let record = AccessRecord(manifestID: manifest.header.id, chunkCount: 10, chunks: chunks)
+                let bytes = try await record.sealed(tenant: manifest.header.tenant, keys: keys)
+                let error = await #expect(throws: SealError.self) { try await AccessRecord.open(bytes, for: manifest.header, keys: keys) }
+                #expect(error?.kind == .malformedManifest)
+                #expect(error?.message.contains("out of range or twice") == true)
+            }
+        }
+    }
+}
