@@ -34,6 +34,17 @@ struct AgentHarness {
         try TestSupport.thaw(["pull", manifestID, "-o", pulled, "--store", dir + "/store", "--keys", dir + "/keys"])
     }
 
+    /// Pushes one more fixture image into the same store and pulls it: its manifest id and image.
+    func pushAnother(_ variant: String) async throws -> (id: String, pulled: String) {
+        try Fixtures.make(variant, in: dir + "/oci")
+        let store = try DirectoryStore(path: self.store, create: false)
+        let report = try await Pusher(store: store, keys: LocalKeyProvider(directory: keys))
+            .push(try Image.open(.ociLayout(path: dir + "/oci", tag: variant)))
+        let pulled = dir + "/\(variant).ext4"
+        try TestSupport.thaw(["pull", report.manifestID, "-o", pulled] + storeArguments)
+        return (report.manifestID, pulled)
+    }
+
     /// A running `thaw` command (agent, serve or mount) and the ports it was given.
     final class Running: @unchecked Sendable {
         let process: BackgroundProcess

@@ -27,7 +27,7 @@ import ThawNBD
                 + ClientMessages.request(0, cookie: 2, offset: 1 << 20, length: 100))
             try await Task.sleep(for: .milliseconds(100))
             let started = ContinuousClock.now
-            server.drain(timeout: .seconds(10))
+            server.drain(timeout: .seconds(60))
             var answered: [UInt64: [UInt8]] = [:]
             for _ in 0..<2 {
                 let (error, cookie) = try await RawProtocolTests.replyHeader(&connection)
@@ -35,9 +35,10 @@ import ThawNBD
                 let length = cookie == 1 ? 8192 : 100
                 answered[cookie] = try #require(try await connection.receive(length))
             }
-            // Then the server closes the connection by itself, well before the drain timeout.
+            // Then the server closes the connection by itself, long before the drain timeout
+            // (the bound is loose: a loaded machine may hold up the server's tasks for seconds).
             #expect(await connection.drainUntilClosed().isEmpty)
-            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(ContinuousClock.now - started < .seconds(45))
             return answered
         }
         #expect(replies[1] == Array(TestImage.bytes[4096..<(4096 + 8192)]))
@@ -60,7 +61,8 @@ import ThawNBD
             let started = ContinuousClock.now
             server.drain(timeout: .milliseconds(300))
             _ = await connection.drainUntilClosed()
-            #expect(ContinuousClock.now - started < .seconds(10))
+            // Cut at the drain timeout, long before the read would have ended.
+            #expect(ContinuousClock.now - started < .seconds(45))
         }
         try await running.value
     }

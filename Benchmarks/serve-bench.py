@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Figures for the README's performance section: how the worker agent serves an image.
+
+1. Warm-cache throughput: `nbdcopy` from `thaw serve` (every chunk already in L1 memory)
+   against `nbdkit file` serving the pulled raw image (in the page cache), in the same run,
+   each copied --runs times to nbdcopy's null: destination; the median MB/s.
+2. Sparsity: each image is mounted with `thaw mount` (cold cache), its file attached with
+   `losetup -r` and mounted as ext4, and a realistic start run in a chroot; the bytes fetched
+   from the origin (origin fetches × chunk size, read-ahead included) against the image size.
+3. Prefetch: the same start twice, each in a fresh agent with an empty L1 and the origin
+   slowed by --origin-latency ms per request. The first records what it read (`thaw started`);
+   the second prefetches that record. Each time runs from launching `thaw mount` to the end of
+   the start's command.
+
+    serve-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--throughput-tag py]
+                   [--runs 3] [--origin-latency 20] [--work DIR] [--keep]
+
+Build first: `swift build -c release --product thaw`; `scripts/setup.sh test` installs nbdkit,
+nbdcopy and the rest. Needs root (loop devices, mounts, chroot). Exit status is non-zero when
+any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table, tool_version
+
+# What each corpus image's function does when it starts.
+STARTS = {
+    "py": ["python3", "-c", "import json, email, http.client"],
+    "perl": ["perl", "-MJSON", "-MDBI", "-MLWP::UserAgent", "-e", "1"],
+    "web": ["sh", "-c", "nginx -v && curl --version >/dev/null"],
+    "base": ["sh", "-c", "ls -l / >/dev/null"],
+    "slim": ["python3", "-c", "import json, email, http.client"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise BenchError(f"{what} did not happen within {seconds:.0f} s")
+
+
+def wait_for_port(port: int, what: str) -> None:
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+    wait_for(listening, what)
+
+
+def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    out = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if out.returncode != 0:
+        raise BenchError(f"{what} failed ({out.returncode}): {(out.stderr or out.stdout).strip()[-800:]}")
+    return out
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: str):
+        self.args = args
+        self.work = work
+        self.thaw = args.thaw
+        self.store = os.path.join(work, "store")
+        self.keys = os.path.join(work, "keys")
+        self.env = {**os.environ, "THAW_HOME": os.path.join(work, "home")}
+        self.manifests: dict[str, str] = {}
+        self.images: dict[str, str] = {}
+
+    def store_args(self) -> list[str]:
+        return ["--store", self.store, "--keys", self.keys]
+
+    def push(self, tag: str) -> str:
+        if tag not in self.manifests:
+            out = run([self.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", *self.store_args()],
+                      f"thaw push {tag}", env=self.env)
+            ids = [line.split(" as manifest ")[1].strip() for line in out.stdout.splitlines() if " as manifest " in line]
+            if not ids:
+                raise BenchError(f"cannot find the manifest id in thaw push's output: {out.stdout[-500:]}")
+            self.manifests[tag] = ids[0]
+        return self.manifests[tag]
+
+    def pull(self, tag: str) -> str:
+        if tag not in self.images:
+            path = os.path.join(self.work, f"{tag}.raw")
+            run([self.thaw, "pull", self.push(tag), "-o", path, *self.store_args()], f"thaw pull {tag}", env=self.env)
+            self.images[tag] = path
+        return self.images[tag]
+
+    def spawn(self, argv: list[str], log: str) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                                env=self.env)
+
+    @staticmethod
+    def stop(process: subprocess.Popen, what: str) -> None:
+        process.terminate()
+        try:
+            status = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise BenchError(f"{what} did not stop within 60 s of SIGTERM")
+        if status != 0:
+            raise BenchError(f"{what} exited with {status} after SIGTERM")
+
+    # ----------------------------------------------------------------------------------------
+    # 1. Warm throughput
+
+    def nbdcopy_mb_s(self, uri: str, size: int) -> float:
+        started = time.perf_counter()
+        run(["nbdcopy", uri, "null:"], f"nbdcopy {uri}")
+        return size / (time.perf_counter() - started) / 1e6
+
+    def throughput(self) -> str:
+        tag = self.args.throughput_tag
+        manifest = self.push(tag)
+        raw = self.pull(tag)
+        size = os.path.getsize(raw)
+        thaw_port, nbdkit_port = free_port(), free_port()
+        log = os.path.join(self.work, "serve.log")
+        serve = self.spawn([self.thaw, "serve", manifest, "--nbd", f"127.0.0.1:{thaw_port}",
+                            "--memory-cache", str(2 * size + (64 << 20)), "--disk-cache", "0", *self.store_args()], log)
+        nbdkit = self.spawn(["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(nbdkit_port), "file", raw],
+                            os.path.join(self.work, "nbdkit.log"))
+        try:
+            wait_for_port(thaw_port, "thaw serve")
+            wait_for_port(nbdkit_port, "nbdkit")
+            thaw_uri = f"nbd://127.0.0.1:{thaw_port}/{manifest}"
+            nbdkit_uri = f"nbd://127.0.0.1:{nbdkit_port}/"
+            # Warm both: every chunk into L1, the raw file into the page cache.
+            self.nbdcopy_mb_s(thaw_uri, size)
+            self.nbdcopy_mb_s(nbdkit_uri, size)
+            thaw_runs, nbdkit_runs = [], []
+            for _ in range(self.args.runs):  # interleaved, so both see the same machine
+                thaw_runs.append(self.nbdcopy_mb_s(thaw_uri, size))
+                nbdkit_runs.append(self.nbdcopy_mb_s(nbdkit_uri, size))
+        finally:
+            self.stop(serve, "thaw serve")
+            nbdkit.terminate()
+            nbdkit.wait()
+        thaw_mb, nbdkit_mb = statistics.median(thaw_runs), statistics.median(nbdkit_runs)
+        rows = [["thaw serve (warm L1)", fmt(thaw_mb, 0), " ".join(fmt(r, 0) for r in thaw_runs)],
+                ["nbdkit file (page cache)", fmt(nbdkit_mb, 0), " ".join(fmt(r, 0) for r in nbdkit_runs)]]
+        return (f"## Warm-cache throughput: nbdcopy of {tag} ({size / MIB:.0f} MiB) to null:, median of {self.args.runs}\n\n"
+                + table(["server", "MB/s", "runs"], rows)
+                + f"\n\nthaw / nbdkit: {thaw_mb / nbdkit_mb:.2f}x (goal: at least 0.8x)\n")
+
+    # ----------------------------------------------------------------------------------------
+    # 2 and 3. Starts through a FUSE mount
+
+    def start(self, tag: str, latency_ms: float, record: bool) -> dict:
+        """One cold start of `tag`: launch `thaw mount`, attach and mount, run the start in a
+        chroot. Returns its wall time and the agent's figures for the image."""
+        manifest = self.push(tag)
+        fuse = os.path.join(self.work, "fuse")
+        root = os.path.join(self.work, "root")
+        os.makedirs(fuse, exist_ok=True)
+        os.makedirs(root, exist_ok=True)
+        control = free_port()
+        log = os.path.join(self.work, f"mount-{tag}.log")
+        drop_caches()
+        started = time.perf_counter()
+        agent = self.spawn([self.thaw, "mount", manifest, fuse, "--control", f"127.0.0.1:{control}",
+                            "--disk-cache", "0", "--origin-latency", str(latency_ms), "--record-idle", "600",
+                            *self.store_args()], log)
+        image = os.path.join(fuse, manifest + ".ext4")
+        loop = None
+        mounted = False
+        try:
+            wait_for(lambda: os.path.exists(image), f"thaw mount {tag} (log {log})")
+            loop = run(["losetup", "-r", "-f", "--show", image], "losetup").stdout.strip()
+            run(["mount", "-o", "ro", "-t", "ext4", loop, root], "mount")
+            mounted = True
+            command = run(["chroot", root, *STARTS[tag]], f"the start of {tag}")
+            seconds = time.perf_counter() - started
+            if record:
+                run([self.thaw, "started", manifest, "--agent", f"127.0.0.1:{control}"], "thaw started", env=self.env)
+            stats = json.loads(run([self.thaw, "stats", "--agent", f"127.0.0.1:{control}", "--json"], "thaw stats",
+                                   env=self.env).stdout)
+        finally:
+            if mounted:
+                subprocess.run(["umount", root])
+            if loop:
+                subprocess.run(["losetup", "-d", loop])
+            self.stop(agent, f"thaw mount {tag}")
+        del command
+        figures = next(i for i in stats["images"] if i["id"] == manifest)
+        figures["seconds"] = seconds
+        return figures
+
+    def chunk_size(self, tag: str) -> int:
+        out = run([self.thaw, "inspect", self.push(tag), *self.store_args()], "thaw inspect", env=self.env).stdout
+        for line in out.splitlines():
+            if "chunk size" in line:
+                return int(line.split("chunk size")[1].split("KiB")[0].strip()) * 1024
+        raise BenchError("thaw inspect printed no chunk size")
+
+    def sparsity(self) -> str:
+        rows = []
+        for tag in self.args.tags:
+            figures = self.start(tag, 0, record=False)
+            reads = figures["reads"]
+            fetched = reads["originFetches"] * self.chunk_size(tag)
+            size = figures["size"]
+            rows.append([tag, " ".join(STARTS[tag]), fmt(size / MIB), fmt(reads["bytesRead"] / MIB),
+                         fmt(fetched / MIB), fmt(100 * fetched / size), str(reads["readAheadFetches"])])
+        return ("## Sparsity: bytes fetched from the origin by one cold start through FUSE and a loop mount\n\n"
+                + table(["image", "start", "image MiB", "read MiB", "fetched MiB", "fetched %", "read-ahead fetches"], rows)
+                + "\n\n(goal: at most 10% fetched)\n")
+
+    def prefetch(self) -> str:
+        rows = []
+        latency = self.args.origin_latency
+        for tag in self.args.tags:
+            record = os.path.join(self.store, "roots", "r0001", "records", "default", self.push(tag))
+            if os.path.exists(record):
+                os.remove(record)
+            first = self.start(tag, latency, record=True)
+            if not os.path.exists(record):
+                raise BenchError(f"the first start of {tag} saved no access record")
+            second = self.start(tag, latency, record=False)
+            r2 = second["reads"]
+            rows.append([tag, fmt(first["seconds"], 2), fmt(second["seconds"], 2), fmt(first["seconds"] / second["seconds"], 1),
+                         str(first["reads"]["originFetches"]), str(second.get("prefetchChunks")), str(r2["prefetchHits"]),
+                         str(r2["originFetches"] - r2["prefetchFetches"])])
+        return (f"## Prefetch: a cold start, then the same start prefetching its record (origin +{latency:g} ms per request)\n\n"
+                + table(["image", "first s", "second s", "speed-up", "first fetches", "recorded", "prefetch hits",
+                         "other fetches"], rows)
+                + "\n\n(goal: the second start at least 3x faster)\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--thaw", default=DEFAULT_THAW)
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--tags", default="py,perl,web")
+    parser.add_argument("--throughput-tag", default="py")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--origin-latency", type=float, default=20)
+    parser.add_argument("--sections", default="throughput,sparsity,prefetch")
+    parser.add_argument("--work")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    args.tags = [t for t in args.tags.split(",") if t]
+    for tag in args.tags:
+        if tag not in STARTS:
+            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
+    if os.geteuid() != 0:
+        parser.error("needs root: loop devices, mounts and chroot")
+    if not os.access(args.thaw, os.X_OK):
+        parser.error(f"{args.thaw} is not built: swift build -c release --product thaw")
+    work = args.work or tempfile.mkdtemp(prefix="thaw-serve-bench-")
+    os.makedirs(work, exist_ok=True)
+    bench = Bench(args, work)
+    print(f"# Thaw serving benchmark\n\n{machine_line()}; {tool_version(['nbdcopy', '--version'])}; "
+          f"{tool_version(['nbdkit', '--version'])}\n", flush=True)
+    status = 0
+    try:
+        for section in args.sections.split(","):
+            print(getattr(bench, section)(), flush=True)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
