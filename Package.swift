@@ -206,6 +206,7 @@ let package = Package(
             name: "ThawAgent",
             dependencies: [
                 "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawStore", "ThawSeal",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

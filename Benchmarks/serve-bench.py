@@ -4,13 +4,13 @@
 1. Warm-cache throughput: `nbdcopy` from `thaw serve` (every chunk already in L1 memory)
    against `nbdkit file` serving the pulled raw image (in the page cache), in the same run,
    each copied --runs times to nbdcopy's null: destination; the median MB/s.
-2. Sparsity: each image is mounted with `thaw mount` (cold cache), its file attached with
+2. Sparsity: each image is served by a fresh `thaw agent --mount` (cold cache), its file attached with
    `losetup -r` and mounted as ext4, and a realistic start run in a chroot; the bytes fetched
    from the origin (origin fetches × chunk size, read-ahead included) against the image size.
 3. Prefetch: the same start twice, each in a fresh agent with an empty L1 and the origin
    slowed by --origin-latency ms per request. The first records what it read (`thaw started`);
-   the second prefetches that record. Each time runs from launching `thaw mount` to the end of
-   the start's command.
+   the second prefetches that record. Each time runs from the request to serve the manifest
+   (`PUT /v1/images/ID` to an agent already running) to the end of the start's command.
 
     serve-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--throughput-tag py]
                    [--runs 3] [--origin-latency 20] [--work DIR] [--keep]
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table, tool_version
 
@@ -145,7 +146,8 @@ class Bench:
         thaw_port, nbdkit_port = free_port(), free_port()
         log = os.path.join(self.work, "serve.log")
         serve = self.spawn([self.thaw, "serve", manifest, "--nbd", f"127.0.0.1:{thaw_port}",
-                            "--memory-cache", str(2 * size + (64 << 20)), "--disk-cache", "0", *self.store_args()], log)
+                            "--memory-cache", str(2 * size + (64 << 20)), "--disk-cache", "0", "--no-record",
+                            *self.store_args()], log)
         nbdkit = self.spawn(["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(nbdkit_port), "file", raw],
                             os.path.join(self.work, "nbdkit.log"))
         try:
@@ -174,30 +176,41 @@ class Bench:
     # ----------------------------------------------------------------------------------------
     # 2 and 3. Starts through a FUSE mount
 
-    def start(self, tag: str, latency_ms: float, record: bool) -> dict:
-        """One cold start of `tag`: launch `thaw mount`, attach and mount, run the start in a
-        chroot. Returns its wall time and the agent's figures for the image."""
+    def start(self, tag: str, latency_ms: float, record: bool, prefetch: bool, loop_readahead: int | None = None,
+              read_ahead: int = 4) -> dict:
+        """One cold start of `tag` on a fresh agent (empty L1, files shown in a FUSE directory):
+        ask the agent to serve the manifest, attach its file and mount it, run the start in a
+        chroot. The clock runs from the request to the end of the start's command; the agent was
+        started before, as a worker's agent is. Returns the time and the agent's figures."""
         manifest = self.push(tag)
         fuse = os.path.join(self.work, "fuse")
         root = os.path.join(self.work, "root")
         os.makedirs(fuse, exist_ok=True)
         os.makedirs(root, exist_ok=True)
         control = free_port()
-        log = os.path.join(self.work, f"mount-{tag}.log")
-        drop_caches()
-        started = time.perf_counter()
-        agent = self.spawn([self.thaw, "mount", manifest, fuse, "--control", f"127.0.0.1:{control}",
-                            "--disk-cache", "0", "--origin-latency", str(latency_ms), "--record-idle", "600",
-                            *self.store_args()], log)
+        log = os.path.join(self.work, f"agent-{tag}.log")
+        options = ["--origin-latency", str(latency_ms), "--record-idle", "600", "--read-ahead", str(read_ahead)]
+        options += [] if record else ["--no-record"]
+        options += [] if prefetch else ["--no-prefetch"]
+        agent = self.spawn([self.thaw, "agent", "--nbd", "none", "--control", f"127.0.0.1:{control}", "--mount", fuse,
+                            "--disk-cache", "0", *options, *self.store_args()], log)
         image = os.path.join(fuse, manifest + ".ext4")
         loop = None
         mounted = False
         try:
-            wait_for(lambda: os.path.exists(image), f"thaw mount {tag} (log {log})")
+            wait_for_port(control, f"thaw agent (log {log})")
+            drop_caches()
+            started = time.perf_counter()
+            request = urllib.request.Request(f"http://127.0.0.1:{control}/v1/images/{manifest}", method="PUT")
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                answer.read()
+            wait_for(lambda: os.path.exists(image), f"{image} (log {log})")
             loop = run(["losetup", "-r", "-f", "--show", image], "losetup").stdout.strip()
+            if loop_readahead is not None:
+                run(["blockdev", "--setra", str(loop_readahead * 2), loop], "blockdev --setra")
             run(["mount", "-o", "ro", "-t", "ext4", loop, root], "mount")
             mounted = True
-            command = run(["chroot", root, *STARTS[tag]], f"the start of {tag}")
+            run(["chroot", root, *STARTS[tag]], f"the start of {tag}")
             seconds = time.perf_counter() - started
             if record:
                 run([self.thaw, "started", manifest, "--agent", f"127.0.0.1:{control}"], "thaw started", env=self.env)
@@ -208,8 +221,7 @@ class Bench:
                 subprocess.run(["umount", root])
             if loop:
                 subprocess.run(["losetup", "-d", loop])
-            self.stop(agent, f"thaw mount {tag}")
-        del command
+            self.stop(agent, f"thaw agent ({tag})")
         figures = next(i for i in stats["images"] if i["id"] == manifest)
         figures["seconds"] = seconds
         return figures
@@ -224,14 +236,20 @@ class Bench:
     def sparsity(self) -> str:
         rows = []
         for tag in self.args.tags:
-            figures = self.start(tag, 0, record=False)
-            reads = figures["reads"]
-            fetched = reads["originFetches"] * self.chunk_size(tag)
-            size = figures["size"]
-            rows.append([tag, " ".join(STARTS[tag]), fmt(size / MIB), fmt(reads["bytesRead"] / MIB),
-                         fmt(fetched / MIB), fmt(100 * fetched / size), str(reads["readAheadFetches"])])
+            for loop_readahead, read_ahead in [(None, 4), (0, 4), (0, 0)]:
+                figures = self.start(tag, 0, record=False, prefetch=False, loop_readahead=loop_readahead,
+                                     read_ahead=read_ahead)
+                reads = figures["reads"]
+                fetched = reads["originFetches"] * self.chunk_size(tag)
+                size = figures["size"]
+                rows.append([tag, "default" if loop_readahead is None else f"{loop_readahead} KiB", str(read_ahead),
+                             fmt(size / MIB), fmt(reads["bytesRead"] / MIB), fmt(fetched / MIB),
+                             fmt(100 * fetched / size), str(reads["readAheadFetches"])])
+        starts = "\n".join(f"- {tag}: `{' '.join(STARTS[tag])}`" for tag in self.args.tags)
         return ("## Sparsity: bytes fetched from the origin by one cold start through FUSE and a loop mount\n\n"
-                + table(["image", "start", "image MiB", "read MiB", "fetched MiB", "fetched %", "read-ahead fetches"], rows)
+                + starts + "\n\n"
+                + table(["image", "loop readahead", "thaw read-ahead", "image MiB", "read MiB", "fetched MiB", "fetched %",
+                         "read-ahead fetches"], rows)
                 + "\n\n(goal: at most 10% fetched)\n")
 
     def prefetch(self) -> str:
@@ -241,10 +259,10 @@ class Bench:
             record = os.path.join(self.store, "roots", "r0001", "records", "default", self.push(tag))
             if os.path.exists(record):
                 os.remove(record)
-            first = self.start(tag, latency, record=True)
+            first = self.start(tag, latency, record=True, prefetch=False)
             if not os.path.exists(record):
                 raise BenchError(f"the first start of {tag} saved no access record")
-            second = self.start(tag, latency, record=False)
+            second = self.start(tag, latency, record=False, prefetch=True)
             r2 = second["reads"]
             rows.append([tag, fmt(first["seconds"], 2), fmt(second["seconds"], 2), fmt(first["seconds"] / second["seconds"], 1),
                          str(first["reads"]["originFetches"]), str(second.get("prefetchChunks")), str(r2["prefetchHits"]),

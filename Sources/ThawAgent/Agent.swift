@@ -64,6 +64,8 @@ public final class Agent: Service, Sendable {
     }
 
     public func run() async throws {
+        // Reads allocate and free buffers of up to a chunk each: keep them in the heap.
+        MallocTuning.keepLargeBuffers()
         let cache = try await L1Cache.open(configuration.cache)
         var fileSystem: FUSEFileSystem?
         var mount: FUSEMount?

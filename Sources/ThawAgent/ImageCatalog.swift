@@ -110,6 +110,7 @@ public actor ImageCatalog: NBDExportCatalog {
         return try await save(served)
     }
 
+    @discardableResult
     private func save(_ served: ServedImage) async throws -> Int? {
         guard let recorder = served.image.recorder, let order = recorder.finish(), !order.isEmpty else { return nil }
         let header = served.image.manifest.header

@@ -3,6 +3,7 @@ public import ThawNBD
 public import ThawSeal
 public import ThawServe
 import Synchronization
+public import NIOCore
 
 /// One manifest an agent serves: its lazy image, the recording of this start (when the
 /// manifest had no access record), and the prefetch of the record it had.
@@ -39,6 +40,11 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
         return try await image.read(offset: min(offset, size), length: available)
     }
 
+    /// NBD's read: decrypts straight into the reply buffer.
+    public func read(offset: UInt64, length: Int, into buffer: inout ByteBuffer) async throws {
+        try await image.read(offset: offset, length: length, into: &buffer)
+    }
+
     /// Whether the prefetch has fetched everything its record lists (true when there is none).
     public var prefetchFinished: Bool { prefetchRecord == nil || prefetchDone.load(ordering: .acquiring) }
 
@@ -54,4 +60,10 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
     func stopPrefetch() {
         prefetchTask.withLock { $0 }?.cancel()
     }
+}
+
+/// NBD replies are assembled in NIO buffers: the read path decrypts into them directly.
+extension ByteBuffer: ReadSink {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
+    public mutating func appendZeros(_ count: Int) { writeRepeatingByte(0, count: count) }
 }

@@ -160,16 +160,15 @@ struct NBDConnection: Sendable {
     /// with `NBD_EIO` and the connection goes on.
     static func serveRead(_ export: any NBDExport, cookie: UInt64, offset: UInt64, length: Int,
                           outbound: Outbound, logger: Logger) async throws {
-        var reply: ByteBuffer
+        var reply = ByteBuffer()
         do {
-            let data = try await export.read(offset: offset, length: length)
-            guard data.count == length else {
-                throw WrongReadLength(offset: offset, asked: length, returned: data.count)
-            }
-            reply = ByteBuffer()
             reply.reserveCapacity(NBDSimpleReply.headerSize + length)
             reply.writeBytes(NBDSimpleReply.header(cookie: cookie))
-            reply.writeBytes(data)
+            try await export.read(offset: offset, length: length, into: &reply)
+            let returned = reply.readableBytes - NBDSimpleReply.headerSize
+            guard returned == length else {
+                throw WrongReadLength(offset: offset, asked: length, returned: returned)
+            }
         } catch {
             try Task.checkCancellation()
             logger.warning("read failed, replying NBD_EIO", metadata: [

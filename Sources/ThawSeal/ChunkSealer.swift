@@ -64,22 +64,40 @@ public enum ChunkSealer {
 
     /// Decrypts `ciphertext[range]` alone (the caller has verified the chunk).
     public static func decrypt(_ ciphertext: [UInt8], range: Range<Int>, key: ChunkKey) -> [UInt8] {
+        var plain: [UInt8] = []
+        decrypt(ciphertext, range: range, key: key, appendingTo: &plain)
+        return plain
+    }
+
+    /// Decrypts `ciphertext[range]` alone onto the end of `output`, with no copy in between: the
+    /// serving path assembles a read's bytes this way.
+    public static func decrypt(_ ciphertext: [UInt8], range: Range<Int>, key: ChunkKey, appendingTo output: inout [UInt8]) {
+        decrypt(ciphertext, range: range, key: key) { output.append(contentsOf: $0) }
+    }
+
+    /// Decrypts `ciphertext[range]` alone and lends the plaintext to `body`, which copies it
+    /// wherever the bytes go (a read's array, a network buffer): one copy, no array between.
+    public static func decrypt<Result>(_ ciphertext: [UInt8], range: Range<Int>, key: ChunkKey,
+                                       _ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
         let firstBlock = range.lowerBound / 16
         let start = firstBlock * 16
         let plain = ciphertext.withUnsafeBytes {
-            crypt(UnsafeRawBufferPointer(rebasing: $0[start..<range.upperBound]), key: key, blockIndex: UInt64(firstBlock))
+            cryptData(UnsafeRawBufferPointer(rebasing: $0[start..<range.upperBound]), key: key, blockIndex: UInt64(firstBlock))
         }
-        return Array(plain[(range.lowerBound - start)...])
+        return try plain.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound - start)...])) }
     }
 
     /// AES-256-CTR starting at counter block `blockIndex` (the 128-bit big-endian counter of IV 0).
     static func crypt(_ input: UnsafeRawBufferPointer, key: ChunkKey, blockIndex: UInt64) -> [UInt8] {
+        [UInt8](cryptData(input, key: key, blockIndex: blockIndex))
+    }
+
+    static func cryptData(_ input: UnsafeRawBufferPointer, key: ChunkKey, blockIndex: UInt64) -> Data {
         var counter = [UInt8](repeating: 0, count: 16)
         for i in 0..<8 { counter[15 - i] = UInt8(truncatingIfNeeded: blockIndex >> (8 * UInt64(i))) }
         do {
             let nonce = try AES._CTR.Nonce(nonceBytes: counter)
-            let output = try AES._CTR.encrypt(input, using: SymmetricKey(data: key.bytes), nonce: nonce)
-            return [UInt8](output)
+            return try AES._CTR.encrypt(input, using: SymmetricKey(data: key.bytes), nonce: nonce)
         } catch {
             // Only parameter sizes can fail here, and they are fixed above.
             preconditionFailure("AES-256-CTR with a 32-byte key and 16-byte counter failed: \(error)")

@@ -115,16 +115,25 @@ extension LazyImage {
         if let cache, case .success(let bytes) = result { await cache.putOnDisk(ref.name, bytes) }
     }
 
-    /// Starts read-ahead when a read continues a sequential stream: it ends in the chunk the
-    /// previous read ended in, or the next one. Each chunk is fetched ahead once per stream.
-    func noteRead(endingIn last: Int) {
+    /// Starts read-ahead when a read continues a sequential stream of at least
+    /// `LazyImageConfiguration.readAheadTrigger` bytes: it starts where the stream ended, or a
+    /// little before (concurrent reads of one stream arrive out of order). A read that skips
+    /// ahead starts a new stream: a start reads many small files near each other, and
+    /// read-ahead there would fetch chunks nobody reads. Each chunk is fetched ahead once per stream.
+    func noteRead(offset: UInt64, end: UInt64, endingIn last: Int) {
         let readAhead = configuration.readAhead
+        let slack = configuration.streamSlack
+        let trigger = configuration.readAheadTrigger
         let range = state.withLock { s -> ClosedRange<Int>? in
-            defer { s.lastReadEnd = last }
-            guard let previous = s.lastReadEnd, previous == last || previous == last - 1, readAhead > 0 else {
+            if let streamEnd = s.streamEnd, offset + slack >= streamEnd, offset <= streamEnd {
+                s.streamBytes += end - offset
+                s.streamEnd = max(streamEnd, end)
+            } else {
+                s.streamBytes = end - offset
+                s.streamEnd = end
                 s.readAheadThrough = last
-                return nil
             }
+            guard readAhead > 0, s.streamBytes >= trigger else { return nil }
             let from = max(last + 1, s.readAheadThrough + 1)
             let through = min(last + readAhead, manifest.chunks.count - 1)
             guard from <= through else { return nil }

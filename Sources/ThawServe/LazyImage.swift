@@ -56,6 +56,16 @@ public final class LazyImage: Sendable {
     /// - Throws: `ReadOutOfRangeError` past the end, `ChunkDeadlineError` when a chunk does not
     ///   arrive within the deadline, `ChunkFetchError` when the origin cannot give a chunk.
     public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(max(0, length))
+        try await read(offset: offset, length: length, into: &bytes)
+        return bytes
+    }
+
+    /// Appends the bytes of the flattened image in `offset ..< offset + length` to `sink`
+    /// (a server's reply buffer), decrypting each piece straight into it. On a throw the sink
+    /// may hold part of the bytes.
+    public func read<Sink: ReadSink>(offset: UInt64, length: Int, into sink: inout Sink) async throws {
         guard length >= 0, offset <= size, UInt64(length) <= size - offset else {
             metrics.readErrors.increment()
             throw ReadOutOfRangeError(offset: offset, length: length, imageSize: size)
@@ -67,14 +77,12 @@ public final class LazyImage: Sendable {
         }
         metrics.reads.increment()
         metrics.readBytes.increment(by: length)
-        guard length > 0 else { return [] }
+        guard length > 0 else { return }
         let end = offset + UInt64(length)
         let first = Int(offset / chunkSize)
         let last = Int((end - 1) / chunkSize)
-        noteRead(endingIn: last)
+        noteRead(offset: offset, end: end, endingIn: last)
 
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(length)
         do {
             for index in first...last {
                 let chunkStart = UInt64(index) * chunkSize
@@ -83,13 +91,13 @@ public final class LazyImage: Sendable {
                 let pieceStarted = ContinuousClock.now
                 guard let ref = manifest.chunks[index] else {
                     counters.withLock { $0.chunksFromZero += 1 }
-                    bytes.append(contentsOf: repeatElement(0, count: upper - lower))
+                    sink.appendZeros(upper - lower)
                     metrics.served(.zero, bytes: upper - lower, since: pieceStarted)
                     continue
                 }
                 recorder?.touch(index)
                 let (ciphertext, tier) = try await self.ciphertext(of: index, ref)
-                bytes.append(contentsOf: ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key))
+                ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key) { sink.append($0) }
                 metrics.served(tier, bytes: upper - lower, since: pieceStarted)
             }
         } catch {
@@ -97,6 +105,5 @@ public final class LazyImage: Sendable {
             throw error
         }
         metrics.readDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        return bytes
     }
 }

@@ -11,9 +11,18 @@ public struct LazyImageConfiguration: Sendable, Hashable {
     /// chunk do not fetch the same chunk again. Never fewer than `readAhead + 1`.
     public var holdingCapacity: Int
 
+    /// Bytes a sequential stream must have read before read-ahead starts: a whole small file
+    /// read in order is not yet a stream worth fetching ahead for.
+    public var readAheadTrigger: UInt64
+    /// How far before the stream's end a read may start and still continue it, since concurrent
+    /// reads of one stream (kernel readahead, a VMM's queue) arrive out of order.
+    public var streamSlack: UInt64
+
     public init(readAhead: Int = 4, maximumOriginFetches: Int = 16, deadline: Duration = .seconds(30),
-                holdingCapacity: Int = 16) {
+                holdingCapacity: Int = 16, readAheadTrigger: UInt64 = 512 * 1024, streamSlack: UInt64 = 256 * 1024) {
         self.readAhead = max(0, readAhead)
+        self.readAheadTrigger = readAheadTrigger
+        self.streamSlack = streamSlack
         self.maximumOriginFetches = max(1, maximumOriginFetches)
         self.deadline = deadline
         self.holdingCapacity = max(holdingCapacity, readAhead + 1)

@@ -10,8 +10,9 @@ struct ServeState {
     /// fetch removes its entry, so a failure is never cached.
     var flights: [Int: [Int: FlightWaiter]] = [:]
     var nextWaiter = 0
-    /// The chunk the previous read ended in, to recognise sequential streams.
-    var lastReadEnd: Int?
+    /// Where the current sequential stream of reads ends, and how many bytes it has read.
+    var streamEnd: UInt64?
+    var streamBytes: UInt64 = 0
     /// The highest chunk read-ahead has been started for in the current stream.
     var readAheadThrough = -1
     /// Recently fetched ciphertext when there is no L1, bounded and evicted oldest first.

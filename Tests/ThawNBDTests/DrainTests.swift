@@ -33,7 +33,8 @@ import ThawNBD
                 let (error, cookie) = try await RawProtocolTests.replyHeader(&connection)
                 #expect(error == 0)
                 let length = cookie == 1 ? 8192 : 100
-                answered[cookie] = try #require(try await connection.receive(length))
+                let bytes: [UInt8] = try #require(try await connection.receive(length))
+                answered[cookie] = bytes
             }
             // Then the server closes the connection by itself, long before the drain timeout
             // (the bound is loose: a loaded machine may hold up the server's tasks for seconds).

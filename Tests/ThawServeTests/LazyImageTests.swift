@@ -167,7 +167,8 @@ import ThawTestSupport
         try await TestSupport.withTemporaryDirectory { dir in
             let setup = try await Setup(dir)
             let store = CountingStore(setup.store)
-            let image = LazyImage(manifest: setup.manifest, store: store, configuration: LazyImageConfiguration(readAhead: 4))
+            let image = LazyImage(manifest: setup.manifest, store: store,
+                                  configuration: LazyImageConfiguration(readAhead: 4, readAheadTrigger: UInt64(setup.chunkSize)))
             let c = setup.chunkSize
             // The longest run of stored chunks: reads walk its first two chunks.
             let stored = Set(setup.storedIndexes)
@@ -199,23 +200,43 @@ import ThawTestSupport
             let setup = try await Setup(dir)
             let store = CountingStore(setup.store)
             let image = LazyImage(manifest: setup.manifest, store: store,
-                                  configuration: LazyImageConfiguration(readAhead: 4, maximumOriginFetches: 2))
+                                  configuration: LazyImageConfiguration(readAhead: 4, maximumOriginFetches: 2,
+                                                                        readAheadTrigger: UInt64(setup.chunkSize)))
             let c = setup.chunkSize
             let stored = Set(setup.storedIndexes)
             let start = try #require(setup.storedIndexes.first { i in (0..<6).allSatisfy { stored.contains(i + $0) } })
-            _ = try await image.read(offset: UInt64(start * c), length: 10)
+            _ = try await image.read(offset: UInt64(start * c), length: c / 2)
             store.setDelay(.seconds(1))
-            // Sequential: queues read-ahead of start+2 ... start+5, one at a time at 1 s each.
-            _ = try await image.read(offset: UInt64((start + 1) * c), length: 10)
+            // A stream of a whole chunk: queues read-ahead of start+1 ... start+4, one at a time
+            // at 1 s each.
+            _ = try await image.read(offset: UInt64(start * c + c / 2), length: c / 2)
             let clock = ContinuousClock()
             let began = clock.now
-            let bytes = try await image.read(offset: UInt64((start + 5) * c), length: 100)
+            let bytes = try await image.read(offset: UInt64((start + 4) * c), length: 100)
             let elapsed = clock.now - began
-            #expect(bytes == setup.expected((start + 5) * c, 100))
+            #expect(bytes == setup.expected((start + 4) * c, 100))
             // Behind the read-ahead queue this would take three or four fetches of 1 s each;
             // promoted, it takes one (the margin is for a loaded machine).
             #expect(elapsed < .milliseconds(2_500), "took \(elapsed)")
-            #expect(store.gets(of: setup.manifest.chunks[start + 5]!.name) == 1)
+            #expect(store.gets(of: setup.manifest.chunks[start + 4]!.name) == 1)
+        }
+    }
+
+    /// Reads near each other that are not one stream (small files of a start) fetch nothing ahead.
+    @Test func scatteredSmallReadsFetchNothingAhead() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let setup = try await Setup(dir)
+            let store = CountingStore(setup.store)
+            let image = LazyImage(manifest: setup.manifest, store: store,
+                                  configuration: LazyImageConfiguration(readAhead: 4, readAheadTrigger: UInt64(setup.chunkSize)))
+            let c = setup.chunkSize
+            for index in setup.storedIndexes.prefix(8) {
+                _ = try await image.read(offset: UInt64(index * c + 4096), length: 8192)
+                _ = try await image.read(offset: UInt64(index * c + c - 8192), length: 8192)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(image.statistics.readAheadFetches == 0)
+            #expect(store.totalGets == min(8, setup.storedIndexes.count))
         }
     }
 
