@@ -100,7 +100,8 @@ class Bench:
 
     def push(self, tag: str) -> str:
         if tag not in self.manifests:
-            out = run([self.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", *self.store_args()],
+            out = run([self.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", "--chunk-size", str(self.args.chunk_size),
+                       *self.store_args()],
                       f"thaw push {tag}", env=self.env)
             ids = [line.split(" as manifest ")[1].strip() for line in out.stdout.splitlines() if " as manifest " in line]
             if not ids:
@@ -281,6 +282,7 @@ def main() -> int:
     parser.add_argument("--throughput-tag", default="py")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--origin-latency", type=float, default=20)
+    parser.add_argument("--chunk-size", type=int, default=512 * 1024, help="chunk size of the pushes (bytes)")
     parser.add_argument("--sections", default="throughput,sparsity,prefetch")
     parser.add_argument("--work")
     parser.add_argument("--keep", action="store_true")

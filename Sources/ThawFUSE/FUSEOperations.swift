@@ -17,7 +17,11 @@ enum FUSEOperations {
     static func table() -> fuse_operations {
         var operations = fuse_operations()
 
-        operations.`init` = { _, config in
+        operations.`init` = { connection, config in
+            // No readahead of the kernel's own on these files: whoever reads them (a loop
+            // device under a filesystem, a VMM) already reads ahead as much as it wants, and
+            // every extra page here can cost a chunk fetched from the origin.
+            connection?.pointee.max_readahead = 0
             if let config {
                 config.pointee.entry_timeout = FUSEOperations.lookupTimeout
                 config.pointee.attr_timeout = FUSEOperations.lookupTimeout
