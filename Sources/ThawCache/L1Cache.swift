@@ -69,6 +69,14 @@ public final class L1Cache: Sendable {
         return (bytes, .disk)
     }
 
+    /// The chunk from the memory tier alone, counted as a hit there; nil when it is not in
+    /// memory. For a caller that must not wait for the disk.
+    public func lookupInMemory(_ name: ChunkName) -> [UInt8]? {
+        guard let bytes = memory.withLock({ $0.get(name) }) else { return nil }
+        disk?.recordAccess(name)
+        return bytes
+    }
+
     /// Whether either tier holds the chunk, without counting an access: read-ahead and prefetch
     /// ask this before fetching, and must not make a chunk look hot to LRU-K.
     public func contains(_ name: ChunkName) -> Bool {

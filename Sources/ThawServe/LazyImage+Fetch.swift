@@ -68,6 +68,20 @@ extension LazyImage {
     /// in between joins the flight and a reader arriving after finds it cached; the disk tier's
     /// copy is written after the readers are answered.
     func fetch(_ index: Int, _ ref: ChunkRef, kind: OriginFetchKind) async {
+        // A reader (or read-ahead) that missed L1 just before another fetch of this chunk
+        // finished starts a flight of its own; the chunk is in memory by now, so no second
+        // origin fetch.
+        if let bytes = cache?.lookupInMemory(ref.name) ?? state.withLock({ $0.held[index] }) {
+            let waiters = state.withLock { s -> [Int: FlightWaiter]? in
+                if kind == .prefetch { s.prefetched.remove(index) }
+                return s.flights.removeValue(forKey: index)
+            } ?? [:]
+            for waiter in waiters.values {
+                waiter.timer?.cancel()
+                waiter.continuation.resume(returning: bytes)
+            }
+            return
+        }
         let permit = await limiter.acquire(demand: kind == .demand, chunk: index)
         counters.withLock {
             $0.originFetches += 1
