@@ -35,7 +35,7 @@ struct LoopMountTests {
                     // Undone in reverse: the ext4 mount, then the loop device; the FUSE mount after both.
                     defer { _ = try? TestSupport.run("losetup", ["-d", device], check: false) }
                     try TestSupport.run("mount", ["-o", "ro", "-t", "ext4", device, ext4])
-                    defer { _ = try? TestSupport.run("umount", [ext4], check: false) }
+                    defer { TestSupport.unmount(ext4) }
                     var contents: [String: [UInt8]] = [:]
                     for path in files.keys {
                         contents[path] = try [UInt8](Data(contentsOf: URL(fileURLWithPath: ext4 + "/" + path)))

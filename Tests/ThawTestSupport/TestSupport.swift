@@ -79,11 +79,23 @@ public enum TestSupport {
         return result.status == 0 ? nil : result.output
     }
 
+    /// Unmounts `path`, trying again for a few seconds while the kernel calls it busy (on a
+    /// loaded machine a just-closed file can keep a mount busy for a moment). Returns whether
+    /// it is unmounted.
+    @discardableResult
+    public static func unmount(_ path: String, attempts: Int = 50) -> Bool {
+        for attempt in 1...attempts {
+            if let result = try? run("umount", [path], check: false), result.status == 0 { return true }
+            if attempt < attempts { usleep(100_000) }
+        }
+        return false
+    }
+
     /// Mounts `image` read-only at `mountPoint` for `body`.
     public static func withLoopMount<T>(_ image: String, at mountPoint: String, _ body: () throws -> T) throws -> T {
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         try run("mount", ["-o", "ro,loop", "-t", "ext4", image, mountPoint])
-        defer { _ = try? run("umount", [mountPoint], check: false) }
+        defer { unmount(mountPoint) }
         return try body()
     }
 
