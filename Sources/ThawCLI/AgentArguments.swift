@@ -40,6 +40,9 @@ struct AgentArguments: ParsableArguments {
     @Option(help: "Chunks one image's prefetch fetches at once.")
     var prefetchConcurrency: Int = 8
 
+    @Option(help: "Seconds SIGTERM lets reads in flight finish before connections are cut.")
+    var drainTimeout: Double = 10
+
     @Option(help: "Milliseconds added before every origin read, to emulate a remote object store (benchmarks).")
     var originLatency: Double = 0
 
@@ -52,9 +55,11 @@ struct AgentArguments: ParsableArguments {
         let disk = try ByteCount.parse(diskCache, option: "--disk-cache")
         configuration.cache = L1Configuration(memoryCapacity: memory, diskCapacity: disk,
                                               diskDirectory: disk > 0 ? (cacheDir ?? ThawHome.path + "/cache") : nil)
-        guard readAhead >= 0, originFetches >= 1, deadline > 0, recordIdle > 0, prefetchConcurrency >= 1, originLatency >= 0 else {
-            throw ValidationError("--read-ahead must be >= 0, --origin-fetches and --prefetch-concurrency >= 1, --deadline and --record-idle > 0, --origin-latency >= 0")
+        guard readAhead >= 0, originFetches >= 1, deadline > 0, recordIdle > 0, prefetchConcurrency >= 1, originLatency >= 0,
+              drainTimeout >= 0 else {
+            throw ValidationError("--read-ahead must be >= 0, --origin-fetches and --prefetch-concurrency >= 1, --deadline and --record-idle > 0, --origin-latency and --drain-timeout >= 0")
         }
+        configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
         configuration.image = LazyImageConfiguration(readAhead: readAhead, maximumOriginFetches: originFetches,
                                                      deadline: .milliseconds(Int64(deadline * 1000)))
         configuration.recordIdleTimeout = .milliseconds(Int64(recordIdle * 1000))

@@ -156,6 +156,8 @@ import ThawTestSupport
             #expect(mount.output.contains(dir + "/missing"), "\(mount.output)")
             let size = try TestSupport.thaw(["agent", "--memory-cache", "lots"] + harness.storeArguments, check: false)
             #expect(size.status != 0 && size.output.contains("--memory-cache"), "\(size.output)")
+            let drain = try TestSupport.thaw(["agent", "--drain-timeout", "-1"] + harness.storeArguments, check: false)
+            #expect(drain.status != 0 && drain.output.contains("--drain-timeout"), "\(drain.output)")
         }
     }
 }
