@@ -126,11 +126,7 @@ public actor ImageCatalog: NBDExportCatalog {
         for served in images.values {
             guard let recorder = served.image.recorder, recorder.isRecording, recorder.count > 0,
                   recorder.idleTime >= configuration.recordIdleTimeout else { continue }
-            do {
-                try await save(served)
-            } catch {
-                logger.error("cannot save access record", metadata: ["manifest": "\(served.id)", "error": "\(error)"])
-            }
+            await saveOrLog(served)
         }
     }
 
@@ -138,11 +134,17 @@ public actor ImageCatalog: NBDExportCatalog {
     func finishAll() async {
         for served in images.values {
             served.stopPrefetch()
-            do {
-                try await save(served)
-            } catch {
-                logger.error("cannot save access record", metadata: ["manifest": "\(served.id)", "error": "\(error)"])
-            }
+            await saveOrLog(served)
+        }
+    }
+
+    /// `save` where no caller can be told: a record that cannot be saved costs the next start
+    /// its prefetch, nothing more, so it is logged.
+    private func saveOrLog(_ served: ServedImage) async {
+        do {
+            try await save(served)
+        } catch {
+            logger.error("cannot save access record", metadata: ["manifest": "\(served.id)", "error": "\(error)"])
         }
     }
 

@@ -72,14 +72,8 @@ extension LazyImage {
         // finished starts a flight of its own; the chunk is in memory by now, so no second
         // origin fetch.
         if let bytes = cache?.lookupInMemory(ref.name) ?? state.withLock({ $0.held[index] }) {
-            let waiters = state.withLock { s -> [Int: FlightWaiter]? in
-                if kind == .prefetch { s.prefetched.remove(index) }
-                return s.flights.removeValue(forKey: index)
-            } ?? [:]
-            for waiter in waiters.values {
-                waiter.timer?.cancel()
-                waiter.continuation.resume(returning: bytes)
-            }
+            if kind == .prefetch { _ = state.withLock { $0.prefetched.remove(index) } }
+            finishFlight(index, with: .success(bytes))
             return
         }
         let permit = await limiter.acquire(demand: kind == .demand, chunk: index)
@@ -120,13 +114,18 @@ extension LazyImage {
             metrics.fetchErrors.increment()
             if kind == .prefetch { _ = state.withLock { $0.prefetched.remove(index) } }
         }
+        finishFlight(index, with: result)
+        // The readers have their bytes; the disk copy is for later starts and restarts.
+        if let cache, case .success(let bytes) = result { await cache.putOnDisk(ref.name, bytes) }
+    }
+
+    /// Removes chunk `index`'s flight and answers every reader waiting on it.
+    func finishFlight(_ index: Int, with result: Result<[UInt8], any Error>) {
         let waiters = state.withLock { $0.flights.removeValue(forKey: index) } ?? [:]
         for waiter in waiters.values {
             waiter.timer?.cancel()
             waiter.continuation.resume(with: result)
         }
-        // The readers have their bytes; the disk copy is for later starts and restarts.
-        if let cache, case .success(let bytes) = result { await cache.putOnDisk(ref.name, bytes) }
     }
 
     /// Starts read-ahead when a read continues a sequential stream of at least

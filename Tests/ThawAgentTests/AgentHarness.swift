@@ -79,16 +79,6 @@ struct AgentHarness {
         return running
     }
 
-    /// Runs a command on a thread of its own, so waiting for it never holds a concurrency thread.
-    static func run(_ tool: String, _ arguments: [String]) async throws -> TestSupport.CommandResult {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try TestSupport.run(tool, arguments, check: false) }) }.start()
-        }
-    }
-
-    static func contentsEqual(_ a: String, _ b: String) throws -> Bool {
-        try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b))
-    }
 
     /// The value of the first sample of `metric` whose labels contain `labels`, from Prometheus text.
     static func sample(_ text: String, _ metric: String, labels: String = "") -> Double? {

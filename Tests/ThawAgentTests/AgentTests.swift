@@ -12,30 +12,30 @@ import ThawTestSupport
             let harness = try await AgentHarness(dir)
             let agent = try harness.startAgent()
             let copy = dir + "/copy.ext4"
-            let copied = try await AgentHarness.run("nbdcopy", [agent.uri(harness.manifestID), copy])
+            let copied = try await TestSupport.runOnOwnThread("nbdcopy", [agent.uri(harness.manifestID), copy])
             #expect(copied.status == 0, "\(copied.output)\n\(agent.logText)")
-            #expect(try AgentHarness.contentsEqual(copy, harness.pulled))
+            #expect(try TestSupport.contentsEqual(copy, harness.pulled))
             // A unique prefix names the same image; qemu-img sees it byte-identical too.
-            let compared = try await AgentHarness.run("qemu-img", ["compare", "-f", "raw", "-F", "raw",
+            let compared = try await TestSupport.runOnOwnThread("qemu-img", ["compare", "-f", "raw", "-F", "raw",
                                                                    agent.uri(String(harness.manifestID.prefix(12))), harness.pulled])
             #expect(compared.status == 0, "\(compared.output)")
-            let info = try await AgentHarness.run("nbdinfo", [agent.uri(harness.manifestID)])
+            let info = try await TestSupport.runOnOwnThread("nbdinfo", [agent.uri(harness.manifestID)])
             #expect(info.output.contains("read_only: true"), "\(info.output)")
             #expect(info.output.contains("Thaw image \(harness.manifestID)"), "\(info.output)")
             // Another manifest, served at the same time through the same cache.
             let other = try await harness.pushAnother("shared-a")
-            async let first = AgentHarness.run("nbdcopy", [agent.uri(harness.manifestID), dir + "/first.ext4"])
-            async let second = AgentHarness.run("nbdcopy", [agent.uri(other.id), dir + "/second.ext4"])
+            async let first = TestSupport.runOnOwnThread("nbdcopy", [agent.uri(harness.manifestID), dir + "/first.ext4"])
+            async let second = TestSupport.runOnOwnThread("nbdcopy", [agent.uri(other.id), dir + "/second.ext4"])
             let (firstStatus, secondStatus) = try await (first.status, second.status)
             #expect(firstStatus == 0 && secondStatus == 0)
-            #expect(try AgentHarness.contentsEqual(dir + "/first.ext4", harness.pulled))
-            #expect(try AgentHarness.contentsEqual(dir + "/second.ext4", other.pulled))
+            #expect(try TestSupport.contentsEqual(dir + "/first.ext4", harness.pulled))
+            #expect(try TestSupport.contentsEqual(dir + "/second.ext4", other.pulled))
             try FileManager.default.removeItem(atPath: dir + "/second.ext4")
 
             // An export that names no manifest is refused, and the agent goes on serving.
-            let unknown = try await AgentHarness.run("nbdinfo", [agent.uri("0123456789abcdef")])
+            let unknown = try await TestSupport.runOnOwnThread("nbdinfo", [agent.uri("0123456789abcdef")])
             #expect(unknown.status != 0)
-            let list = try await AgentHarness.run("nbdinfo", ["--list", "nbd://127.0.0.1:\(agent.nbdPort!)"])
+            let list = try await TestSupport.runOnOwnThread("nbdinfo", ["--list", "nbd://127.0.0.1:\(agent.nbdPort!)"])
             #expect(list.output.contains(harness.manifestID), "\(list.output)")
 
             // Stats and metrics report what the copies read.
@@ -78,7 +78,7 @@ import ThawTestSupport
             // First start: read part of the image, then let the recording go idle and save itself.
             let first = try harness.startAgent(["--record-idle", "0.5"], name: "first")
             let part = dir + "/part.raw"
-            let read = try await AgentHarness.run("qemu-img", ["convert", "-O", "raw", "--image-opts",
+            let read = try await TestSupport.runOnOwnThread("qemu-img", ["convert", "-O", "raw", "--image-opts",
                 "driver=raw,size=1048576,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=\(first.nbdPort!),file.export=\(harness.manifestID)",
                 part])
             #expect(read.status == 0, "\(read.output)")
@@ -97,11 +97,11 @@ import ThawTestSupport
             #expect(recorded > 0 && recorded < harness.storedChunks, "only the first MiB's chunks were read")
             #expect(image?.recordedChunks == nil, "a manifest with a record is not recorded again")
             #expect(image?.reads.prefetchFetches == recorded)
-            let again = try await AgentHarness.run("qemu-img", ["convert", "-O", "raw", "--image-opts",
+            let again = try await TestSupport.runOnOwnThread("qemu-img", ["convert", "-O", "raw", "--image-opts",
                 "driver=raw,size=1048576,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=\(second.nbdPort!),file.export=\(harness.manifestID)",
                 dir + "/again.raw"])
             #expect(again.status == 0)
-            #expect(try AgentHarness.contentsEqual(part, dir + "/again.raw"))
+            #expect(try TestSupport.contentsEqual(part, dir + "/again.raw"))
             let json = try TestSupport.thaw(["stats", "--agent", second.control, "--json"]).output
             let after = try #require(try JSONDecoder().decode(AgentStatistics.self, from: Data(json.utf8)).images.first)
             #expect(after.reads.prefetchHits == recorded, "every recorded chunk was read from the prefetch")
@@ -123,7 +123,7 @@ import ThawTestSupport
             defer { process.stop() }
             #expect(AgentHarness.eventually { FileManager.default.fileExists(atPath: file) },
                     "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            #expect(try AgentHarness.contentsEqual(file, harness.pulled))
+            #expect(try TestSupport.contentsEqual(file, harness.pulled))
 
             let loop = try TestSupport.run("losetup", ["-r", "-f", "--show", file]).output.trimmingCharacters(in: .whitespacesAndNewlines)
             defer { _ = try? TestSupport.run("losetup", ["-d", loop], check: false) }

@@ -29,7 +29,7 @@ struct LoopMountTests {
             let ext4 = try MountHarness.makeDirectory("mnt", in: temporary)
 
             try await MountHarness.withMount(fileSystem, at: directory) { _ in
-                let contents = try await MountHarness.onOwnThread { () throws -> [String: [UInt8]] in
+                let contents = try await TestSupport.onOwnThread { () throws -> [String: [UInt8]] in
                     let device = try TestSupport.run("losetup", ["-r", "-f", "--show", directory + "/image.ext4"])
                         .output.trimmingCharacters(in: .whitespacesAndNewlines)
                     // Undone in reverse: the ext4 mount, then the loop device; the FUSE mount after both.

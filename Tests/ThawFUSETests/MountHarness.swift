@@ -24,13 +24,6 @@ enum MountHarness {
         }
     }
 
-    /// Runs blocking `body` on a thread of its own, outside Swift's cooperative pool.
-    static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
-    }
-
     /// A new empty directory `name` in `parent`, with symbolic links resolved as the mount table
     /// shows it.
     static func makeDirectory(_ name: String, in parent: String) throws -> String {
@@ -52,16 +45,16 @@ enum MountHarness {
     }
 
     static func listing(_ directory: String) async throws -> [String] {
-        try await onOwnThread { try FileManager.default.contentsOfDirectory(atPath: directory).sorted() }
+        try await TestSupport.onOwnThread { try FileManager.default.contentsOfDirectory(atPath: directory).sorted() }
     }
 
     /// The whole file, read as `FileManager` reads (size from `fstat`, then to the end).
     static func contents(_ path: String) async throws -> [UInt8]? {
-        try await onOwnThread { FileManager.default.contents(atPath: path).map { [UInt8]($0) } }
+        try await TestSupport.onOwnThread { FileManager.default.contents(atPath: path).map { [UInt8]($0) } }
     }
 
     static func attributes(_ path: String) async throws -> (size: Int?, type: FileAttributeType?, permissions: Int?) {
-        try await onOwnThread {
+        try await TestSupport.onOwnThread {
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
             return (attributes[.size] as? Int, attributes[.type] as? FileAttributeType, attributes[.posixPermissions] as? Int)
         }
@@ -69,12 +62,12 @@ enum MountHarness {
 
     /// Runs a command (which may read the mount) and returns its exit status.
     static func status(of tool: String, _ arguments: [String]) async throws -> Int32 {
-        try await onOwnThread { try TestSupport.run(tool, arguments, check: false).status }
+        try await TestSupport.onOwnThread { try TestSupport.run(tool, arguments, check: false).status }
     }
 
     /// `length` bytes at `offset` of `path` with one `pread`, or the errno it failed with.
     static func pread(_ path: String, offset: Int, length: Int) async throws -> Result<[UInt8], POSIXError> {
-        try await onOwnThread {
+        try await TestSupport.onOwnThread {
             let descriptor = open(path, O_RDONLY)
             guard descriptor >= 0 else { return .failure(POSIXError(POSIXErrorCode(rawValue: errno)!)) }
             defer { close(descriptor) }
@@ -83,7 +76,7 @@ enum MountHarness {
     }
 
     static func pread(descriptor: Int32, offset: Int, length: Int) async throws -> Result<[UInt8], POSIXError> {
-        try await onOwnThread { blockingRead(descriptor, offset: offset, length: length) }
+        try await TestSupport.onOwnThread { blockingRead(descriptor, offset: offset, length: length) }
     }
 
     private static func blockingRead(_ descriptor: Int32, offset: Int, length: Int) -> Result<[UInt8], POSIXError> {
@@ -95,7 +88,7 @@ enum MountHarness {
 
     /// An open descriptor of `path` for reading; the caller closes it.
     static func openForReading(_ path: String) async throws -> Int32 {
-        try await onOwnThread {
+        try await TestSupport.onOwnThread {
             let descriptor = open(path, O_RDONLY)
             guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno)!) }
             return descriptor
@@ -104,7 +97,7 @@ enum MountHarness {
 
     /// The errno of opening `path` with `flags`; nil when it opened.
     static func openError(_ path: String, flags: Int32) async throws -> POSIXErrorCode? {
-        try await onOwnThread {
+        try await TestSupport.onOwnThread {
             let descriptor = open(path, flags, 0o644)
             guard descriptor >= 0 else { return POSIXErrorCode(rawValue: errno) }
             close(descriptor)

@@ -106,7 +106,7 @@ import ThawTestSupport
                 if !client.leaves { _ = await connection.drainUntilClosed() }
             }
             #expect(ContinuousClock.now - started < .seconds(10))
-            let info = try await Harness.run("nbdinfo", ["--size", Harness.uri(server)])
+            let info = try await TestSupport.runOnOwnThread("nbdinfo", ["--size", Harness.uri(server)])
             #expect(info.output.contains("\(TestImage.size)"))
         }
     }
@@ -119,7 +119,7 @@ import ThawTestSupport
             configuration.handshakeTimeout = .milliseconds(500)
             try await Harness.withServer(configuration: configuration) { server in
                 let port = server.port!
-                async let copy = Harness.run("nbdcopy", ["--connections=2", "--request-size=65536", Harness.uri(server), dir + "/out.img"])
+                async let copy = TestSupport.runOnOwnThread("nbdcopy", ["--connections=2", "--request-size=65536", Harness.uri(server), dir + "/out.img"])
                 for round in 0..<8 {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for client in HostileClient.allCases where client != .silent || round == 0 {
@@ -135,7 +135,7 @@ import ThawTestSupport
                 }
                 let result = try await copy
                 #expect(result.status == 0, "\(result.output)")
-                #expect(try Harness.contentsEqual(image, dir + "/out.img"))
+                #expect(try TestSupport.contentsEqual(image, dir + "/out.img"))
             }
         }
     }

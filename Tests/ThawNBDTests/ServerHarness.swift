@@ -23,22 +23,8 @@ enum Harness {
         }
     }
 
-    /// Runs a command on a thread of its own, so waiting for it never holds one of the few
-    /// threads the server's tasks run on.
-    static func run(_ tool: String, _ arguments: [String]) async throws -> TestSupport.CommandResult {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(with: Result { try TestSupport.run(tool, arguments, check: false) })
-            }.start()
-        }
-    }
-
     /// The nbd:// URI of `export` on a TCP server.
     static func uri(_ server: NBDServer, _ export: String = "disk") -> String {
         "nbd://127.0.0.1:\(server.port!)/\(export)"
-    }
-
-    static func contentsEqual(_ a: String, _ b: String) throws -> Bool {
-        try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b))
     }
 }

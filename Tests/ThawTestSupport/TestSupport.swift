@@ -79,6 +79,25 @@ public enum TestSupport {
         return result.status == 0 ? nil : result.output
     }
 
+    /// Runs blocking `body` on a thread of its own, so waiting for it (a command, a read of a
+    /// FUSE file the test process serves itself) never holds one of the few threads Swift's
+    /// concurrency pool has, which the code under test needs.
+    public static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    /// `run(tool, arguments, check: false)` on a thread of its own.
+    public static func runOnOwnThread(_ tool: String, _ arguments: [String]) async throws -> CommandResult {
+        try await onOwnThread { try run(tool, arguments, check: false) }
+    }
+
+    /// Whether two files hold the same bytes.
+    public static func contentsEqual(_ a: String, _ b: String) throws -> Bool {
+        try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b))
+    }
+
     /// Unmounts `path`, trying again for a few seconds while the kernel calls it busy (on a
     /// loaded machine a just-closed file can keep a mount busy for a moment). Returns whether
     /// it is unmounted.
