@@ -18,6 +18,8 @@ if [ "$what" != build ]; then
   # libnbd-bin (nbdinfo, nbdcopy) and qemu-utils (qemu-img, qemu-io): real NBD clients for the NBD
   # server's tests; nbdkit: a reference NBD server to compare its behaviour with.
   packages+=(libnbd-bin qemu-utils nbdkit)
+  # busybox-static: the static shell and tools of the small function images the sandbox tests build.
+  packages+=(busybox-static)
 fi
 [ "$what" = bench ] && packages+=(restic casync)
 

@@ -130,6 +130,7 @@ struct DockerArchive {
                 compression: compression,
                 path: path, offset: found.offset, length: found.size))
         }
-        return Image(reference: reference, configDigest: configDigest, configuration: configuration, layers: layers)
+        return Image(reference: reference, configDigest: configDigest, configuration: configuration,
+                     configBytes: configBytes, layers: layers)
     }
 }

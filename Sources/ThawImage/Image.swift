@@ -9,6 +9,10 @@ public struct Image: Sendable {
     /// The digest of the image config: the image's identity, the same in every transport.
     public var configDigest: Digest
     public var configuration: ImageConfiguration
+    /// The config blob exactly as the image holds it; its SHA-256 is `configDigest` (checked
+    /// when the image is opened). Kept whole so that a push can store it next to the manifest
+    /// and a runner can read it back with the same digest, fields Thaw does not decode included.
+    public var configBytes: [UInt8]
     public var layers: [ImageLayer]
 
     /// Opens the image a reference names.

@@ -86,7 +86,8 @@ struct OCILayout {
                 path: blobPath(descriptor.digest), offset: 0, length: UInt64(descriptor.size) + 1))
             // length: one byte more than promised, so that an overlong blob is noticed.
         }
-        return Image(reference: reference, configDigest: manifest.config.digest, configuration: configuration, layers: layers)
+        return Image(reference: reference, configDigest: manifest.config.digest, configuration: configuration,
+                     configBytes: configBytes, layers: layers)
     }
 
     /// Follows image indexes down to one manifest for `platform`.

@@ -51,8 +51,9 @@ public struct PushReport: Sendable {
 /// run concurrently on the other cores, at most `concurrency` chunks at a time.
 ///
 /// Crash safety comes from ordering: chunks first, then the layer records that list them, then
-/// the manifest, written atomically. A push killed at any point leaves no manifest pointing at a
-/// missing chunk, and running it again uploads only what is still missing.
+/// the image config record, then the manifest, written atomically. A push killed at any point
+/// leaves no manifest pointing at a missing chunk or lacking its config, and running it again
+/// uploads only what is still missing.
 public struct Pusher: Sendable {
     public var store: any ChunkStore
     public var keys: any TenantKeyProvider
@@ -73,6 +74,12 @@ public struct Pusher: Sendable {
         let tenant = options.tenant
         let chunkSize = options.chunkSize
         let salt = Salt(root: options.root, replica: Salt.replica(forTenant: tenant.name, replicas: options.saltReplicas))
+        // The config is stored under the manifest as the image's identity; refuse bytes that are
+        // not that identity before any work, rather than store a record no reader can open.
+        let configDigest = ThawImage.Digest.of(image.configBytes)
+        guard configDigest == image.configDigest else {
+            throw PushError("the config of \(image.reference) hashes to \(configDigest), not to its digest \(image.configDigest)")
+        }
         let records = try await knownLayers(image, salt: salt)
 
         let state = PushState()
@@ -132,6 +139,12 @@ public struct Pusher: Sendable {
             let key = LayerRecord.key(diffID: record.diffID, chunkSize: record.chunkSize, salt: salt, tenant: tenant)
             try await store.put(key, try await record.sealed(tenant: tenant, keys: keys))
         }
+
+        // The image config, so that the image can be run from the store alone. Before the
+        // manifest: a manifest, once visible, always has its config.
+        let configKey = StoreLayout.imageConfig(id: header.id, root: options.root, tenant: tenant)
+        let configRecord = ImageConfigRecord(manifestID: header.id, configJSON: image.configBytes)
+        try await store.put(configKey, try await configRecord.sealed(tenant: tenant, keys: keys))
 
         let manifestKey = StoreLayout.manifest(id: header.id, root: options.root, tenant: tenant)
         try await store.put(manifestKey, try await manifest.sealed(keys: keys))

@@ -1,7 +1,8 @@
 import Crypto
 import ThawBinary
 
-/// The envelope every sealed Thaw object shares (manifests, layer records, access records):
+/// The envelope every sealed Thaw object shares (manifests, layer records, access records,
+/// image config records):
 /// a public part anyone can read and a private payload only the tenant can.
 ///
 /// ```
@@ -18,6 +19,7 @@ public enum SealedObject {
         case manifest = 0x4d  // "M"
         case layerRecord = 0x4c  // "L"
         case accessRecord = 0x52  // "R"
+        case imageConfig = 0x43  // "C"
     }
 
     static let magic: [UInt8] = Array("THAW".utf8)

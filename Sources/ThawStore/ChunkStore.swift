@@ -97,6 +97,7 @@ extension ChunkStore {
 /// roots/ROOT/manifests/TENANT/ID          sealed manifest
 /// roots/ROOT/layers/TENANT/ID             sealed layer record (incremental push)
 /// roots/ROOT/records/TENANT/ID            sealed access record of manifest ID (prefetch)
+/// roots/ROOT/configs/TENANT/ID            sealed image config of manifest ID (how to run it)
 /// ```
 public enum StoreLayout {
     public static func root(_ root: RootID) -> String { "roots/\(root)" }
@@ -120,6 +121,12 @@ public enum StoreLayout {
     /// Where the access record of manifest `id` lives: next to it, under the same root.
     public static func accessRecord(id: String, root: RootID, tenant: Tenant) -> StoreKey {
         StoreKey(unchecked: "roots/\(root)/records/\(tenant)/\(id)")
+    }
+
+    /// Where the image config of manifest `id` lives: next to it, under the same root, so that
+    /// deleting the root deletes it too.
+    public static func imageConfig(id: String, root: RootID, tenant: Tenant) -> StoreKey {
+        StoreKey(unchecked: "roots/\(root)/configs/\(tenant)/\(id)")
     }
 
     /// The chunk a chunk key names, or nil for any other key.

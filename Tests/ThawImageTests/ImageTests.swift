@@ -60,6 +60,21 @@ func readLayers(_ image: Image) throws -> [[String]] {
         }
     }
 
+    /// The config blob is kept byte for byte (a push stores it next to the manifest), the same
+    /// from an OCI layout and from a docker archive of the same image.
+    @Test func keepsTheConfigBytesAsStored() throws {
+        try TestSupport.withTemporaryDirectory { dir in
+            try Fixtures.make("full", in: dir + "/oci", tag: "full", dockerArchive: dir + "/full.tar")
+            let oci = try Image.open(.ociLayout(path: dir + "/oci", tag: "full"))
+            let blob = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/oci/blobs/sha256/" + oci.configDigest.hex)))
+            #expect(oci.configBytes == blob)
+            #expect(Digest.of(oci.configBytes) == oci.configDigest)
+            let archive = try Image.open(.dockerArchive(path: dir + "/full.tar", name: nil))
+            #expect(archive.configBytes == blob)
+            #expect(archive.configDigest == oci.configDigest)
+        }
+    }
+
     @Test func namesTheTagsWhenTheTagIsMissingOrAmbiguous() throws {
         try TestSupport.withTemporaryDirectory { dir in
             try SampleImage.write(to: dir, tag: "a", variant: 1)

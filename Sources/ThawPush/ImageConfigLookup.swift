@@ -1,0 +1,44 @@
+import Foundation
+public import ThawImage
+public import ThawSeal
+public import ThawStore
+
+/// Reads how to run a pushed image (Entrypoint, Cmd, Env, WorkingDir, User) from the store: the
+/// image config sealed next to its manifest (`StoreLayout.imageConfig`), so that a worker needs
+/// neither the registry nor the layout the image was pushed from.
+public enum ImageConfigLookup {
+    /// The raw config JSON of the manifest `header` describes, checked against its image digest.
+    ///
+    /// - Throws: `PushError` when the store holds no config for the manifest (it was pushed by a
+    ///   Thaw that did not store configs, or the object was deleted); `SealError` when the record
+    ///   belongs to another manifest, does not hash to the image digest, or does not open;
+    ///   `StoreError` for any other store failure.
+    public static func loadBytes(for header: ManifestHeader, store: any ChunkStore,
+                                 keys: any TenantKeyProvider) async throws -> [UInt8] {
+        let key = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.get(key)
+        } catch let error as StoreError where error.kind == .notFound {
+            throw PushError("manifest \(header.id) has no image config in \(store.location) (\(key) is missing): "
+                            + "push the image again to store it")
+        }
+        let record = try await ImageConfigRecord.open(bytes, for: header, keys: keys,
+                                                      what: "image config \(key) in \(store.location)")
+        return record.configJSON
+    }
+
+    /// The decoded config of the manifest `header` describes.
+    ///
+    /// - Throws: as `loadBytes(for:store:keys:)`, and `PushError` when the JSON does not decode as
+    ///   an image config.
+    public static func load(for header: ManifestHeader, store: any ChunkStore,
+                            keys: any TenantKeyProvider) async throws -> ImageConfiguration {
+        let bytes = try await loadBytes(for: header, store: store, keys: keys)
+        do {
+            return try JSONDecoder().decode(ImageConfiguration.self, from: Data(bytes))
+        } catch {
+            throw PushError("the image config of manifest \(header.id) in \(store.location) does not decode: \(error)")
+        }
+    }
+}
