@@ -128,10 +128,11 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawServe", "ThawNBD",
+                "ThawCache", "ThawServe", "ThawNBD", "ThawSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -216,6 +217,13 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Process sandboxes: namespaces, a read-only loop mount of the image under a tmpfs overlay, chroot.
+        .target(
+            name: "ThawSandbox",
+            dependencies: ["ThawImage"],
+            swiftSettings: strict
+        ),
+
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
@@ -252,6 +260,11 @@ let package = Package(
                 "ThawAgent", "ThawServe", "ThawPush", "ThawStore", "ThawSeal", "ThawNBD", "ThawSample", "ThawTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ThawSandboxTests",
+            dependencies: ["ThawSandbox", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

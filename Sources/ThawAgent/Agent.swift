@@ -63,6 +63,20 @@ public final class Agent: Service, Sendable {
         }
     }
 
+    /// Serves `reference` (a manifest id or unique prefix), opening it if needed: what an NBD
+    /// client naming it or `PUT /v1/images/ID` does.
+    public func open(_ reference: String) async throws -> ServedImage {
+        try await catalog.open(reference)
+    }
+
+    /// Declares the start of `id` over: its recording (if any) is saved next to the manifest.
+    ///
+    /// - Returns: the chunks the saved record lists; nil when nothing was recorded.
+    @discardableResult
+    public func finishRecording(_ id: String) async throws -> Int? {
+        try await catalog.finishRecording(id)
+    }
+
     public func run() async throws {
         // Reads allocate and free buffers of up to a chunk each: keep them in the heap.
         MallocTuning.keepLargeBuffers()

@@ -46,8 +46,8 @@ struct AgentArguments: ParsableArguments {
     @Option(help: "Milliseconds added before every origin read, to emulate a remote object store (benchmarks).")
     var originLatency: Double = 0
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical. (default: info; warning for thaw run)")
+    var logLevel: String?
 
     func configuration() throws -> AgentConfiguration {
         var configuration = AgentConfiguration()
@@ -75,9 +75,9 @@ struct AgentArguments: ParsableArguments {
         return AgentOrigin(store: store, root: try storeArguments.rootID, keys: storeArguments.keyProvider)
     }
 
-    func bootstrapLogging() throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical (got '\(logLevel)')")
+    func bootstrapLogging(default defaultLevel: Logger.Level = .info) throws {
+        guard let level = logLevel.map({ Logger.Level(rawValue: $0) }) ?? defaultLevel else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical (got '\(logLevel ?? "")')")
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

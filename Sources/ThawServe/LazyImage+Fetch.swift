@@ -13,7 +13,10 @@ extension LazyImage {
         }
         if let cache {
             if let hit = await cache.lookup(ref.name), hit.bytes.count == Int(chunkSize) {
-                counters.withLock { $0.chunksFromL1 += 1 }
+                counters.withLock {
+                    $0.chunksFromL1 += 1
+                    if hit.tier != .memory { $0.chunksFromDisk += 1 }
+                }
                 return (hit.bytes, hit.tier == .memory ? .memory : .disk)
             }
         } else if let held = state.withLock({ $0.held[index] }) {
@@ -94,6 +97,7 @@ extension LazyImage {
                 throw ChunkFetchError(chunkIndex: index, chunk: ref.name, store: store.location, kind: nil,
                                       reason: "it is \(bytes.count) bytes, not the chunk size \(chunkSize)")
             }
+            counters.withLock { $0.bytesFromOrigin += UInt64(bytes.count) }
             if let cache {
                 cache.putInMemory(ref.name, bytes)
             } else {

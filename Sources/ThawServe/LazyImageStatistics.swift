@@ -10,8 +10,12 @@ public struct LazyImageStatistics: Sendable, Hashable, Codable {
     public var chunksFromMemory = 0
     /// Chunk pieces that waited for an origin fetch (their own or one they joined).
     public var chunksFromOrigin = 0
-    /// `getChunk` calls made on the origin, by demand reads and read-ahead.
+    /// Chunk pieces of `chunksFromL1` that came from its disk tier.
+    public var chunksFromDisk = 0
+    /// `getChunk` calls made on the origin, by demand reads, read-ahead and prefetch.
     public var originFetches = 0
+    /// Verified ciphertext bytes the origin returned.
+    public var bytesFromOrigin: UInt64 = 0
     /// Demand reads that found a fetch of their chunk already in flight and waited for it.
     public var singleFlightJoins = 0
     /// Origin fetches started by read-ahead.

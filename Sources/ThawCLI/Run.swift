@@ -1,0 +1,294 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import ThawAgent
+import ThawImage
+import ThawPush
+import ThawSandbox
+import ThawSeal
+import ThawServe
+import Synchronization
+import UnixSignals
+
+/// `thaw run IMAGE_OR_MANIFEST`: one cold start of a function, end to end.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a function cold from its lazily loaded image, give it an event, print its response.",
+        discussion: """
+            IMAGE_OR_MANIFEST is an image (pushed first, as by thaw push) or a pushed manifest id. The \
+            handler is the image's Entrypoint and Cmd (a command after -- replaces Cmd), run with the \
+            image's Env, WorkingDir and User in a process sandbox: new mount, PID, UTS, IPC and network \
+            namespaces, the image loop-mounted read-only from the agent's FUSE file under a tmpfs overlay. \
+            It reads the event on standard input; its standard output is the response, its standard error \
+            the function's log (shown on standard error). A timing breakdown and the bytes fetched from \
+            each tier follow on standard error. The first start of a manifest is recorded; later starts \
+            prefetch what it read. SIGINT kills the sandbox and removes every mount.
+            """
+    )
+
+    @Argument(help: "An image (oci:PATH[:TAG], docker-archive:PATH, a layout directory, a .tar) or a manifest id.")
+    var function: String
+
+    @Argument(parsing: .postTerminator, help: "A command that replaces the image's Cmd.")
+    var command: [String] = []
+
+    @Option(help: "The invocation event: JSON text, or @FILE to read it from FILE.")
+    var event: String = "{}"
+
+    @Option(help: "Seconds the handler may take before the sandbox is killed.")
+    var timeout: Double = 30
+
+    @Option(help: "Largest response, in bytes (K, M suffixes).")
+    var responseLimit: String = "6M"
+
+    @Option(help: "Size of the tmpfs that holds the function's writes, /tmp included.")
+    var tmpSize: String = "64M"
+
+    @Option(help: "The function's network: none (loopback only) or host.")
+    var network: String = "none"
+
+    @Option(help: "Read-ahead of the loop device in KiB: every byte read ahead is fetched.")
+    var deviceReadAhead: Int = 16
+
+    @Option(help: "The sandbox: process.")
+    var sandbox: String = "process"
+
+    @Option(help: "An environment entry NAME=value added to the image's (repeatable).")
+    var env: [String] = []
+
+    @Option(help: "Replaces the image's Entrypoint (and drops its Cmd); split on spaces.")
+    var entrypoint: String?
+
+    @Option(help: "Tenant whose key seals the manifest, when an image is pushed first.")
+    var tenant: String = Tenant.default.name
+
+    @Flag(help: "Print the breakdown as one JSON object instead of text.")
+    var json = false
+
+    @OptionGroup var agentArguments: AgentArguments
+    @OptionGroup var storeArguments: StoreArguments
+
+    func run() async throws {
+        try agentArguments.bootstrapLogging(default: .warning)
+        let eventBytes = try readEvent()
+        let options = try sandboxOptions()
+        var configuration = try agentArguments.configuration()
+        configuration.nbdAddress = nil
+        configuration.controlAddress = nil
+        let mountDirectory = ThawRuntime.directory + "/mounts/run-\(getpid())"
+        configuration.mountDirectory = mountDirectory
+
+        // SIGINT or SIGTERM cancels the push while there is one, and the sandbox once it runs,
+        // so that the agent still shuts down in order and removes its mount.
+        let interrupt = Interrupt()
+        let start = Task { try await self.start(configuration: configuration, options: options, event: eventBytes,
+                                                 interrupt: interrupt) }
+        interrupt.onFire { start.cancel() }
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                interrupt.fire()
+                return
+            }
+        }
+        defer { signals.cancel() }
+        let (outcome, breakdown) = try await start.value
+        FileHandle.standardOutput.write(Data(outcome.response))
+        if !outcome.response.isEmpty && outcome.response.last != 0x0a && isatty(1) != 0 {
+            FileHandle.standardOutput.write(Data("\n".utf8))
+        }
+        FileHandle.standardError.write(Data((json ? breakdown.json() : breakdown.text()).utf8))
+        if !outcome.leftovers.isEmpty {
+            FileHandle.standardError.write(Data("warning: teardown incomplete: \(outcome.leftovers.joined(separator: "; "))\n".utf8))
+        }
+        if let failure = outcome.failure { throw ValidationFailure(failure.message) }
+    }
+
+    func readEvent() throws -> [UInt8] {
+        guard event.hasPrefix("@") else { return Array(event.utf8) }
+        let path = String(event.dropFirst())
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("--event \(event): cannot read \(path)")
+        }
+        return Array(data)
+    }
+
+    func sandboxOptions() throws -> ProcessSandbox.Options {
+        guard sandbox == "process" else {
+            throw ValidationError("--sandbox must be process (got '\(sandbox)')")
+        }
+        guard let network = SandboxPlan.Network(rawValue: network) else {
+            throw ValidationError("--network must be none or host (got '\(self.network)')")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
+        var options = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
+        options.network = network
+        guard deviceReadAhead >= 0 else { throw ValidationError("--device-read-ahead must be at least 0") }
+        options.deviceReadAheadKiB = deviceReadAhead
+        options.timeout = .milliseconds(Int64(timeout * 1000))
+        options.responseLimit = try ByteCount.parse(responseLimit, option: "--response-limit")
+        options.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
+        guard options.tmpSize >= 1 << 20 else { throw ValidationError("--tmp-size must be at least 1M") }
+        options.stateDirectory = ThawRuntime.directory + "/sandboxes"
+        return options
+    }
+
+    /// Pushes when given an image, serves the manifest from an agent in this process, runs the
+    /// sandbox, and shuts the agent down (saving the recording) whatever happened.
+    func start(configuration: AgentConfiguration, options: ProcessSandbox.Options,
+               event: [UInt8], interrupt: Interrupt) async throws -> (ProcessSandbox.Outcome, StartBreakdown) {
+        var breakdown = StartBreakdown(began: MonotonicTime.now())
+        let manifestReference: String
+        if ManifestReference.looksLikeManifest(function) {
+            manifestReference = function
+        } else {
+            do {
+                let report = try await PushCommand.run(image: function, store: storeArguments, tenant: tenant,
+                                                       platform: "linux/amd64", chunkSize: 512 * 1024, concurrency: 8)
+                manifestReference = report.manifestID
+                breakdown.pushed = MonotonicTime.now()
+            } catch {
+                throw ValidationFailure("cannot push \(function): \(CommandErrors.describe(error))")
+            }
+        }
+        let agent: Agent
+        do {
+            agent = Agent(configuration: configuration, origin: try await agentArguments.origin(storeArguments),
+                          logger: Logger(label: "thaw.run"))
+        } catch {
+            throw ValidationFailure(CommandErrors.describe(error))
+        }
+        try FileManager.default.createDirectory(atPath: configuration.mountDirectory!, withIntermediateDirectories: true)
+        defer { rmdir(configuration.mountDirectory!) }
+        let group = ServiceGroup(configuration: .init(services: [agent], logger: Logger(label: "thaw.run")))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { tasks.cancelAll() }
+            do {
+                let result = try await runServed(agent: agent, reference: manifestReference, options: options, event: event,
+                                                 interrupt: interrupt, breakdown: &breakdown)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    func runServed(agent: Agent, reference: String, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,
+                   breakdown: inout StartBreakdown) async throws -> (ProcessSandbox.Outcome, StartBreakdown) {
+        guard let endpoints = await agent.waitUntilRunning(), let directory = endpoints.mountDirectory else {
+            throw ValidationFailure("the image server did not start")
+        }
+        breakdown.agentReady = MonotonicTime.now()
+        let served: ServedImage
+        let config: ImageConfiguration
+        do {
+            served = try await agent.open(reference)
+            config = try await ImageConfigLookup.load(for: served.image.manifest.header, store: agent.origin.store,
+                                                      keys: agent.origin.keys)
+        } catch {
+            throw ValidationFailure(CommandErrors.describe(error))
+        }
+        breakdown.manifestFetched = MonotonicTime.now()
+        let file = directory + "/" + served.fileName
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw ValidationFailure("the image file \(file) is not in the FUSE mount")
+        }
+        breakdown.deviceReady = MonotonicTime.now()
+        let spec = try FunctionSpec(execution: config.config, image: reference, command: command,
+                                    entrypoint: entrypoint.map { $0.split(separator: " ").map(String.init) },
+                                    environment: env)
+        let sandbox = Task {
+            try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event) { piece in
+                FileHandle.standardError.write(Data(piece))
+            }
+        }
+        interrupt.onFire { sandbox.cancel() }
+        let outcome = try await sandbox.value
+        breakdown.rootMounted = outcome.rootMounted
+        breakdown.handlerStarted = outcome.handlerStarted
+        breakdown.finished = outcome.finished
+        breakdown.manifestID = served.id
+        breakdown.imageSize = served.size
+        breakdown.chunkSize = UInt64(served.image.manifest.header.chunkSize)
+        breakdown.reads = served.image.statistics
+        breakdown.prefetchChunks = served.prefetchRecord?.chunks.count
+        if outcome.failure == nil {
+            breakdown.recordedChunks = try? await agent.finishRecording(served.id)
+        }
+        return (outcome, breakdown)
+    }
+}
+
+/// What an interrupt stops: the action registered last, run once; an interrupt that came
+/// before the action was registered runs it at once.
+final class Interrupt: Sendable {
+    private let state = Mutex<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    func onFire(_ action: @escaping @Sendable () -> Void) {
+        let fired = state.withLock { state in
+            state.action = action
+            return state.fired
+        }
+        if fired { action() }
+    }
+
+    func fire() {
+        let action = state.withLock { state in
+            state.fired = true
+            return state.action
+        }
+        action?()
+    }
+}
+
+/// Telling a manifest id from an image reference on the command line.
+enum ManifestReference {
+    /// Hex of 8 to 64 digits that is not also a file or directory.
+    static func looksLikeManifest(_ text: String) -> Bool {
+        (8...64).contains(text.count) && text.allSatisfy(\.isHexDigit) && !FileManager.default.fileExists(atPath: text)
+    }
+}
+
+/// Where a running `thaw` keeps its mount points and sandbox directories, and which binary it is.
+enum ThawRuntime {
+    static var directory: String {
+        if let dir = ProcessInfo.processInfo.environment["THAW_RUNTIME_DIR"], !dir.isEmpty { return dir }
+        return getuid() == 0 ? "/run/thaw" : NSTemporaryDirectory() + "thaw-\(getuid())"
+    }
+
+    /// This executable, for the sandbox to start its init from.
+    static var executable: String {
+        get throws {
+            do {
+                return try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            } catch {
+                throw ValidationFailure("cannot find the thaw executable through /proc/self/exe: \(error)")
+            }
+        }
+    }
+}
+
+/// `thaw sandbox-init PLAN`: the first process inside a sandbox (see `SandboxInit`). Not for users.
+struct SandboxInitCommand: ParsableCommand {
+    static let name = "sandbox-init"
+    static let configuration = CommandConfiguration(commandName: name, abstract: "The init of a process sandbox.",
+                                                     shouldDisplay: false)
+
+    @Argument var plan: String
+
+    func run() throws {
+        let decoded: SandboxPlan
+        do {
+            decoded = try JSONDecoder().decode(SandboxPlan.self, from: Data(plan.utf8))
+        } catch {
+            FileHandle.standardError.write(Data("thaw sandbox-init: unreadable plan: \(error)\n".utf8))
+            throw ExitCode(SandboxInit.setupFailedStatus)
+        }
+        throw ExitCode(SandboxInit.run(decoded))
+    }
+}

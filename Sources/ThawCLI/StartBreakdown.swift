@@ -1,0 +1,81 @@
+import Foundation
+import ThawSandbox
+import ThawServe
+
+/// Where the time of one `thaw run` went and what it fetched, for its closing report.
+struct StartBreakdown {
+    /// `MonotonicTime` marks; nil for a step that did not happen.
+    var began: UInt64
+    var pushed: UInt64?
+    var agentReady: UInt64?
+    var manifestFetched: UInt64?
+    var deviceReady: UInt64?
+    var rootMounted: UInt64?
+    var handlerStarted: UInt64?
+    var finished: UInt64?
+
+    var manifestID = ""
+    var imageSize: UInt64 = 0
+    var chunkSize: UInt64 = 0
+    var reads = LazyImageStatistics()
+    /// Chunks the prefetch record listed, when there was one.
+    var prefetchChunks: Int?
+    /// Chunks this start's recording saved, when it was recorded.
+    var recordedChunks: Int?
+
+    init(began: UInt64) { self.began = began }
+
+    /// The steps after the push, each measured from the start of serving.
+    var steps: [(name: String, seconds: Double?)] {
+        let origin = agentReady ?? began
+        func since(_ mark: UInt64?) -> Double? { mark.map { MonotonicTime.seconds(from: origin, to: $0) } }
+        return [
+            ("manifest fetched", since(manifestFetched)),
+            ("device ready", since(deviceReady)),
+            ("root mounted", since(rootMounted)),
+            ("handler started", since(handlerStarted)),
+            ("response received", since(finished)),
+        ]
+    }
+
+    var fetchedFraction: Double { imageSize == 0 ? 0 : Double(reads.bytesFromOrigin) / Double(imageSize) }
+
+    func text() -> String {
+        var lines: [String] = []
+        if let pushed { lines.append(String(format: "pushed in %.2f s", MonotonicTime.seconds(from: began, to: pushed))) }
+        lines.append("start of \(manifestID.prefix(16)) (\(mib(imageSize))):")
+        for step in steps {
+            let name = step.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+            lines.append("  \(name) " + (step.seconds.map { String(format: "%7.3f s", $0) } ?? "      –"))
+        }
+        let r = reads
+        lines.append(String(format: "  origin: %d chunks, %@ (%.1f%% of the image); %d by prefetch, %d by read-ahead",
+                            r.originFetches, mib(r.bytesFromOrigin), fetchedFraction * 100, r.prefetchFetches, r.readAheadFetches))
+        lines.append("  L1: \(r.chunksFromL1 - r.chunksFromDisk) chunk pieces from memory, \(r.chunksFromDisk) from disk; zero: \(r.chunksFromZero) pieces")
+        lines.append("  reads: \(r.reads) (\(mib(r.bytesRead)))")
+        if let prefetchChunks, r.prefetchFetches + r.prefetchHits > 0 {
+            lines.append("  prefetch: \(prefetchChunks) recorded chunks, \(r.prefetchHits) prefetch hits")
+        } else if let recordedChunks {
+            lines.append("  recorded: \(recordedChunks) chunks, prefetched from the next start on")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func json() -> String {
+        var object: [String: Any] = [
+            "manifest": manifestID, "imageBytes": imageSize, "bytesFromOrigin": reads.bytesFromOrigin,
+            "originFetches": reads.originFetches, "prefetchFetches": reads.prefetchFetches, "prefetchHits": reads.prefetchHits,
+            "readAheadFetches": reads.readAheadFetches, "chunkPiecesFromL1": reads.chunksFromL1,
+            "chunkPiecesFromDisk": reads.chunksFromDisk, "chunkPiecesFromZero": reads.chunksFromZero,
+            "reads": reads.reads, "bytesRead": reads.bytesRead,
+        ]
+        if let pushed { object["pushSeconds"] = MonotonicTime.seconds(from: began, to: pushed) }
+        for step in steps {
+            if let seconds = step.seconds { object[step.name.replacingOccurrences(of: " ", with: "_")] = seconds }
+        }
+        if let prefetchChunks { object["prefetchChunks"] = prefetchChunks }
+        if let recordedChunks { object["recordedChunks"] = recordedChunks }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}

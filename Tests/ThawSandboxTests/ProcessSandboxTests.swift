@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import ThawImage
+import ThawSample
+import ThawTestSupport
+
+/// `thaw run` end to end in the process sandbox: real namespaces, loop devices, ext4, overlayfs
+/// and FUSE. Serialized: each run mounts and starts processes, and two cores are shared.
+@Suite(.serialized) struct ProcessSandboxTests {
+    static let probe = """
+        #!/bin/sh
+        read -r event
+        echo "to the log" >&2
+        echo written > /tmp/scratch && echo changed > /home/app/changed
+        nets=$(grep -c : /proc/net/dev)
+        procs=$(ls -d /proc/[0-9]* | wc -l)
+        printf '{"event":%s,"uid":"%s","gid":"%s","host":"%s","pwd":"%s","pid":%s,"nets":%s,"procs":%s,"greeting":"%s","tmp":"%s","home":"%s","init":"%s"}\\n' \\
+          "$event" "$(id -u)" "$(id -g)" "$(hostname)" "$(pwd)" "$$" "$nets" "$procs" "$GREETING" \\
+          "$(cat /tmp/scratch)" "$(cat /home/app/changed)" "$(cat /proc/1/comm)"
+        """
+
+    @Test func aHandlerRunsIsolatedAsTheImageSays() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: "probe", handler: Self.probe, execution: .init(
+                user: "app", env: ["GREETING=hello"], entrypoint: ["/function/handler"], workingDir: "/home/app"))
+            let result = try await harness.run([id, "--event", #"{"n": 42}"#] + harness.commonArguments)
+            #expect(result.status == 0, "\(result.log)")
+            let answer = try JSONSerialization.jsonObject(with: Data(result.response.utf8)) as? [String: Any]
+            #expect((answer?["event"] as? [String: Any])?["n"] as? Int == 42)
+            #expect(answer?["uid"] as? String == "1000")
+            #expect(answer?["gid"] as? String == "1000")
+            #expect(answer?["host"] as? String == "thaw")
+            #expect(answer?["pwd"] as? String == "/home/app")
+            #expect(answer?["greeting"] as? String == "hello")
+            // A PID namespace of its own (Thaw's init is 1), no network but loopback, and a
+            // writable overlay over the read-only image.
+            #expect((answer?["pid"] as? Int ?? 999) < 50)
+            #expect(answer?["init"] as? String == "thaw")
+            #expect(answer?["nets"] as? Int == 1)
+            #expect((answer?["procs"] as? Int ?? 99) <= 8)
+            #expect(answer?["tmp"] as? String == "written")
+            #expect(answer?["home"] as? String == "changed")
+            #expect(result.log.contains("to the log"))
+            for step in ["manifest fetched", "device ready", "root mounted", "handler started", "response received"] {
+                #expect(result.log.contains(step), "breakdown lacks \(step): \(result.log)")
+            }
+            #expect(result.log.contains("recorded:"))
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func thePythonCorpusImageAnswersAndTheSecondStartPrefetches() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let layout = dir + "/corpus"
+            // A copy of the corpus layout's index only would not do: derive into a copy.
+            try TestSupport.run("cp", ["-a", TestSupport.corpus + "/oci", layout])
+            let handler = """
+                import json, sys, http.client
+                event = json.load(sys.stdin)
+                print(json.dumps({"echo": event, "client": http.client.__name__}))
+                """
+            let reference = try FunctionImage.appendLayer(
+                to: layout, parentTag: "py", newTag: "py-echo",
+                files: [(path: "/function/handler.py", contents: Array(handler.utf8), mode: 0o644)],
+                execution: .init(env: ["PATH=/usr/local/bin:/usr/bin:/bin"], entrypoint: ["python3", "/function/handler.py"]))
+            guard case .ociLayout(let path, let tag) = reference else { Issue.record("not a layout"); return }
+            let first = try await harness.run(["oci:\(path):\(tag ?? "")", "--event", #"{"a": [1, 2]}"#] + harness.commonArguments)
+            #expect(first.status == 0, "\(first.log)")
+            let answer = try JSONSerialization.jsonObject(with: Data(first.response.utf8)) as? [String: Any]
+            #expect((answer?["echo"] as? [String: Any])?["a"] as? [Int] == [1, 2])
+            #expect(answer?["client"] as? String == "http.client")
+            #expect(first.log.contains("pushed in"))
+            #expect(first.log.contains("recorded:"))
+            // The record is in the store now: a start with a cold cache prefetches it.
+            let id = try #require(first.log.split(separator: "\n").first { $0.hasPrefix("start of ") }?
+                .split(separator: " ")[2])
+            try FileManager.default.removeItem(atPath: dir + "/cache")
+            let second = try await harness.run([String(id), "--event", "{}"] + harness.commonArguments)
+            #expect(second.status == 0, "\(second.log)")
+            #expect(second.response.contains(#""echo": {}"#))
+            #expect(second.log.contains("prefetch:"), "\(second.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test(arguments: [
+        ("exits", "#!/bin/sh\necho bad input >&2\nexit 3\n", [String](), "the handler exited with status 3: bad input"),
+        ("hangs", "#!/bin/sh\nsleep 60\n", ["--timeout", "1"], "did not answer within 1 s"),
+        ("floods", "#!/bin/sh\nyes\n", ["--response-limit", "64K"], "exceeds the limit of 65536 bytes"),
+    ])
+    func failingHandlersGiveClearErrorsAndLeaveNothing(name: String, handler: String, options: [String], message: String) async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: name, handler: handler, execution: .init(cmd: ["/function/handler"]))
+            let result = try await harness.run([id] + options + harness.commonArguments)
+            #expect(result.status != 0)
+            #expect(result.log.contains(message), "\(result.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func anImageWithoutAHandlerOrAMissingProgramIsRefused() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: "none", handler: "#!/bin/sh\n", execution: .init(env: ["A=1"]))
+            let none = try await harness.run([id] + harness.commonArguments)
+            #expect(none.status != 0)
+            #expect(none.log.contains("neither Entrypoint nor Cmd"), "\(none.log)")
+            let missing = try await harness.run([id] + harness.commonArguments + ["--", "/bin/not-there"])
+            #expect(missing.status != 0)
+            #expect(missing.log.contains("/bin/not-there is not an executable file in the image"), "\(missing.log)")
+            let notInPath = try await harness.run([id] + harness.commonArguments + ["--", "python3"])
+            #expect(notInPath.log.contains("python3 is not in the image's PATH"), "\(notInPath.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func anOriginThatFailsDuringTheStartGivesAnErrorAndLeavesNothing() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: "echo", handler: "#!/bin/sh\ncat\n", execution: .init(cmd: ["/function/handler"]))
+            // The manifest stays readable; every chunk is gone, as when the object store fails.
+            let chunks = try FileManager.default.contentsOfDirectory(atPath: harness.store + "/roots")
+                .map { harness.store + "/roots/\($0)/chunks" }
+            for path in chunks { try FileManager.default.moveItem(atPath: path, toPath: path + ".away") }
+            let result = try await harness.run([id, "--deadline", "2"] + harness.commonArguments)
+            #expect(result.status != 0)
+            #expect(result.log.contains("cannot mount ext4") || result.log.contains("Input/output error"), "\(result.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func sigintKillsTheSandboxAndRemovesEverything() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: "slow", handler: "#!/bin/sh\necho started >&2\nsleep 60\n",
+                                                   execution: .init(cmd: ["/function/handler"]))
+            let log = dir + "/run.log"
+            let process = try BackgroundProcess("env", ["THAW_RUNTIME_DIR=" + harness.runtime, TestSupport.thawExecutable, "run", id]
+                                                    + harness.commonArguments, logPath: log)
+            var started = false
+            for _ in 0..<600 where !started {
+                try await Task.sleep(for: .milliseconds(50))
+                started = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("started")
+            }
+            #expect(started)
+            #expect(!harness.leftovers().isEmpty, "a running sandbox shows up in the leftover check")
+            kill(process.pid, SIGINT)
+            var running = true
+            for _ in 0..<400 where running {
+                try await Task.sleep(for: .milliseconds(50))
+                running = process.isRunning
+            }
+            #expect(!running, "thaw run did not exit within 20 s of SIGINT")
+            process.stop()
+            #expect(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("interrupted"))
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+}
