@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "thaw", targets: ["ThawCLI"]),
         .executable(name: "thaw-bench", targets: ["ThawBench"]),
+        .executable(name: "thaw-guest", targets: ["ThawGuest"]),
         .library(name: "ThawFlatten", targets: ["ThawFlatten"]),
     ],
     dependencies: [
@@ -128,7 +129,7 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawServe", "ThawNBD", "ThawSandbox",
+                "ThawCache", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -217,12 +218,24 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Process sandboxes: namespaces, a read-only loop mount of the image under a tmpfs overlay, chroot.
+        // What every sandbox's init shares, with no Foundation (the microVM's guest init is a static
+        // binary): users, mounts, spawning and reaping the handler, the guest request format.
+        .target(name: "ThawSandboxCore", dependencies: ["ThawBinary"], swiftSettings: strict),
+
+        // Sandboxes: the process sandbox (namespaces, a read-only loop mount of the image under a
+        // tmpfs overlay, chroot) and the microVM (qemu -M microvm with Thaw's initramfs).
         .target(
             name: "ThawSandbox",
-            dependencies: ["ThawImage"],
+            dependencies: [
+                "ThawSandboxCore", "ThawImage", "ThawBinary",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
+
+        // The microVM's init: mounts the image, runs the handler, returns its response. Built as a
+        // static executable into Thaw's initramfs (scripts/build-guest.sh).
+        .executableTarget(name: "ThawGuest", dependencies: ["ThawSandboxCore"], swiftSettings: strict),
 
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
@@ -264,7 +277,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ThawSandboxTests",
-            dependencies: ["ThawSandbox", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport"],
+            dependencies: ["ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

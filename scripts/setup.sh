@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Thaw needs from Debian when it is missing.
 #   setup.sh build   what building Thaw needs (libzstd, zlib, libfuse3, pkg-config) and e2fsck for the demo
-#   setup.sh test    the above plus the real tools the tests check against
+#   setup.sh test    the above plus the real tools the tests check against, and the microVM's qemu and kernel
 #   setup.sh bench   the above plus the tools the benchmarks compare against (restic, casync)
 set -euo pipefail
 what=${1:-build}
@@ -18,8 +18,10 @@ if [ "$what" != build ]; then
   # libnbd-bin (nbdinfo, nbdcopy) and qemu-utils (qemu-img, qemu-io): real NBD clients for the NBD
   # server's tests; nbdkit: a reference NBD server to compare its behaviour with.
   packages+=(libnbd-bin qemu-utils nbdkit)
-  # busybox-static: the static shell and tools of the small function images the sandbox tests build.
-  packages+=(busybox-static)
+  # busybox-static: the static shell and tools of the small function images the sandbox tests
+  # build, and of the microVM's initramfs; qemu-system-x86 and linux-image-cloud-amd64: the
+  # microVM sandbox (qemu -M microvm booting Debian's cloud kernel).
+  packages+=(busybox-static qemu-system-x86 linux-image-cloud-amd64)
 fi
 [ "$what" = bench ] && packages+=(restic casync)
 

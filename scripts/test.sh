@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 scripts/corpus.sh
+scripts/build-guest.sh >/dev/null
 export THAW_CORPUS=${THAW_CORPUS:-/var/cache/thaw-corpus}
 exec swift test "$@"

@@ -15,15 +15,27 @@ struct Pull: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write the image.")
     var output: String
 
+    @Option(help: "Chunks fetched at once.")
+    var concurrency: Int = 16
+
+    @Option(help: "Milliseconds added before every origin read, to emulate a remote object store (benchmarks).")
+    var originLatency: Double = 0
+
     @OptionGroup var storeArguments: StoreArguments
 
     func run() async throws {
+        guard concurrency >= 1, originLatency >= 0 else {
+            throw ValidationError("--concurrency must be at least 1 and --origin-latency at least 0")
+        }
         do {
             let started = ContinuousClock.now
-            let store = try await storeArguments.open(create: false)
+            var store = try await storeArguments.open(create: false)
+            if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
             let found = try await ManifestLookup.find(manifest, in: store, root: try storeArguments.rootID)
             let opened = try await Manifest.open(found.bytes, keys: storeArguments.keyProvider, what: "manifest \(found.key)")
-            let report = try await Puller(store: store, keys: storeArguments.keyProvider).pull(opened, to: output)
+            var puller = Puller(store: store, keys: storeArguments.keyProvider)
+            puller.concurrency = concurrency
+            let report = try await puller.pull(opened, to: output)
             let elapsed = ContinuousClock.now - started
             print("pulled manifest \(found.key.name) → \(output) in \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
             print("  \(mib(report.header.imageSize)): \(report.chunksFetched) chunks fetched and verified (\(mib(report.bytesFetched))), \(report.zeroChunks) zero")

@@ -6,6 +6,7 @@ import ThawAgent
 import ThawImage
 import ThawPush
 import ThawSandbox
+import ThawSandboxCore
 import ThawSeal
 import ThawServe
 import Synchronization
@@ -51,8 +52,29 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Read-ahead of the loop device in KiB: every byte read ahead is fetched.")
     var deviceReadAhead: Int = 16
 
-    @Option(help: "The sandbox: process.")
+    @Option(help: "Run from this local copy of the image (thaw pull's output) instead of loading it lazily: the no-lazy-loading baseline. The argument must be its manifest.")
+    var imageFile: String?
+
+    @Option(help: "Cold starts this host runs at once; past it a start is refused at once.")
+    var maxConcurrentStarts: Int = 8
+
+    @Option(help: "The sandbox: process (namespaces and a loop mount) or microvm (qemu -M microvm).")
     var sandbox: String = "process"
+
+    @Option(help: "The microVM's accelerator: auto (KVM where it can run guests, else TCG), kvm or tcg.")
+    var accel: String = "auto"
+
+    @Option(help: "The microVM's root disk: nbd (qemu's NBD client on the agent's export) or file (the FUSE file).")
+    var vmDisk: String = "nbd"
+
+    @Option(help: "MiB of memory for the microVM.")
+    var vmMemory: Int = 512
+
+    @Option(help: "The microVM's kernel. (default: the newest /boot/vmlinuz-*)")
+    var kernel: String?
+
+    @Option(help: "The static guest init for the microVM's initramfs. (default: $THAW_HOME/vm/thaw-guest, from scripts/build-guest.sh)")
+    var guest: String?
 
     @Option(help: "An environment entry NAME=value added to the image's (repeatable).")
     var env: [String] = []
@@ -73,8 +95,19 @@ struct Run: AsyncParsableCommand {
         try agentArguments.bootstrapLogging(default: .warning)
         let eventBytes = try readEvent()
         let options = try sandboxOptions()
+        guard maxConcurrentStarts >= 1 else { throw ValidationError("--max-concurrent-starts must be at least 1") }
+        let slot: StartSlot
+        do {
+            slot = try StartSlots.acquire(directory: ThawRuntime.directory + "/starts", limit: maxConcurrentStarts)
+        } catch let error as SandboxError {
+            throw ValidationFailure(error.message)
+        }
+        defer { slot.release() }
         var configuration = try agentArguments.configuration()
         configuration.nbdAddress = nil
+        if sandbox == "microvm" && vmDisk == "nbd" && imageFile == nil {
+            configuration.nbdAddress = .unix(path: ThawRuntime.directory + "/nbd-run-\(getpid()).sock")
+        }
         configuration.controlAddress = nil
         let mountDirectory = ThawRuntime.directory + "/mounts/run-\(getpid())"
         configuration.mountDirectory = mountDirectory
@@ -114,9 +147,13 @@ struct Run: AsyncParsableCommand {
     }
 
     func sandboxOptions() throws -> ProcessSandbox.Options {
-        guard sandbox == "process" else {
-            throw ValidationError("--sandbox must be process (got '\(sandbox)')")
+        guard sandbox == "process" || sandbox == "microvm" else {
+            throw ValidationError("--sandbox must be process or microvm (got '\(sandbox)')")
         }
+        guard vmDisk == "nbd" || vmDisk == "file" else {
+            throw ValidationError("--vm-disk must be nbd or file (got '\(vmDisk)')")
+        }
+        guard vmMemory >= 64 else { throw ValidationError("--vm-memory must be at least 64 (MiB)") }
         guard let network = SandboxPlan.Network(rawValue: network) else {
             throw ValidationError("--network must be none or host (got '\(self.network)')")
         }
@@ -133,10 +170,40 @@ struct Run: AsyncParsableCommand {
         return options
     }
 
+    /// The microVM's settings: its kernel and initramfs (built on first use), accelerator and limits.
+    func microVMOptions(_ process: ProcessSandbox.Options) throws -> MicroVMSandbox.Options {
+        let assets: MicroVMAssets
+        do {
+            assets = try MicroVMAssets.prepare(kernel: kernel, guest: guest ?? ThawHome.path + "/vm/thaw-guest",
+                                               directory: ThawHome.path + "/vm")
+        } catch let error as SandboxError {
+            throw ValidationFailure(error.message)
+        }
+        let accelerator: MicroVMSandbox.Accelerator
+        switch accel {
+        case "auto":
+            let (chosen, note) = MicroVMSandbox.chooseAccelerator()
+            if let note { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+            accelerator = chosen
+        default:
+            guard let chosen = MicroVMSandbox.Accelerator(rawValue: accel) else {
+                throw ValidationFailure("--accel must be auto, kvm or tcg (got '\(accel)')")
+            }
+            accelerator = chosen
+        }
+        var options = MicroVMSandbox.Options(assets: assets, accelerator: accelerator)
+        options.memoryMiB = vmMemory
+        options.tmpSize = process.tmpSize
+        options.timeout = process.timeout
+        options.responseLimit = process.responseLimit
+        options.stateDirectory = ThawRuntime.directory + "/vms"
+        return options
+    }
+
     /// Pushes when given an image, serves the manifest from an agent in this process, runs the
     /// sandbox, and shuts the agent down (saving the recording) whatever happened.
     func start(configuration: AgentConfiguration, options: ProcessSandbox.Options,
-               event: [UInt8], interrupt: Interrupt) async throws -> (ProcessSandbox.Outcome, StartBreakdown) {
+               event: [UInt8], interrupt: Interrupt) async throws -> (SandboxOutcome, StartBreakdown) {
         var breakdown = StartBreakdown(began: MonotonicTime.now())
         let manifestReference: String
         if ManifestReference.looksLikeManifest(function) {
@@ -179,7 +246,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func runServed(agent: Agent, reference: String, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,
-                   breakdown: inout StartBreakdown) async throws -> (ProcessSandbox.Outcome, StartBreakdown) {
+                   breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
         guard let endpoints = await agent.waitUntilRunning(), let directory = endpoints.mountDirectory else {
             throw ValidationFailure("the image server did not start")
         }
@@ -194,21 +261,30 @@ struct Run: AsyncParsableCommand {
             throw ValidationFailure(CommandErrors.describe(error))
         }
         breakdown.manifestFetched = MonotonicTime.now()
-        let file = directory + "/" + served.fileName
+        let file = imageFile ?? (directory + "/" + served.fileName)
         guard FileManager.default.fileExists(atPath: file) else {
-            throw ValidationFailure("the image file \(file) is not in the FUSE mount")
+            throw ValidationFailure(imageFile == nil ? "the image file \(file) is not in the FUSE mount" : "--image-file \(file) does not exist")
         }
         breakdown.deviceReady = MonotonicTime.now()
         let spec = try FunctionSpec(execution: config.config, image: reference, command: command,
                                     entrypoint: entrypoint.map { $0.split(separator: " ").map(String.init) },
                                     environment: env)
-        let sandbox = Task {
-            try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event) { piece in
-                FileHandle.standardError.write(Data(piece))
+        let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
+        let run: Task<SandboxOutcome, any Error>
+        if self.sandbox == "microvm" {
+            let vm = try microVMOptions(options)
+            let root: MicroVMSandbox.RootDisk
+            if imageFile == nil, vmDisk == "nbd", case .unix(let socket)? = endpoints.nbd {
+                root = .nbd("nbd+unix:///\(served.id)?socket=\(socket)")
+            } else {
+                root = .file(file)
             }
+            run = Task { try await MicroVMSandbox(options: vm).run(root: root, function: spec, event: event, log: show) }
+        } else {
+            run = Task { try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event, log: show) }
         }
-        interrupt.onFire { sandbox.cancel() }
-        let outcome = try await sandbox.value
+        interrupt.onFire { run.cancel() }
+        let outcome = try await run.value
         breakdown.rootMounted = outcome.rootMounted
         breakdown.handlerStarted = outcome.handlerStarted
         breakdown.finished = outcome.finished

@@ -1,5 +1,6 @@
 import Foundation
 import ThawSandbox
+import ThawSandboxCore
 import ThawServe
 
 /// Where the time of one `thaw run` went and what it fetched, for its closing report.

@@ -1,84 +1,30 @@
 import Foundation
 import Glibc
 import Synchronization
+public import ThawSandboxCore
 
-/// A process started with `posix_spawn`, with chosen descriptors, an empty signal mask and
-/// default signal dispositions (a parent that blocks or ignores SIGTERM, as service runners
-/// do, would otherwise hand that to the child).
-///
-/// Hand-written: Foundation's `Process` cannot pass descriptors beyond 0–2, which the sandbox
-/// uses for its report pipe.
+/// A child process the host waits for without holding a thread of Swift's concurrency pool.
 public final class ChildProcess: Sendable {
-    public enum Termination: Sendable, Equatable, CustomStringConvertible {
-        case exited(Int32)
-        case signalled(Int32)
-
-        public var description: String {
-            switch self {
-            case .exited(let code): "exited with status \(code)"
-            case .signalled(let signal): "was killed by signal \(signal)\(signal == SIGKILL ? " (SIGKILL)" : "")"
-            }
-        }
-    }
-
     public let pid: Int32
     private let reaped = Mutex<Bool>(false)
 
-    /// Starts `executable` with `arguments` (argv[0] is the executable), `environment`, and
-    /// `descriptors` mapping a child descriptor number to the parent's descriptor it is a copy of.
+    /// Starts `executable` (see `Spawn.start`).
     public init(executable: String, arguments: [String], environment: [String], descriptors: [Int32: Int32]) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for (child, parent) in descriptors.sorted(by: { $0.key < $1.key }) {
-            posix_spawn_file_actions_adddup2(&actions, parent, child)
-        }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
-        guard status == 0 else {
-            throw SandboxError(status == ENOENT ? .handlerNotFound : .setupFailed,
-                               "cannot start \(executable): \(String(cString: strerror(status)))")
-        }
-        pid = child
+        pid = try Spawn.start(executable, arguments: arguments, environment: environment, descriptors: descriptors)
     }
 
+    /// Sends `signal` unless the process has been reaped (its pid may be reused by then).
     public func signal(_ signal: Int32) {
         reaped.withLock { done in
             if !done { _ = kill(pid, signal) }
         }
     }
 
-    /// Blocks until the process ends and reaps it. Call from a thread of its own.
-    public func waitBlocking() -> Termination {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        reaped.withLock { $0 = true }
-        // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import as functions.
-        if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
-        return .signalled(status & 0x7f)
-    }
-
-    /// Waits for the end without holding a thread of Swift's concurrency pool.
+    /// Waits for the end and reaps the process.
     public func wait() async -> Termination {
-        await OwnThread.run { self.waitBlocking() }
+        let termination = await OwnThread.run { [pid] in Spawn.wait(pid) }
+        reaped.withLock { $0 = true }
+        return termination
     }
 }
 

@@ -1,11 +1,12 @@
 public import ThawImage
+public import ThawSandboxCore
 
 /// What to run in the sandbox: the handler's command line, environment, working directory and
 /// user, as the image's config says, with the caller's overrides applied the way container
 /// runtimes apply them.
 public struct FunctionSpec: Codable, Sendable, Equatable {
     /// The PATH a handler gets when the image sets none (the one container runtimes use).
-    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    public static let defaultPath = HandlerLauncher.defaultPath
 
     public var arguments: [String]
     /// `NAME=value` entries, in order; later entries win.
@@ -57,5 +58,10 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     public func environmentValue(_ name: String) -> String? {
         let prefix = name + "="
         return environment.last(where: { $0.hasPrefix(prefix) }).map { String($0.dropFirst(prefix.count)) }
+    }
+
+    /// What the sandbox's init starts.
+    public var launch: HandlerLauncher.Launch {
+        HandlerLauncher.Launch(arguments: arguments, environment: environment, workingDirectory: workingDirectory, user: user)
     }
 }

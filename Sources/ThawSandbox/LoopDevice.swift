@@ -1,3 +1,4 @@
+public import ThawSandboxCore
 import Glibc
 
 /// Attaches a file to a free loop device, read-only and with autoclear: the kernel detaches the

@@ -1,3 +1,4 @@
+public import ThawSandboxCore
 import Foundation
 import Glibc
 import Synchronization
@@ -31,28 +32,6 @@ public struct ProcessSandbox: Sendable {
         public init(initCommand: [String]) { self.initCommand = initCommand }
     }
 
-    /// How one invocation went.
-    public struct Outcome: Sendable {
-        /// Standard output, up to the limit.
-        public var response: [UInt8]
-        /// The last `logTailLimit` bytes of standard error.
-        public var logTail: [UInt8]
-        /// How the init (and so the handler) ended; nil when it was never started.
-        public var termination: ChildProcess.Termination?
-        /// `MonotonicTime` of each step the init reported, and of the end.
-        public var deviceAttached: UInt64?
-        public var rootMounted: UInt64?
-        public var handlerStarted: UInt64?
-        public var finished: UInt64
-        /// The loop device the image was attached to.
-        public var loopDevice: String?
-        /// Why the invocation failed; nil when the handler answered.
-        public var failure: SandboxError?
-        /// Teardown that did not complete in time (a loop device still attached): empty when
-        /// nothing was left behind.
-        public var leftovers: [String]
-    }
-
     public var options: Options
 
     public init(options: Options) { self.options = options }
@@ -63,7 +42,7 @@ public struct ProcessSandbox: Sendable {
     /// - Throws: `SandboxError(.setupFailed)` only when the sandbox cannot be started at all;
     ///   every later failure is in the outcome, with whatever the handler wrote.
     public func run(imageFile: String, function: FunctionSpec, event: [UInt8],
-                    log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> Outcome {
+                    log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
         // A handler that exits before reading its event must not kill this process.
         signal(SIGPIPE, SIG_IGN)
         let workDirectory = try makeWorkDirectory()
@@ -130,7 +109,7 @@ public struct ProcessSandbox: Sendable {
         }
         let finished = MonotonicTime.now()
 
-        var outcome = Outcome(response: response, logTail: tail.withLock { $0 }, termination: termination,
+        var outcome = SandboxOutcome(response: response, logTail: tail.withLock { $0 }, termination: termination,
                               finished: finished, leftovers: [])
         var setupFailure: SandboxError?
         for line in reportLines.split(separator: 0x0a) {
@@ -172,7 +151,7 @@ public struct ProcessSandbox: Sendable {
         return path
     }
 
-    static func describeFailure(_ termination: ChildProcess.Termination, log: [UInt8]) -> String {
+    static func describeFailure(_ termination: Termination, log: [UInt8]) -> String {
         var text: String
         switch termination {
         case .exited(let status) where status > 128:

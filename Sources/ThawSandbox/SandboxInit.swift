@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ThawSandboxCore
 
 /// The first process of a sandbox: PID 1 of new mount, PID, UTS, IPC and (unless the host's
 /// network is asked for) network namespaces, started by `ProcessSandbox` through `unshare`.
@@ -20,8 +21,8 @@ public enum SandboxInit {
         _ = fcntl(reportDescriptor, F_SETFD, FD_CLOEXEC)
         let reporter = Reporter(descriptor: reportDescriptor)
         do {
-            let identity = try build(plan, reporter: reporter)
-            return try startAndReap(plan.function, identity: identity, reporter: reporter)
+            try build(plan, reporter: reporter)
+            return try startAndReap(plan.function, reporter: reporter)
         } catch let error as SandboxError {
             let missing = error.kind == .handlerNotFound
             reporter.send(SandboxReport(stage: .failed, detail: error.message, handlerMissing: missing))
@@ -42,8 +43,8 @@ public enum SandboxInit {
         }
     }
 
-    /// Mounts the root and enters it; returns who the handler runs as.
-    static func build(_ plan: SandboxPlan, reporter: Reporter) throws -> UserDatabase.Identity {
+    /// Mounts the root and enters it.
+    static func build(_ plan: SandboxPlan, reporter: Reporter) throws {
         let work = plan.workDirectory
         try SystemCalls.mount("thaw-sandbox", on: work, type: "tmpfs", flags: [.noDevices, .noSetUID],
                               data: "size=\(plan.tmpSize),mode=0755")
@@ -72,15 +73,6 @@ public enum SandboxInit {
         guard chroot(root) == 0, chdir("/") == 0 else {
             throw SandboxError(.setupFailed, "cannot change root to \(root): \(SystemCalls.errorText())")
         }
-        let users = UserDatabase(passwd: SystemCalls.readFile("/etc/passwd") ?? "",
-                                 group: SystemCalls.readFile("/etc/group") ?? "")
-        let identity = try users.resolve(plan.function.user)
-        try SystemCalls.makeDirectories(plan.function.workingDirectory)
-        _ = chown(plan.function.workingDirectory, identity.uid, identity.gid)
-        guard chdir(plan.function.workingDirectory) == 0 else {
-            throw SandboxError(.setupFailed, "cannot enter the working directory \(plan.function.workingDirectory): \(SystemCalls.errorText())")
-        }
-        return identity
     }
 
     /// A tmpfs /dev with the devices programs expect: null, zero, full, random, urandom, tty.
@@ -99,58 +91,9 @@ public enum SandboxInit {
     }
 
     /// Becomes the image's user, starts the handler, reaps every child until it ends.
-    static func startAndReap(_ function: FunctionSpec, identity: UserDatabase.Identity, reporter: Reporter) throws -> Int32 {
-        var environment = function.environment
-        if function.environmentValue("HOME") == nil { environment.append("HOME=" + identity.home) }
-        if function.environmentValue("HOSTNAME") == nil {
-            var name = [CChar](repeating: 0, count: 256)
-            gethostname(&name, name.count)
-            environment.append("HOSTNAME=" + String(cString: name))
-        }
-        let program = try locate(function.arguments[0], path: function.environmentValue("PATH") ?? FunctionSpec.defaultPath)
-        let groups = identity.supplementaryGroups.map { gid_t($0) }
-        guard setgroups(groups.count, groups) == 0, setgid(identity.gid) == 0, setuid(identity.uid) == 0 else {
-            throw SandboxError(.setupFailed, "cannot become user \(identity.uid):\(identity.gid): \(SystemCalls.errorText())")
-        }
-        let handler: ChildProcess
-        do {
-            handler = try ChildProcess(executable: program, arguments: function.arguments, environment: environment,
-                                       descriptors: [:])
-        } catch let error as SandboxError {
-            throw SandboxError(.handlerNotFound, "the handler \(program) cannot be started: \(error.message)")
-        }
-        reporter.send(SandboxReport(stage: .handlerStarted, detail: "\(handler.pid)"))
-        // As PID 1 this process inherits every orphan in the sandbox: reap them all, and stop
-        // when the handler itself ends (the kernel then kills whatever else is left).
-        while true {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, 0)
-            if pid < 0 {
-                if errno == EINTR { continue }
-                return setupFailedStatus
-            }
-            guard pid == handler.pid else { continue }
-            if status & 0x7f == 0 { return (status >> 8) & 0xff }
-            return 128 + (status & 0x7f)
-        }
-    }
-
-    /// The program `name` names: a path as it is, otherwise the first executable of that name
-    /// in `path`'s directories, as a shell's lookup finds it.
-    static func locate(_ name: String, path: String) throws -> String {
-        if name.contains("/") {
-            guard access(name, X_OK) == 0 else {
-                throw SandboxError(.handlerNotFound, "the handler \(name) is not an executable file in the image: \(SystemCalls.errorText())")
-            }
-            return name
-        }
-        for directory in path.split(separator: ":") where !directory.isEmpty {
-            let candidate = directory + "/" + name
-            var info = stat()
-            if stat(candidate, &info) == 0, info.st_mode & S_IFMT == S_IFREG, access(candidate, X_OK) == 0 {
-                return candidate
-            }
-        }
-        throw SandboxError(.handlerNotFound, "the handler \(name) is not in the image's PATH (\(path))")
+    static func startAndReap(_ function: FunctionSpec, reporter: Reporter) throws -> Int32 {
+        let handler = try HandlerLauncher.start(function.launch)
+        reporter.send(SandboxReport(stage: .handlerStarted, detail: "\(handler)"))
+        return HandlerLauncher.reap(until: handler).shellStatus
     }
 }

@@ -1,3 +1,5 @@
+public import ThawSandboxCore
+
 /// Everything the sandbox's init needs, handed from the host to `thaw sandbox-init` as JSON.
 public struct SandboxPlan: Codable, Sendable, Equatable {
     public enum Network: String, Codable, Sendable, CaseIterable {

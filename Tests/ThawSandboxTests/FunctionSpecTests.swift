@@ -1,6 +1,7 @@
 import Testing
 import ThawImage
 @testable import ThawSandbox
+@testable import ThawSandboxCore
 
 @Suite struct FunctionSpecTests {
     @Test func entrypointThenCmdWithTheImageEnvironment() throws {

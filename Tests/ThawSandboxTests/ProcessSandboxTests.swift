@@ -147,6 +147,10 @@ import ThawTestSupport
             }
             #expect(started)
             #expect(!harness.leftovers().isEmpty, "a running sandbox shows up in the leftover check")
+            // Admission control: with one start allowed on the host, a second is refused at once.
+            let refused = try await harness.run([id, "--max-concurrent-starts", "1"] + harness.commonArguments)
+            #expect(refused.status != 0)
+            #expect(refused.log.contains("this start is refused (1 refused so far)"), "\(refused.log)")
             kill(process.pid, SIGINT)
             var running = true
             for _ in 0..<400 where running {

@@ -2,26 +2,27 @@ import Glibc
 
 /// The few Linux calls the sandbox's init makes, with errors that name what was attempted.
 /// Hand-written: swift-system covers file descriptors, not mounts, namespaces or ioctls.
-enum SystemCalls {
+package enum SystemCalls {
     /// mount(2) flags (linux/mount.h).
-    struct MountFlags: OptionSet {
-        let rawValue: UInt
-        static let readOnly = MountFlags(rawValue: 1)
-        static let noSetUID = MountFlags(rawValue: 2)
-        static let noDevices = MountFlags(rawValue: 4)
-        static let noExec = MountFlags(rawValue: 8)
+    package struct MountFlags: OptionSet {
+        package let rawValue: UInt
+        package init(rawValue: UInt) { self.rawValue = rawValue }
+        package static let readOnly = MountFlags(rawValue: 1)
+        package static let noSetUID = MountFlags(rawValue: 2)
+        package static let noDevices = MountFlags(rawValue: 4)
+        package static let noExec = MountFlags(rawValue: 8)
     }
 
-    static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+    package static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
-    static func mount(_ source: String, on target: String, type: String, flags: MountFlags = [], data: String = "") throws {
+    package static func mount(_ source: String, on target: String, type: String, flags: MountFlags = [], data: String = "") throws {
         guard Glibc.mount(source, target, type, flags.rawValue, data) == 0 else {
             throw SandboxError(.setupFailed, "cannot mount \(type) \(source) on \(target)\(data.isEmpty ? "" : " (\(data))"): \(errorText())")
         }
     }
 
     /// Creates `path` and its missing parents with `mode`; an existing directory is fine.
-    static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+    package static func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws {
         var prefix = ""
         for component in path.split(separator: "/") {
             prefix += "/" + component
@@ -31,7 +32,7 @@ enum SystemCalls {
         }
     }
 
-    static func makeDevice(_ path: String, major: UInt32, minor: UInt32, mode: mode_t = 0o666) throws {
+    package static func makeDevice(_ path: String, major: UInt32, minor: UInt32, mode: UInt32 = 0o666) throws {
         let device = (dev_t(major & 0xfff) << 8) | dev_t(minor & 0xff) | (dev_t(minor & ~0xff) << 12)
         guard mknod(path, S_IFCHR | mode, device) == 0 else {
             throw SandboxError(.setupFailed, "cannot create device \(path): \(errorText())")
@@ -40,13 +41,13 @@ enum SystemCalls {
         chmod(path, mode)
     }
 
-    static func symlink(_ target: String, at path: String) throws {
+    package static func symlink(_ target: String, at path: String) throws {
         guard Glibc.symlink(target, path) == 0 || errno == EEXIST else {
             throw SandboxError(.setupFailed, "cannot create symbolic link \(path): \(errorText())")
         }
     }
 
-    static func readFile(_ path: String) -> String? {
+    package static func readFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var bytes: [UInt8] = []
@@ -60,7 +61,7 @@ enum SystemCalls {
     }
 
     /// Brings the loopback interface up, so a handler without a network can still use 127.0.0.1.
-    static func loopbackUp() throws {
+    package static func loopbackUp() throws {
         let sock = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard sock >= 0 else { throw SandboxError(.setupFailed, "cannot open a socket to configure loopback: \(errorText())") }
         defer { close(sock) }

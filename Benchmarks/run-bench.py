@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Figures for the README's cold-start table: `thaw run` in the process sandbox.
+
+For each corpus image (default py, perl, web) and its realistic start, with the origin a
+directory store slowed by --origin-latency ms per request (default 20, an object store's
+first-byte latency), each start on a fresh agent (empty L1, `--disk-cache 0`) and dropped page
+caches, the median of --runs:
+
+  lazy      `thaw run` with no access record: only the chunks read are fetched;
+  prefetch  `thaw run` after a recorded start: the record's chunks are fetched in parallel;
+  full      the no-lazy-loading baseline: `thaw pull` of the whole image (16 fetches at once,
+            the same latency), then `thaw run --image-file` on the local copy;
+
+with the wall time of each command (a process start, its agent, the sandbox and the handler),
+and the bytes fetched from the origin against the image size.
+
+    run-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--runs 3]
+                 [--origin-latency 20] [--work DIR] [--keep]
+
+Build first: `swift build -c release --product thaw`. Needs root (namespaces, loop devices, mounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table
+
+# The start each corpus image's function makes: what a handler of that kind loads.
+STARTS = {
+    "py": ["python3", "-c", "import json, email, http.client, sys; print(json.dumps({'ok': True}))"],
+    "perl": ["perl", "-MJSON", "-MDBI", "-MLWP::UserAgent", "-e", "print encode_json({ok => 1})"],
+    "web": ["sh", "-c", "nginx -t 2>/dev/null; curl --version >/dev/null && echo '{\"ok\": true}'"],
+}
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: str):
+        self.args = args
+        self.work = work
+        self.env = {**os.environ, "THAW_HOME": os.path.join(work, "home")}
+        self.store_args = ["--store", os.path.join(work, "store"), "--keys", os.path.join(work, "keys")]
+
+    def command(self, argv: list[str], what: str) -> tuple[float, subprocess.CompletedProcess]:
+        drop_caches()
+        began = time.monotonic()
+        out = subprocess.run(argv, capture_output=True, text=True, env=self.env)
+        seconds = time.monotonic() - began
+        if out.returncode != 0:
+            raise BenchError(f"{what} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
+        return seconds, out
+
+    def push(self, tag: str) -> str:
+        _, out = self.command([self.args.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", *self.store_args],
+                              f"thaw push {tag}")
+        for line in out.stdout.splitlines():
+            if " as manifest " in line:
+                return line.split(" as manifest ")[1].strip()
+        raise BenchError(f"no manifest id in thaw push's output: {out.stdout[-400:]}")
+
+    def run(self, tag: str, manifest: str, extra: list[str]) -> tuple[float, dict]:
+        argv = [self.args.thaw, "run", manifest, "--json", "--disk-cache", "0",
+                "--origin-latency", str(self.args.origin_latency), *extra, *self.store_args, "--", *STARTS[tag]]
+        seconds, out = self.command(argv, f"thaw run {tag}")
+        breakdown = json.loads(out.stderr.strip().splitlines()[-1])
+        return seconds, breakdown
+
+    def forget_record(self, manifest: str) -> None:
+        for root, _, files in os.walk(os.path.join(self.work, "store")):
+            if os.path.basename(os.path.dirname(root)) == "records" and manifest in files:
+                os.remove(os.path.join(root, manifest))
+
+    def image(self, tag: str) -> list[str]:
+        manifest = self.push(tag)
+        runs = self.args.runs
+        lazy, lazy_bytes, prefetch, prefetch_bytes, full = [], [], [], [], []
+        size = 0
+        for _ in range(runs):
+            self.forget_record(manifest)
+            seconds, b = self.run(tag, manifest, ["--no-record"])
+            lazy.append(seconds)
+            lazy_bytes.append(b["bytesFromOrigin"])
+            size = b["imageBytes"]
+        self.run(tag, manifest, [])  # records
+        for _ in range(runs):
+            seconds, b = self.run(tag, manifest, ["--no-record"])
+            if "prefetchChunks" not in b:
+                raise BenchError(f"{tag}: the start after the recorded one did not prefetch")
+            prefetch.append(seconds)
+            prefetch_bytes.append(b["bytesFromOrigin"])
+        copy = os.path.join(self.work, f"{tag}.ext4")
+        for _ in range(runs):
+            pull_seconds, _ = self.command([self.args.thaw, "pull", manifest, "-o", copy, "--concurrency", "16",
+                                            "--origin-latency", str(self.args.origin_latency), *self.store_args],
+                                           f"thaw pull {tag}")
+            seconds, _ = self.run(tag, manifest, ["--no-record", "--image-file", copy])
+            full.append(pull_seconds + seconds)
+            os.remove(copy)
+        m = statistics.median
+        return [tag, fmt(size / MIB), fmt(m(lazy), 2), fmt(100 * m(lazy_bytes) / size), fmt(m(prefetch), 2),
+                fmt(100 * m(prefetch_bytes) / size), fmt(m(full), 2), fmt(m(full) / m(prefetch)) + "×"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--thaw", default=DEFAULT_THAW)
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--tags", default="py,perl,web")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--origin-latency", type=float, default=20)
+    parser.add_argument("--work")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    tags = [t for t in args.tags.split(",") if t]
+    for tag in tags:
+        if tag not in STARTS:
+            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
+    if os.geteuid() != 0:
+        parser.error("needs root: namespaces, loop devices and mounts")
+    if not os.access(args.thaw, os.X_OK):
+        parser.error(f"{args.thaw} is not built: swift build -c release --product thaw")
+    work = args.work or tempfile.mkdtemp(prefix="thaw-run-bench-")
+    os.makedirs(work, exist_ok=True)
+    bench = Bench(args, work)
+    print(f"# Thaw cold starts (process sandbox)\n\n{machine_line()}; origin latency {args.origin_latency:g} ms "
+          f"per request; median of {args.runs}\n", flush=True)
+    status = 0
+    try:
+        rows = [bench.image(tag) for tag in tags]
+        print(table(["image", "MiB", "lazy s", "lazy fetched %", "prefetch s", "prefetch fetched %", "full download s",
+                     "full / prefetch"], rows))
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+public import ThawSandboxCore
+
+/// How one invocation went.
+public struct SandboxOutcome: Sendable {
+    /// Standard output, up to the limit.
+    public var response: [UInt8]
+    /// The last `logTailLimit` bytes of standard error.
+    public var logTail: [UInt8]
+    /// How the init (and so the handler) ended; nil when it was never started.
+    public var termination: Termination?
+    /// `MonotonicTime` of each step the init reported, and of the end.
+    public var deviceAttached: UInt64?
+    public var rootMounted: UInt64?
+    public var handlerStarted: UInt64?
+    public var finished: UInt64
+    /// The loop device the image was attached to.
+    public var loopDevice: String?
+    /// Why the invocation failed; nil when the handler answered.
+    public var failure: SandboxError?
+    /// Teardown that did not complete in time (a loop device still attached): empty when
+    /// nothing was left behind.
+    public var leftovers: [String]
+}
