@@ -12,12 +12,15 @@ caches, the median of --runs:
             the same latency), then `thaw run --image-file` on the local copy;
 
 with the wall time of each command (a process start, its agent, the sandbox and the handler),
-and the bytes fetched from the origin against the image size.
+and the bytes fetched from the origin against the image size. The same three for one image in
+the microVM sandbox (--microvm-tag, TCG on hosts whose KVM cannot run stock guests; its root
+disk is the agent's NBD export, or the local copy for the baseline).
 
     run-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--runs 3]
-                 [--origin-latency 20] [--work DIR] [--keep]
+                 [--origin-latency 20] [--microvm-tag py] [--microvm-runs 1] [--work DIR] [--keep]
 
-Build first: `swift build -c release --product thaw`. Needs root (namespaces, loop devices, mounts).
+Build first: `swift build -c release --product thaw` and `scripts/build-guest.sh` (the microVM's
+guest init). Needs root (namespaces, loop devices, mounts).
 """
 
 from __future__ import annotations
@@ -84,20 +87,22 @@ class Bench:
             if os.path.basename(os.path.dirname(root)) == "records" and manifest in files:
                 os.remove(os.path.join(root, manifest))
 
-    def image(self, tag: str) -> list[str]:
+    def image(self, tag: str, sandbox: list[str] | None = None, runs: int | None = None) -> list[str]:
+        """One row: lazy, prefetch and full-download starts of `tag`, `runs` times each."""
         manifest = self.push(tag)
-        runs = self.args.runs
+        runs = runs or self.args.runs
+        sandbox = sandbox or []
         lazy, lazy_bytes, prefetch, prefetch_bytes, full = [], [], [], [], []
         size = 0
         for _ in range(runs):
             self.forget_record(manifest)
-            seconds, b = self.run(tag, manifest, ["--no-record"])
+            seconds, b = self.run(tag, manifest, ["--no-record", *sandbox])
             lazy.append(seconds)
             lazy_bytes.append(b["bytesFromOrigin"])
             size = b["imageBytes"]
-        self.run(tag, manifest, [])  # records
+        self.run(tag, manifest, sandbox)  # records
         for _ in range(runs):
-            seconds, b = self.run(tag, manifest, ["--no-record"])
+            seconds, b = self.run(tag, manifest, ["--no-record", *sandbox])
             if "prefetchChunks" not in b:
                 raise BenchError(f"{tag}: the start after the recorded one did not prefetch")
             prefetch.append(seconds)
@@ -107,11 +112,12 @@ class Bench:
             pull_seconds, _ = self.command([self.args.thaw, "pull", manifest, "-o", copy, "--concurrency", "16",
                                             "--origin-latency", str(self.args.origin_latency), *self.store_args],
                                            f"thaw pull {tag}")
-            seconds, _ = self.run(tag, manifest, ["--no-record", "--image-file", copy])
+            seconds, _ = self.run(tag, manifest, ["--no-record", "--image-file", copy, *sandbox])
             full.append(pull_seconds + seconds)
             os.remove(copy)
         m = statistics.median
-        return [tag, fmt(size / MIB), fmt(m(lazy), 2), fmt(100 * m(lazy_bytes) / size), fmt(m(prefetch), 2),
+        name = tag if not sandbox else f"{tag} (microvm)"
+        return [name, fmt(size / MIB), fmt(m(lazy), 2), fmt(100 * m(lazy_bytes) / size), fmt(m(prefetch), 2),
                 fmt(100 * m(prefetch_bytes) / size), fmt(m(full), 2), fmt(m(full) / m(prefetch)) + "×"]
 
 
@@ -122,11 +128,14 @@ def main() -> int:
     parser.add_argument("--tags", default="py,perl,web")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--origin-latency", type=float, default=20)
+    parser.add_argument("--microvm-tag", default="py", help="image for the microVM row; empty skips it")
+    parser.add_argument("--microvm-runs", type=int, default=1)
+    parser.add_argument("--guest", default="/var/lib/thaw/vm/thaw-guest", help="the static guest init (scripts/build-guest.sh)")
     parser.add_argument("--work")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     tags = [t for t in args.tags.split(",") if t]
-    for tag in tags:
+    for tag in tags + ([args.microvm_tag] if args.microvm_tag else []):
         if tag not in STARTS:
             parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
     if os.geteuid() != 0:
@@ -141,6 +150,9 @@ def main() -> int:
     status = 0
     try:
         rows = [bench.image(tag) for tag in tags]
+        if args.microvm_tag:
+            rows.append(bench.image(args.microvm_tag, ["--sandbox", "microvm", "--timeout", "300", "--guest", args.guest],
+                                    args.microvm_runs))
         print(table(["image", "MiB", "lazy s", "lazy fetched %", "prefetch s", "prefetch fetched %", "full download s",
                      "full / prefetch"], rows))
     except BenchError as error:

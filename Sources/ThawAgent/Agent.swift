@@ -145,11 +145,14 @@ public final class Agent: Service, Sendable {
                 for await address in bound.stream { endpoints.control = address }
             }
             group.addTask { [self] in
-                // Saves recordings that went idle; ends with the agent.
+                // Saves recordings that went idle; ends with the agent, at once on a graceful
+                // shutdown rather than at its next tick.
                 let period = min(Duration.seconds(1), configuration.recordIdleTimeout / 4)
-                while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                    try? await Task.sleep(for: period)
-                    await catalog.finishIdleRecordings()
+                try? await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: period)
+                        await catalog.finishIdleRecordings()
+                    }
                 }
             }
             state.withLock { $0?.endpoints = endpoints }

@@ -109,6 +109,11 @@ struct Run: AsyncParsableCommand {
             configuration.nbdAddress = .unix(path: ThawRuntime.directory + "/nbd-run-\(getpid()).sock")
         }
         configuration.controlAddress = nil
+        if imageFile != nil {
+            // The baseline reads a local copy: nothing to prefetch and nothing worth recording.
+            configuration.prefetching = false
+            configuration.recording = false
+        }
         let mountDirectory = ThawRuntime.directory + "/mounts/run-\(getpid())"
         configuration.mountDirectory = mountDirectory
 
