@@ -72,13 +72,16 @@ let package = Package(
         .target(
             name: "ThawSeal",
             dependencies: [
-                "CMalloc", "ThawBinary",
+                "CMalloc", "COpenSSLCrypto", "ThawBinary",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
+
+        // OpenSSL's libcrypto from Debian (libssl-dev): AES-CTR into caller memory for the serving path.
+        .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // glibc's malloc tunables: large per-chunk buffers must not be returned to the kernel on every free.
         .systemLibrary(name: "CMalloc"),

@@ -66,4 +66,10 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
 extension ByteBuffer: ReadSink {
     public mutating func append(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
     public mutating func appendZeros(_ count: Int) { writeRepeatingByte(0, count: count) }
+    public mutating func append(count: Int, filledBy fill: (UnsafeMutableRawBufferPointer) -> Void) {
+        writeWithUnsafeMutableBytes(minimumWritableBytes: count) { free in
+            fill(UnsafeMutableRawBufferPointer(rebasing: free[0..<count]))
+            return count
+        }
+    }
 }

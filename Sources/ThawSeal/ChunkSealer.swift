@@ -87,6 +87,15 @@ public enum ChunkSealer {
         return try plain.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound - start)...])) }
     }
 
+    /// Decrypts `ciphertext[range]` alone into `output` (which holds `range.count` bytes): the
+    /// serving path decrypts straight into a network reply this way, with no copy at all.
+    public static func decrypt(_ ciphertext: [UInt8], range: Range<Int>, key: ChunkKey, into output: UnsafeMutableRawBufferPointer) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= ciphertext.count && output.count >= range.count)
+        ciphertext.withUnsafeBytes { bytes in
+            CTRStream.crypt(UnsafeRawBufferPointer(rebasing: bytes[range]), into: output, key: key, offset: range.lowerBound)
+        }
+    }
+
     /// AES-256-CTR starting at counter block `blockIndex` (the 128-bit big-endian counter of IV 0).
     static func crypt(_ input: UnsafeRawBufferPointer, key: ChunkKey, blockIndex: UInt64) -> [UInt8] {
         [UInt8](cryptData(input, key: key, blockIndex: blockIndex))

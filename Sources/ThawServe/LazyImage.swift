@@ -97,7 +97,7 @@ public final class LazyImage: Sendable {
                 }
                 recorder?.touch(index)
                 let (ciphertext, tier) = try await self.ciphertext(of: index, ref)
-                ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key) { sink.append($0) }
+                sink.append(count: upper - lower) { ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key, into: $0) }
                 metrics.served(tier, bytes: upper - lower, since: pieceStarted)
             }
         } catch {

@@ -78,6 +78,29 @@ import ThawTestSupport
         }
     }
 
+    /// The serving path's libcrypto CTR, written into caller memory, against swift-crypto's
+    /// (which sealed the chunk): every range, aligned or not, decrypts to the same bytes, and
+    /// nothing is written past the range.
+    @Test func decryptsIntoCallerMemoryAsSwiftCryptoDoes() {
+        let plaintext = (0..<(512 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        let sealed = ChunkSealer.seal(plaintext, salt: salt)
+        var generator = SystemRandomNumberGenerator()
+        var ranges = [0..<0, 0..<1, 15..<17, 16..<32, 0..<plaintext.count, plaintext.count - 1..<plaintext.count]
+        for _ in 0..<300 {
+            let start = Int.random(in: 0..<plaintext.count, using: &generator)
+            ranges.append(start..<Int.random(in: start...min(plaintext.count, start + 70_000), using: &generator))
+        }
+        for range in ranges {
+            var output = [UInt8](repeating: 0xAA, count: range.count + 8)
+            output.withUnsafeMutableBytes { buffer in
+                ChunkSealer.decrypt(sealed.ciphertext, range: range, key: sealed.key,
+                                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.count]))
+            }
+            #expect(Array(output.prefix(range.count)) == Array(plaintext[range]), "range \(range)")
+            #expect(Array(output.suffix(8)) == [UInt8](repeating: 0xAA, count: 8))
+        }
+    }
+
     @Test func namesParseAndRefuseGarbage() throws {
         let name = ChunkName.of(Array("x".utf8))
         #expect(try ChunkName(hex: name.hex) == name)
