@@ -121,23 +121,11 @@ public struct MicroVMSandbox: Sendable {
         }
         close(console.write)
 
-        let stop = Shared<SandboxError?>(nil)
-        let kill: @Sendable (SandboxError) -> Void = { reason in
-            let first = stop.withLock { current in
-                if current == nil { current = reason; return true }
-                return false
-            }
-            if first { child.signal(SIGKILL) }
-        }
-        let timeout = options.timeout
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            kill(SandboxError(.timedOut, "the handler did not answer within \(ProcessSandbox.describe(timeout)); the microVM was killed"))
-        }
+        let stopper = SandboxStopper(child: child)
+        let timer = stopper.armTimeout(options.timeout, killing: "the microVM")
         defer { timer.cancel() }
         let marks = Shared<[String: UInt64]>([:])
-        let tail = Shared<[UInt8]>([])
-        let tailLimit = options.logTailLimit
+        let tail = LogTail(limit: options.logTailLimit)
         let lines = LineSplitter()
         let termination = await withTaskCancellationHandler {
             async let consoleRead = PipeEnds.drain(console.read, limit: 0, chunk: { piece in
@@ -152,24 +140,21 @@ public struct MicroVMSandbox: Sendable {
                     }
                     let withNewline = line + [0x0a]
                     log(withNewline)
-                    tail.withLock { kept in
-                        kept += withNewline
-                        if kept.count > tailLimit { kept.removeFirst(kept.count - tailLimit) }
-                    }
+                    tail.append(withNewline)
                 }
             })
             let termination = await child.wait()
             _ = await consoleRead
             return termination
         } onCancel: {
-            kill(SandboxError(.cancelled, "the start was interrupted; the microVM was killed"))
+            stopper.stop(SandboxError(.cancelled, "the start was interrupted; the microVM was killed"))
         }
         let finished = MonotonicTime.now()
         let seen = marks.withLock { $0 }
-        var outcome = SandboxOutcome(response: [], logTail: tail.withLock { $0 }, termination: nil,
+        var outcome = SandboxOutcome(response: [], logTail: tail.bytes, termination: nil,
                                      deviceAttached: seen["devices"], rootMounted: seen["root-mounted"],
                                      handlerStarted: seen["handler-started"], finished: finished, leftovers: [])
-        if let reason = stop.withLock({ $0 }) {
+        if let reason = stopper.reason {
             outcome.failure = reason
             return outcome
         }

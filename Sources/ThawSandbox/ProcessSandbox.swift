@@ -68,48 +68,33 @@ public struct ProcessSandbox: Sendable {
         }
         for descriptor in [input.read, output.write, errors.write, reports.write] { close(descriptor) }
 
-        let stop = Shared<SandboxError?>(nil)
-        let kill: @Sendable (SandboxError) -> Void = { reason in
-            let first = stop.withLock { current in
-                if current == nil { current = reason; return true }
-                return false
-            }
-            // unshare passes SIGKILL on to the init (--kill-child), and the death of a PID
-            // namespace's init kills everything in it.
-            if first { child.signal(SIGKILL) }
-        }
+        // unshare passes SIGKILL on to the init (--kill-child), and the death of a PID
+        // namespace's init kills everything in it.
+        let stopper = SandboxStopper(child: child)
         let limit = options.responseLimit
-        let timeout = options.timeout
-        let tail = Shared<[UInt8]>([])
-        let tailLimit = options.logTailLimit
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            kill(SandboxError(.timedOut, "the handler did not answer within \(Self.describe(timeout)); the sandbox was killed"))
-        }
+        let tail = LogTail(limit: options.logTailLimit)
+        let timer = stopper.armTimeout(options.timeout, killing: "the sandbox")
         defer { timer.cancel() }
 
         let (response, termination, reportLines) = await withTaskCancellationHandler {
             async let fed: Void = PipeEnds.feed(input.write, event)
             async let stdout = PipeEnds.drain(output.read, limit: limit) {
-                kill(SandboxError(.responseTooLarge, "the handler's response exceeds the limit of \(limit) bytes; the sandbox was killed"))
+                stopper.stop(SandboxError(.responseTooLarge, "the handler's response exceeds the limit of \(limit) bytes; the sandbox was killed"))
             }
             async let stderr = PipeEnds.drain(errors.read, limit: 0, chunk: { piece in
                 log(piece)
-                tail.withLock { kept in
-                    kept += piece
-                    if kept.count > tailLimit { kept.removeFirst(kept.count - tailLimit) }
-                }
+                tail.append(piece)
             })
             async let reported = PipeEnds.drain(reports.read, limit: 1 << 20)
             let termination = await child.wait()
             _ = await (fed, stderr)
             return (await stdout.bytes, termination, await reported.bytes)
         } onCancel: {
-            kill(SandboxError(.cancelled, "the start was interrupted; the sandbox was killed"))
+            stopper.stop(SandboxError(.cancelled, "the start was interrupted; the sandbox was killed"))
         }
         let finished = MonotonicTime.now()
 
-        var outcome = SandboxOutcome(response: response, logTail: tail.withLock { $0 }, termination: termination,
+        var outcome = SandboxOutcome(response: response, logTail: tail.bytes, termination: termination,
                               finished: finished, leftovers: [])
         var setupFailure: SandboxError?
         for line in reportLines.split(separator: 0x0a) {
@@ -125,7 +110,7 @@ public struct ProcessSandbox: Sendable {
                                             report.detail ?? "the sandbox could not be built")
             }
         }
-        if let reason = stop.withLock({ $0 }) {
+        if let reason = stopper.reason {
             outcome.failure = reason
         } else if let setupFailure {
             outcome.failure = setupFailure
@@ -203,9 +188,3 @@ extension LoopDevice {
     }
 }
 
-/// A value several tasks and threads update under a lock.
-final class Shared<Value: Sendable>: Sendable {
-    private let value: Mutex<Value>
-    init(_ initial: Value) { value = Mutex(initial) }
-    func withLock<T>(_ body: (inout Value) -> T) -> T { value.withLock { body(&$0) } }
-}
