@@ -159,7 +159,7 @@ let package = Package(
         .executableTarget(
             name: "ThawBench",
             dependencies: [
-                "ThawSeal", "ThawCache",
+                "ThawSeal", "ThawCache", "ThawErasure",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -240,6 +240,12 @@ let package = Package(
         // static executable into Thaw's initramfs (scripts/build-guest.sh).
         .executableTarget(name: "ThawGuest", dependencies: ["ThawSandboxCore"], swiftSettings: strict),
 
+        // ISA-L from Debian (libisal-dev): vectorized Reed-Solomon coding over GF(2^8).
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
+
+        // Erasure coding of chunks for the shared L2 cache: k data and m parity shards.
+        .target(name: "ThawErasure", dependencies: ["CISAL"], swiftSettings: strict),
+
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
@@ -283,6 +289,7 @@ let package = Package(
             dependencies: ["ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport"],
             swiftSettings: strict
         ),
+        .testTarget(name: "ThawErasureTests", dependencies: ["ThawErasure"], swiftSettings: strict),
         .testTarget(
             name: "ThawFlattenTests",
             dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4", "ThawTar", "ThawTestSupport"],

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HeapModule
 import ThawCache
+import ThawErasure
 import ThawSeal
 
 /// `thaw-bench seal [SECONDS]`: sealing throughput on one core over 512 KiB chunks, with the
@@ -10,6 +11,9 @@ import ThawSeal
 ///
 /// `thaw-bench eviction [SEED]`: miss ratios of the L1 cache's eviction policies on a
 /// generated trace of chunk reads, and their speed (see `EvictionBench`).
+///
+/// `thaw-bench erasure [SECONDS]`: Reed-Solomon (k = 4, m = 1) encode and rebuild throughput on
+/// one core over 512 KiB chunks, counted in chunk bytes, shard copies included.
 @main
 enum ThawBench {
     static func main() throws {
@@ -19,8 +23,10 @@ enum ThawBench {
             seal(seconds: Double(arguments.dropFirst().first ?? "3") ?? 3)
         case "eviction":
             EvictionBench.run(seed: UInt64(arguments.dropFirst().first ?? "1") ?? 1)
+        case "erasure":
+            try erasure(seconds: Double(arguments.dropFirst().first ?? "3") ?? 3)
         default:
-            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED]\n".utf8))
+            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS]\n".utf8))
             exit(2)
         }
     }
@@ -51,6 +57,29 @@ enum ThawBench {
         print("sha256 \(format(sha))")
         print("aes-256-ctr \(format(aes))")
         if sink == 0x5a { print("") }  // keeps the work observable
+    }
+
+    static func erasure(seconds: Double) throws {
+        let k = 4, m = 1, chunkSize = 512 * 1024
+        let code = try ReedSolomon(dataShards: k, parityShards: m)
+        var generator = SystemRandomNumberGenerator()
+        let chunks = (0..<8).map { _ in
+            (0..<k).map { _ in (0..<(chunkSize / k)).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        }
+        let parities = try chunks.map { try code.parity(of: $0) }
+        var sink: UInt8 = 0
+        let encode = measure(seconds: seconds, bytesPerRound: chunkSize) { round in
+            sink ^= (try? code.parity(of: chunks[round % chunks.count]))?[0][0] ?? 0
+        }
+        // The worst case for k = 4, m = 1: a data shard lost, rebuilt from parity.
+        let rebuild = measure(seconds: seconds, bytesPerRound: chunkSize) { round in
+            let data = chunks[round % chunks.count]
+            let shards: [Int: [UInt8]] = [1: data[1], 2: data[2], 3: data[3], 4: parities[round % chunks.count][0]]
+            sink ^= (try? code.data(from: shards))?[0][0] ?? 0
+        }
+        print("rs-4+1-encode \(format(encode))")
+        print("rs-4+1-rebuild \(format(rebuild))")
+        if sink == 0x5a { print("") }
     }
 
     /// Runs `body` for `seconds`; returns MB/s (10^6 bytes).
