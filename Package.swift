@@ -246,6 +246,17 @@ let package = Package(
         // Erasure coding of chunks for the shared L2 cache: k data and m parity shards.
         .target(name: "ThawErasure", dependencies: ["CISAL"], swiftSettings: strict),
 
+        // The shared L2 cache: a memcached client over swift-nio.
+        .target(
+            name: "ThawL2",
+            dependencies: [
+                "ThawErasure", "ThawSeal",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
@@ -290,6 +301,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ThawErasureTests", dependencies: ["ThawErasure"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawL2Tests",
+            dependencies: ["ThawL2", "ThawSeal", "ThawTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ThawFlattenTests",
             dependencies: ["ThawFlatten", "ThawImage", "ThawSample", "ThawExt4", "ThawTar", "ThawTestSupport"],

@@ -22,6 +22,8 @@ if [ "$what" != build ]; then
   # build, and of the microVM's initramfs; qemu-system-x86 and linux-image-cloud-amd64: the
   # microVM sandbox (qemu -M microvm booting Debian's cloud kernel).
   packages+=(busybox-static qemu-system-x86 linux-image-cloud-amd64)
+  # memcached: the real nodes of the shared L2 cache's tests.
+  packages+=(memcached)
 fi
 [ "$what" = bench ] && packages+=(restic casync)
 

@@ -18,7 +18,8 @@ import Testing
     func everyErasurePatternRebuildsTheData(k: Int, m: Int) throws {
         let code = try ReedSolomon(dataShards: k, parityShards: m)
         let reference = ReferenceCode(k: k, m: m)
-        for length in [1, 31, 4096, 131_072] {
+        // Small shards: the reference is slow on purpose, and the suite shares two cores.
+        for length in [1, 31, 1000, 4096] {
             let data = Self.randomShards(k, length: length)
             let parity = try code.parity(of: data)
             #expect(parity == reference.parity(of: data), "parity differs from the reference at length \(length)")

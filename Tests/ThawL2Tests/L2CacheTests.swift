@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import ThawL2
+import ThawSeal
+import ThawTestSupport
+
+/// The L2 cache against five real memcached nodes, with nodes killed, stopped, restarted and
+/// shards corrupted.
+@Suite(.serialized) struct L2CacheTests {
+    /// Random chunks, made eight bytes at a time: byte-wise generation in a debug build would
+    /// hold one of the suite's two cores for seconds.
+    static func chunks(_ count: Int, size: Int = 512 * 1024) -> [(ChunkName, [UInt8])] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in
+            var bytes = [UInt8](repeating: 0, count: size)
+            bytes.withUnsafeMutableBytes { raw in
+                for offset in stride(from: 0, to: size, by: 8) { raw.storeBytes(of: generator.next(), toByteOffset: offset, as: UInt64.self) }
+            }
+            return (ChunkName.of(bytes), bytes)
+        }
+    }
+
+    static func configuration(_ servers: [MemcachedServer], timeout: Duration = .seconds(2)) -> L2Cache.Configuration {
+        var configuration = L2Cache.Configuration(nodes: servers.map { ("127.0.0.1", $0.port) })
+        configuration.timeout = timeout
+        return configuration
+    }
+
+    @Test func chunksRoundTripAndMissesAreNil() async throws {
+        let servers = try (0..<5).map { _ in try MemcachedServer() }
+        let cache = try await L2Cache.start(Self.configuration(servers), chunkSize: 512 * 1024)
+        let chunks = Self.chunks(8)
+        for (name, bytes) in chunks { await cache.put(name, bytes) }
+        for (name, bytes) in chunks { #expect(await cache.get(name) == bytes) }
+        #expect(await cache.get(ChunkName.of([1, 2, 3])) == nil)
+        let stats = cache.statistics
+        #expect(stats.hits == 8 && stats.misses == 1 && stats.chunksStored == 8 && stats.shardWriteFailures == 0)
+    }
+
+    @Test func aNodeTooSmallForAShardIsRefusedAtStart() async throws {
+        let servers = try (0..<4).map { _ in try MemcachedServer() } + [try MemcachedServer(itemSize: "128k")]
+        await #expect { try await L2Cache.start(Self.configuration(servers), chunkSize: 512 * 1024) } throws: { error in
+            "\(error)".contains("127.0.0.1:\(servers[4].port)") && "\(error)".contains("-I")
+        }
+        await #expect { try await L2Cache.start(Self.configuration(Array(servers.prefix(4))), chunkSize: 512 * 1024) } throws: {
+            "\($0)".contains("need as many L2 nodes")
+        }
+    }
+
+    @Test func aKilledNodeCostsNoReadAndARestartedOneFillsAgain() async throws {
+        var servers = try (0..<5).map { _ in try MemcachedServer() }
+        let cache = try await L2Cache.start(Self.configuration(servers), chunkSize: 512 * 1024)
+        let chunks = Self.chunks(20)
+        for (name, bytes) in chunks { await cache.put(name, bytes) }
+        let port = servers[2].port
+        kill(servers[2].process.pid, SIGKILL)
+        // Every chunk still rebuilds from the four shards left.
+        for (name, bytes) in chunks { #expect(await cache.get(name) == bytes) }
+        #expect(cache.statistics.misses == 0)
+        #expect(cache.statistics.shardsMissingOrLate >= 20)
+        // The node comes back empty on the same port; new writes fill it.
+        servers[2] = try MemcachedServer(reusing: port)
+        let fresh = Self.chunks(5)
+        for (name, bytes) in fresh { await cache.put(name, bytes) }
+        let before = cache.statistics.shardWriteFailures
+        for (name, bytes) in fresh { await cache.put(name, bytes) }
+        #expect(cache.statistics.shardWriteFailures == before, "writes to the restarted node fail")
+        for (name, bytes) in fresh { #expect(await cache.get(name) == bytes) }
+    }
+
+    @Test func aStoppedNodeDoesNotSlowReads() async throws {
+        let servers = try (0..<5).map { _ in try MemcachedServer() }
+        let cache = try await L2Cache.start(Self.configuration(servers, timeout: .seconds(3)), chunkSize: 512 * 1024)
+        let chunks = Self.chunks(10)
+        for (name, bytes) in chunks { await cache.put(name, bytes) }
+        kill(servers[0].process.pid, SIGSTOP)
+        defer { kill(servers[0].process.pid, SIGCONT) }
+        let clock = ContinuousClock()
+        var slowest = Duration.zero
+        for (name, bytes) in chunks {
+            let started = clock.now
+            #expect(await cache.get(name) == bytes)
+            slowest = max(slowest, clock.now - started)
+        }
+        // Waiting for the stopped node would take its 3 s timeout.
+        #expect(slowest < .seconds(1.5), "a read waited \(slowest) for the stopped node")
+    }
+
+    @Test func corruptShardsAreOutvotedOrMakeAMissNeverGarbage() async throws {
+        let servers = try (0..<5).map { _ in try MemcachedServer() }
+        let cache = try await L2Cache.start(Self.configuration(servers), chunkSize: 512 * 1024)
+        let (name, bytes) = Self.chunks(1)[0]
+        await cache.put(name, bytes)
+        // Garbage under one shard's key, with a valid header: only the name check can tell.
+        let nodes = servers.map { MemcachedNode(host: "127.0.0.1", port: $0.port, timeout: .seconds(2)) }
+        func corrupt(shard: Int) async throws -> Bool {
+            let key = "thaw:\(name.hex):\(shard)"
+            for node in nodes {
+                guard var value = try await node.get([key])[key] else { continue }
+                for i in stride(from: 12, to: value.count, by: 7) { value[i] ^= 0xFF }
+                try await node.set(key, value)
+                return true
+            }
+            return false
+        }
+        #expect(try await corrupt(shard: 0))
+        #expect(await cache.get(name) == bytes)
+        // A second bad shard leaves no good k-subset for (4, 1): a miss, not wrong bytes.
+        #expect(try await corrupt(shard: 3))
+        #expect(await cache.get(name) == nil)
+        #expect(cache.statistics.badChunks >= 1)
+        for node in nodes { await node.close() }
+    }
+}
