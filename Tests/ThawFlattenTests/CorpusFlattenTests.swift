@@ -11,29 +11,29 @@ import ThawTestSupport
     var layout: String { TestSupport.corpus + "/oci" }
 
     @Test(arguments: tags)
-    func matchesUmociUnpack(tag: String) throws {
-        try TestSupport.withTemporaryDirectory { dir in
+    func matchesUmociUnpack(tag: String) async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
             let output = dir + "/\(tag).ext4"
-            let summary = try flatten(.ociLayout(path: layout, tag: tag), to: output)
+            let summary = try await flattenOffPool(.ociLayout(path: layout, tag: tag), to: output)
             #expect(summary.layerCount >= 1)
-            try expectMatchesUmoci(image: output, layout: layout, tag: tag, workingIn: dir)
+            try await expectMatchesUmociOffPool(image: output, layout: layout, tag: tag, workingIn: dir)
         }
     }
 
-    @Test func aDockerArchiveFlattensLikeItsOCILayout() throws {
-        try TestSupport.withTemporaryDirectory { dir in
-            _ = try flatten(.ociLayout(path: layout, tag: "py"), to: dir + "/oci.ext4")
-            _ = try flatten(.dockerArchive(path: TestSupport.corpus + "/docker/py.tar", name: nil), to: dir + "/docker.ext4")
+    @Test func aDockerArchiveFlattensLikeItsOCILayout() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            _ = try await flattenOffPool(.ociLayout(path: layout, tag: "py"), to: dir + "/oci.ext4")
+            _ = try await flattenOffPool(.dockerArchive(path: TestSupport.corpus + "/docker/py.tar", name: nil), to: dir + "/docker.ext4")
             #expect(FileManager.default.contentsEqual(atPath: dir + "/oci.ext4", andPath: dir + "/docker.ext4"))
         }
     }
 
-    @Test func imagesOnOneBaseShareEveryChunkOfTheBaseRegion() throws {
-        try TestSupport.withTemporaryDirectory { dir in
+    @Test func imagesOnOneBaseShareEveryChunkOfTheBaseRegion() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
             var censuses: [String: ChunkCensus] = [:]
             var summaries: [String: FlattenSummary] = [:]
             for tag in ["base", "py", "web"] {
-                let summary = try flatten(.ociLayout(path: layout, tag: tag), to: dir + "/\(tag).ext4")
+                let summary = try await flattenOffPool(.ociLayout(path: layout, tag: tag), to: dir + "/\(tag).ext4")
                 summaries[tag] = summary
                 censuses[tag] = try ChunkCensus(path: dir + "/\(tag).ext4", chunkSize: summary.chunkSize)
             }

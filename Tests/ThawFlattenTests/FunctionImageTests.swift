@@ -28,14 +28,20 @@ import ThawTestSupport
     }
 
     /// What debugfs prints for `request`, without the version banner it writes to standard error.
+    /// Flattens on a thread of its own: a corpus image takes seconds in a debug build, and the
+    /// test suite's other tests need the two threads of Swift's concurrency pool meanwhile.
+    static func flatten(_ image: Image, to output: String) async throws -> FlattenSummary {
+        try await TestSupport.onOwnThread { try Flattener().flatten(image, to: output) }
+    }
+
     func debugfs(_ request: String, _ image: String) throws -> String {
         let output = try TestSupport.run("debugfs", ["-R", request, image]).output
         guard output.hasPrefix("debugfs "), let newline = output.firstIndex(of: "\n") else { return output }
         return String(output[output.index(after: newline)...])
     }
 
-    @Test func aBusyboxImageHasABaseAndAHandlerLayerAndRuns() throws {
-        try TestSupport.withTemporaryDirectory { dir in
+    @Test func aBusyboxImageHasABaseAndAHandlerLayerAndRuns() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
             let reference = try FunctionImage.writeBusybox(to: dir + "/oci", tag: "fn", handler: Self.handler,
                                                            execution: Self.execution)
             #expect(reference == .ociLayout(path: dir + "/oci", tag: "fn"))
@@ -50,7 +56,7 @@ import ThawTestSupport
             }
 
             let output = dir + "/fn.ext4"
-            let summary = try Flattener().flatten(image, to: output)
+            let summary = try await Self.flatten(image, to: output)
             #expect(summary.regions.count == 2)
             #expect(try TestSupport.fsckProblems(output) == nil)
             let stat = try debugfs("stat /function/handler", output)
@@ -90,8 +96,8 @@ import ThawTestSupport
     }
 
     /// A derived image: the parent's layers and config untouched, one more layer, the new command.
-    @Test func appendingALayerDerivesAnImageAndLeavesTheParentAlone() throws {
-        try TestSupport.withTemporaryDirectory { dir in
+    @Test func appendingALayerDerivesAnImageAndLeavesTheParentAlone() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
             let layout = dir + "/oci"
             let parentReference = try SampleImage.write(to: layout, tag: "s")
             let parent = try Image.open(parentReference)
@@ -122,7 +128,7 @@ import ThawTestSupport
             #expect(try layerPaths(derived).last == ["function", "function/handler", "function/lib", "function/lib/util.sh"])
 
             let output = dir + "/derived.ext4"
-            _ = try Flattener().flatten(derived, to: output)
+            _ = try await Self.flatten(derived, to: output)
             #expect(try TestSupport.fsckProblems(output) == nil)
             #expect(try debugfs("cat /function/handler", output) == "#!/bin/sh\necho derived\n")
             #expect(try debugfs("stat /function/lib/util.sh", output).contains("Mode:  0644"))
@@ -138,8 +144,8 @@ import ThawTestSupport
     }
 
     /// A new handler over a busybox function image replaces the old one and runs.
-    @Test func aDerivedBusyboxImageRunsItsNewHandler() throws {
-        try TestSupport.withTemporaryDirectory { dir in
+    @Test func aDerivedBusyboxImageRunsItsNewHandler() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
             let layout = dir + "/oci"
             try FunctionImage.writeBusybox(to: layout, tag: "v1", handler: Self.handler, execution: Self.execution)
             let reference = try FunctionImage.appendLayer(
@@ -149,7 +155,7 @@ import ThawTestSupport
             let image = try Image.open(reference)
             #expect(image.layers.count == 3)
             let output = dir + "/v2.ext4"
-            _ = try Flattener().flatten(image, to: output)
+            _ = try await Self.flatten(image, to: output)
             #expect(try TestSupport.fsckProblems(output) == nil)
             try TestSupport.withLoopMount(output, at: dir + "/mnt") {
                 let run = try TestSupport.run("chroot", [dir + "/mnt", "/function/handler"])
@@ -186,9 +192,9 @@ import ThawTestSupport
 
     /// The real corpus, through a layout whose blobs are links to the corpus's: the derived
     /// image flattens, and neither the corpus's blobs nor its index change.
-    @Test func derivesFromTheCorpusWithoutChangingIt() throws {
+    @Test func derivesFromTheCorpusWithoutChangingIt() async throws {
         let corpus = TestSupport.corpus + "/oci"
-        try TestSupport.withTemporaryDirectory { dir in
+        try await TestSupport.withTemporaryDirectory { dir in
             let layout = dir + "/oci"
             let fm = FileManager.default
             try fm.createDirectory(atPath: layout + "/blobs/sha256", withIntermediateDirectories: true)
@@ -213,7 +219,7 @@ import ThawTestSupport
             #expect(config.contains("\"empty_layer\":true"))
             #expect(config.contains("FunctionImage.appendLayer"))
             let output = dir + "/py-fn.ext4"
-            _ = try Flattener().flatten(derived, to: output)
+            _ = try await Self.flatten(derived, to: output)
             #expect(try debugfs("cat /function/handler", output).contains("print('hi')"))
             #expect(try debugfs("stat /usr/bin/python3", output).contains("Type: symlink"))
 

@@ -12,6 +12,12 @@ func flatten(_ reference: ImageReference, to output: String, chunkSize: UInt64 =
     try Flattener(chunkSize: chunkSize).flatten(try Image.open(reference, platform: platform), to: output)
 }
 
+/// `flatten` on a thread of its own: a corpus image takes many seconds in a debug build, and
+/// the suite's other tests need the two threads of Swift's concurrency pool meanwhile.
+func flattenOffPool(_ reference: ImageReference, to output: String) async throws -> FlattenSummary {
+    try await TestSupport.onOwnThread { try flatten(reference, to: output) }
+}
+
 /// An extended attribute read by Python's os.getxattr (Glibc's module does not export it).
 func xattrHex(_ path: String, _ name: String) throws -> String {
     try TestSupport.run("python3", ["-c", "import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False).hex())", path, name])

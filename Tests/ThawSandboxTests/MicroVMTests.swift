@@ -17,7 +17,7 @@ import ThawTestSupport
                 """
             let id = try await harness.pushBusybox(tag: "vm", handler: handler, execution: .init(
                 user: "app", entrypoint: ["/function/handler"], workingDir: "/home/app"))
-            let result = try await harness.run([id, "--sandbox", "microvm", "--timeout", "180", "--event", #"{"vm": true}"#]
+            let result = try await harness.run([id, "--sandbox", "microvm", "--timeout", "300", "--event", #"{"vm": true}"#]
                                                + harness.commonArguments)
             #expect(result.status == 0, "\(result.log)")
             let answer = try JSONSerialization.jsonObject(with: Data(result.response.utf8)) as? [String: Any]

@@ -101,7 +101,10 @@ struct RunHarness {
 
     /// A busybox image with `handler` as its function, pushed; its manifest id.
     func pushBusybox(tag: String, handler: String, execution: ImageConfiguration.Execution) async throws -> String {
-        try FunctionImage.writeBusybox(to: layout, tag: tag, handler: handler, execution: execution)
+        let layout = self.layout
+        try await TestSupport.onOwnThread {
+            _ = try FunctionImage.writeBusybox(to: layout, tag: tag, handler: handler, execution: execution)
+        }
         return try await push(.ociLayout(path: layout, tag: tag))
     }
 
