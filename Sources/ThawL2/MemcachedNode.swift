@@ -25,6 +25,11 @@ public actor MemcachedNode {
 
     public nonisolated var address: String { "\(host):\(port)" }
 
+    /// The timeout as NIO counts time.
+    nonisolated var timeAmount: TimeAmount {
+        .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+    }
+
     /// The values of `keys` the node holds; misses are absent.
     public func get(_ keys: [String]) async throws -> [String: [UInt8]] {
         guard !keys.isEmpty else { return [:] }
@@ -77,8 +82,7 @@ public actor MemcachedNode {
         let promise = channel.eventLoop.makePromise(of: MemcachedResponse.self)
         let address = self.address
         let limit = timeout
-        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000
-                                                                          + limit.components.attoseconds / 1_000_000_000)) {
+        let deadline = channel.eventLoop.scheduleTask(in: timeAmount) {
             // Replies are matched by order: after a lost one the connection cannot be trusted.
             promise.fail(MemcachedError(.timeout, "\(address) did not answer within \(limit)"))
             channel.close(promise: nil)
@@ -93,10 +97,9 @@ public actor MemcachedNode {
         let slot = next
         next = (next + 1) % channels.count
         if let channel = channels[slot], channel.isActive { return channel }
-        let limit = timeout
         do {
             let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000))
+                .connectTimeout(timeAmount)
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -55,10 +55,7 @@ public struct FunctionSpec: Codable, Sendable, Equatable {
     }
 
     /// The value of `name` in the environment (the last entry wins), if set.
-    public func environmentValue(_ name: String) -> String? {
-        let prefix = name + "="
-        return environment.last(where: { $0.hasPrefix(prefix) }).map { String($0.dropFirst(prefix.count)) }
-    }
+    public func environmentValue(_ name: String) -> String? { launch.environmentValue(name) }
 
     /// What the sandbox's init starts.
     public var launch: HandlerLauncher.Launch {

@@ -58,6 +58,11 @@ struct LoopDevice {
 
     func closeDescriptor() { close(descriptor) }
 
+    /// Whether `/dev/NAME` has a backing file.
+    static func isAttached(_ name: String) -> Bool {
+        access("/sys/block/\(name)/loop/backing_file", F_OK) == 0
+    }
+
     /// Sets the block queue's read-ahead, which the filesystem mounted on it inherits.
     func setReadAhead(kib: Int) throws {
         let name = path.split(separator: "/").last.map(String.init) ?? path

@@ -181,10 +181,3 @@ public struct ProcessSandbox: Sendable {
     }
 }
 
-extension LoopDevice {
-    /// Whether `/dev/NAME` has a backing file.
-    static func isAttached(_ name: String) -> Bool {
-        access("/sys/block/\(name)/loop/backing_file", F_OK) == 0
-    }
-}
-

@@ -18,7 +18,8 @@ public enum HandlerLauncher {
             self.user = user
         }
 
-        func value(_ name: String) -> String? {
+        /// The value of `name` in the environment (the last entry wins), if set.
+        public func environmentValue(_ name: String) -> String? {
             environment.last(where: { $0.hasPrefix(name + "=") }).map { String($0.dropFirst(name.count + 1)) }
         }
     }
@@ -46,13 +47,13 @@ public enum HandlerLauncher {
             throw SandboxError(.setupFailed, "cannot enter the working directory \(launch.workingDirectory): \(SystemCalls.errorText())")
         }
         var environment = launch.environment
-        if launch.value("HOME") == nil { environment.append("HOME=" + identity.home) }
-        if launch.value("HOSTNAME") == nil {
+        if launch.environmentValue("HOME") == nil { environment.append("HOME=" + identity.home) }
+        if launch.environmentValue("HOSTNAME") == nil {
             var name = [CChar](repeating: 0, count: 256)
             gethostname(&name, name.count)
             environment.append("HOSTNAME=" + String(cString: name))
         }
-        let program = try locate(launch.arguments[0], path: launch.value("PATH") ?? defaultPath)
+        let program = try locate(launch.arguments[0], path: launch.environmentValue("PATH") ?? defaultPath)
         let groups = identity.supplementaryGroups.map { gid_t($0) }
         if keepPrivileges {
             return try forkAndExec(program, launch.arguments, environment, descriptors: descriptors, groups: groups, identity: identity)
