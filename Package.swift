@@ -132,7 +132,7 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
+                "ThawCache", "ThawL2", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -186,7 +186,7 @@ let package = Package(
         .target(
             name: "ThawServe",
             dependencies: [
-                "ThawSeal", "ThawStore", "ThawCache", "ThawBinary",
+                "ThawSeal", "ThawStore", "ThawCache", "ThawL2", "ThawBinary",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
@@ -210,7 +210,7 @@ let package = Package(
         .target(
             name: "ThawAgent",
             dependencies: [
-                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawStore", "ThawSeal",
+                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawL2", "ThawStore", "ThawSeal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -283,7 +283,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ThawServeTests",
-            dependencies: ["ThawServe", "ThawCache", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawTestSupport"],
+            dependencies: ["ThawServe", "ThawCache", "ThawL2", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(name: "ThawFUSETests", dependencies: ["ThawFUSE", "ThawTestSupport"], swiftSettings: strict),

@@ -5,6 +5,7 @@ public import ServiceLifecycle
 import Synchronization
 import ThawCache
 import ThawFUSE
+import ThawL2
 public import ThawNBD
 import ThawSeal
 import ThawServe
@@ -38,6 +39,7 @@ public final class Agent: Service, Sendable {
     struct RunState: Sendable {
         var catalog: ImageCatalog
         var cache: L1Cache
+        var l2: L2Cache?
         var endpoints: Endpoints
     }
 
@@ -81,6 +83,14 @@ public final class Agent: Service, Sendable {
         // Reads allocate and free buffers of up to a chunk each: keep them in the heap.
         MallocTuning.keepLargeBuffers()
         let cache = try await L1Cache.open(configuration.cache)
+        var l2: L2Cache?
+        if let settings = configuration.l2 {
+            l2 = try await L2Cache.start(settings, chunkSize: configuration.l2ChunkSize)
+            logger.info("L2 cache", metadata: [
+                "nodes": "\(settings.nodes.map { "\($0.host):\($0.port)" }.joined(separator: ","))",
+                "shards": "\(settings.dataShards) data + \(settings.parityShards) parity",
+            ])
+        }
         var fileSystem: FUSEFileSystem?
         var mount: FUSEMount?
         if let directory = configuration.mountDirectory {
@@ -88,23 +98,32 @@ public final class Agent: Service, Sendable {
             mount = try await FUSEMount.mount(fs, at: directory, logger: logger)
             fileSystem = fs
         }
-        let catalog = ImageCatalog(origin: origin, cache: cache, configuration: configuration, metrics: metrics.serve,
+        let catalog = ImageCatalog(origin: origin, cache: cache, l2: l2, configuration: configuration, metrics: metrics.serve,
                                    fileSystem: fileSystem, logger: logger)
         do {
-            try await serve(catalog: catalog, cache: cache)
+            try await serve(catalog: catalog, cache: cache, l2: l2)
         } catch {
-            await catalog.finishAll()
-            await mount?.unmount()
-            started.continuation.finish()
+            await stop(catalog: catalog, l2: l2, mount: mount)
             throw error
         }
-        await catalog.finishAll()
-        await mount?.unmount()
-        started.continuation.finish()
+        await stop(catalog: catalog, l2: l2, mount: mount)
         logger.info("agent stopped")
     }
 
-    private func serve(catalog: ImageCatalog, cache: L1Cache) async throws {
+    /// Saves recordings, lets write-backs to L2 land (the next worker's start reads them), and
+    /// removes the mount.
+    private func stop(catalog: ImageCatalog, l2: L2Cache?, mount: FUSEMount?) async {
+        await catalog.finishAll()
+        if let l2 {
+            let pending = await l2.flush(timeout: configuration.l2FlushTimeout)
+            if pending > 0 { logger.warning("L2 write-backs still pending at exit", metadata: ["chunks": "\(pending)"]) }
+            await l2.close()
+        }
+        await mount?.unmount()
+        started.continuation.finish()
+    }
+
+    private func serve(catalog: ImageCatalog, cache: L1Cache, l2: L2Cache?) async throws {
         var endpoints = Endpoints(mountDirectory: configuration.mountDirectory)
         let nbd: NBDServer?
         if let address = configuration.nbdAddress {
@@ -116,7 +135,7 @@ public final class Agent: Service, Sendable {
         for reference in configuration.preload {
             try await catalog.open(reference)
         }
-        state.withLock { $0 = RunState(catalog: catalog, cache: cache, endpoints: endpoints) }
+        state.withLock { $0 = RunState(catalog: catalog, cache: cache, l2: l2, endpoints: endpoints) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let nbd {
                 group.addTask { [configuration] in
@@ -169,12 +188,12 @@ public final class Agent: Service, Sendable {
 
     func scrapeMetrics() async -> [UInt8] {
         guard let state = state.withLock({ $0 }) else { return [] }
-        return metrics.scrape(cache: state.cache, imagesServed: await state.catalog.served.count)
+        return metrics.scrape(cache: state.cache, l2: state.l2?.statistics, imagesServed: await state.catalog.served.count)
     }
 
     func statistics() async throws -> AgentStatistics {
         guard let state = state.withLock({ $0 }) else { throw AgentError(.notServed, "the agent is not running") }
-        return AgentStatistics(served: await state.catalog.served, cache: state.cache)
+        return AgentStatistics(served: await state.catalog.served, cache: state.cache, l2: state.l2)
     }
 
     func answer(for served: ServedImage) -> ControlRoutes.ImageAnswer {

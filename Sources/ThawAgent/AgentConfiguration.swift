@@ -1,4 +1,5 @@
 public import ThawCache
+public import ThawL2
 public import ThawNBD
 public import ThawServe
 
@@ -13,6 +14,14 @@ public struct AgentConfiguration: Sendable {
     public var mountDirectory: String?
     /// The L1 cache every served image shares.
     public var cache = L1Configuration(memoryCapacity: 1 << 30)
+    /// The memcached nodes of the L2 cache workers share, asked on an L1 miss before the
+    /// origin; nil runs without L2.
+    public var l2: L2Cache.Configuration?
+    /// The largest chunk L2 must hold (its nodes' item size limit is checked against it at
+    /// start); images with larger chunks are served without L2.
+    public var l2ChunkSize = 512 * 1024
+    /// How long shutdown waits for write-backs to L2 still in flight.
+    public var l2FlushTimeout: Duration = .seconds(5)
     /// Read-ahead, origin concurrency and deadline of each served image.
     public var image = LazyImageConfiguration()
     /// Record the first start of a manifest that has no access record yet.

@@ -1,11 +1,12 @@
 public import Prometheus
 import Synchronization
 public import ThawCache
+public import ThawL2
 public import ThawServe
 
 /// The agent's Prometheus registry: the serving figures every image reports as it reads
-/// (`ServeMetrics` through swift-metrics), and the L1 cache's figures, copied from the cache's
-/// own counters just before each scrape.
+/// (`ServeMetrics` through swift-metrics, L2 lookups and their latency included), and the L1 and
+/// L2 caches' own figures, copied from their counters just before each scrape.
 public final class AgentMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let serve: ServeMetrics
@@ -17,10 +18,16 @@ public final class AgentMetrics: Sendable {
     private let tierMisses: [L1Tier: Counter]
     private let tierEvictions: [L1Tier: Counter]
     private let corruptFiles: Counter
+    private let l2ShardsMissingOrLate: Counter
+    private let l2BadChunks: Counter
+    private let l2ChunksStored: Counter
+    private let l2ShardWriteFailures: Counter
+    private let l2WriteBacksDropped: Counter
     private let imagesServed: Gauge
     /// The cache counters at the previous scrape: Prometheus counters only go up, so each
     /// scrape adds the difference.
     private let previous = Mutex<L1Statistics?>(nil)
+    private let previousL2 = Mutex<L2Statistics?>(nil)
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -44,10 +51,26 @@ public final class AgentMetrics: Sendable {
         tierEvictions = perTier { registry.makeCounter(name: "thaw_l1_evictions_total", labels: [("tier", $0.rawValue)]) }
         corruptFiles = registry.makeCounter(name: "thaw_l1_corrupt_files_dropped_total")
         imagesServed = registry.makeGauge(name: "thaw_images_served")
+        l2ShardsMissingOrLate = registry.makeCounter(name: "thaw_l2_shards_missing_or_late_total")
+        l2BadChunks = registry.makeCounter(name: "thaw_l2_bad_chunks_total")
+        l2ChunksStored = registry.makeCounter(name: "thaw_l2_chunks_stored_total")
+        l2ShardWriteFailures = registry.makeCounter(name: "thaw_l2_shard_write_failures_total")
+        l2WriteBacksDropped = registry.makeCounter(name: "thaw_l2_write_backs_dropped_total")
     }
 
-    /// Copies the cache's figures in, then renders every metric in Prometheus' text format.
-    public func scrape(cache: L1Cache, imagesServed count: Int) -> [UInt8] {
+    /// Copies the caches' figures in, then renders every metric in Prometheus' text format.
+    public func scrape(cache: L1Cache, l2: L2Statistics? = nil, imagesServed count: Int) -> [UInt8] {
+        if let l2 {
+            previousL2.withLock { previous in
+                let before = previous ?? L2Statistics()
+                l2ShardsMissingOrLate.increment(by: Int64(l2.shardsMissingOrLate - before.shardsMissingOrLate))
+                l2BadChunks.increment(by: Int64(l2.badChunks - before.badChunks))
+                l2ChunksStored.increment(by: Int64(l2.chunksStored - before.chunksStored))
+                l2ShardWriteFailures.increment(by: Int64(l2.shardWriteFailures - before.shardWriteFailures))
+                l2WriteBacksDropped.increment(by: Int64(l2.writeBacksDropped - before.writeBacksDropped))
+                previous = l2
+            }
+        }
         let now = cache.statistics
         previous.withLock { previous in
             for tier in L1Tier.allCases {

@@ -1,6 +1,7 @@
 public import Logging
 public import ThawCache
 public import ThawFUSE
+public import ThawL2
 public import ThawNBD
 import ThawPush
 import ThawSeal
@@ -16,6 +17,7 @@ import ThawStore
 public actor ImageCatalog: NBDExportCatalog {
     let origin: AgentOrigin
     let cache: L1Cache
+    let l2: L2Cache?
     let configuration: AgentConfiguration
     let metrics: ServeMetrics
     let fileSystem: FUSEFileSystem?
@@ -24,10 +26,11 @@ public actor ImageCatalog: NBDExportCatalog {
     /// Opens in progress, by the reference asked for, so concurrent requests open once.
     private var opening: [String: Task<ServedImage, any Error>] = [:]
 
-    public init(origin: AgentOrigin, cache: L1Cache, configuration: AgentConfiguration, metrics: ServeMetrics,
-                fileSystem: FUSEFileSystem? = nil, logger: Logger = Logger(label: "thaw.agent")) {
+    public init(origin: AgentOrigin, cache: L1Cache, l2: L2Cache? = nil, configuration: AgentConfiguration,
+                metrics: ServeMetrics, fileSystem: FUSEFileSystem? = nil, logger: Logger = Logger(label: "thaw.agent")) {
         self.origin = origin
         self.cache = cache
+        self.l2 = l2
         self.configuration = configuration
         self.metrics = metrics
         self.fileSystem = fileSystem
@@ -92,7 +95,14 @@ public actor ImageCatalog: NBDExportCatalog {
             logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
         }
         let recorder = configuration.recording && record == nil ? AccessRecorder(chunkCount: manifest.chunks.count) : nil
-        let image = LazyImage(manifest: manifest, store: store, cache: cache, configuration: configuration.image,
+        var l2 = self.l2
+        if let checked = l2?.chunkSize, Int(header.chunkSize) > checked {
+            logger.warning("serving without L2: its nodes were checked for smaller chunks", metadata: [
+                "manifest": "\(header.id)", "chunk_size": "\(header.chunkSize)", "l2_chunk_size": "\(checked)",
+            ])
+            l2 = nil
+        }
+        let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2, configuration: configuration.image,
                               metrics: metrics, recorder: recorder)
         return ServedImage(id: header.id, image: image, prefetchRecord: record)
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ThawAgent
 import ThawCache
+import ThawL2
 import ThawNBD
 import ThawServe
 import ThawStore
@@ -18,6 +19,18 @@ struct AgentArguments: ParsableArguments {
 
     @Option(help: "Where the L1 disk tier keeps chunk files. (default: $THAW_HOME/cache)")
     var cacheDir: String?
+
+    @Option(help: "The L2 cache's memcached nodes, host:port,... (at least data + parity shards of them); none runs without L2.")
+    var l2: String?
+
+    @Option(help: "Data shards (k) of each chunk in L2: any k of the k + m shards rebuild it.")
+    var l2DataShards: Int = 4
+
+    @Option(help: "Parity shards (m) of each chunk in L2: the nodes that may be lost or slow without a miss.")
+    var l2ParityShards: Int = 1
+
+    @Option(help: "Milliseconds an L2 node may take to answer before its shard counts as missing.")
+    var l2Timeout: Double = 200
 
     @Option(help: "Chunks read ahead of a sequential stream (0 turns read-ahead off).")
     var readAhead: Int = 4
@@ -66,6 +79,30 @@ struct AgentArguments: ParsableArguments {
         configuration.recording = !noRecord
         configuration.prefetching = !noPrefetch
         configuration.prefetchConcurrency = prefetchConcurrency
+        configuration.l2 = try l2Configuration()
+        return configuration
+    }
+
+    /// The L2 settings from `--l2` and its companions; nil without `--l2`.
+    func l2Configuration() throws -> L2Cache.Configuration? {
+        guard let l2 else { return nil }
+        var nodes: [(host: String, port: Int)] = []
+        for entry in l2.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let colon = entry.lastIndex(of: ":"), let port = Int(entry[entry.index(after: colon)...]),
+                  (1...65535).contains(port), colon > entry.startIndex else {
+                throw ValidationError("--l2 takes host:port entries separated by commas; '\(entry)' is not one")
+            }
+            var host = String(entry[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            nodes.append((host, port))
+        }
+        guard l2DataShards >= 1, l2ParityShards >= 0, l2DataShards + l2ParityShards <= 255, l2Timeout > 0 else {
+            throw ValidationError("--l2-data-shards must be >= 1, --l2-parity-shards >= 0 (at most 255 in all), --l2-timeout > 0")
+        }
+        var configuration = L2Cache.Configuration(nodes: nodes)
+        configuration.dataShards = l2DataShards
+        configuration.parityShards = l2ParityShards
+        configuration.timeout = .microseconds(Int64(l2Timeout * 1000))
         return configuration
     }
 

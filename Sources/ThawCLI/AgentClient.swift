@@ -74,11 +74,20 @@ struct Stats: AsyncParsableCommand {
         tier("memory", stats.memory)
         if let disk = stats.disk { tier("disk", disk) } else { out += "L1 disk: off\n" }
         if stats.corruptFilesDropped > 0 { out += "L1 disk: \(stats.corruptFilesDropped) corrupt files dropped\n" }
+        if let l2 = stats.l2 {
+            out += "L2: \(l2.nodes.count) nodes, \(l2.dataShards) data + \(l2.parityShards) parity shards; "
+            out += "\(l2.hits) hits (\(mib(l2.bytesRead))), \(l2.misses) misses, \(l2.chunksStored) chunks stored\n"
+            let p50 = l2.latencyP50Microseconds.map { "\($0) µs" } ?? "–", p99 = l2.latencyP99Microseconds.map { "\($0) µs" } ?? "–"
+            out += "L2: lookup p50 \(p50), p99 \(p99); \(l2.shardsMissingOrLate) shards missing or late, \(l2.badChunks) bad chunks, "
+            out += "\(l2.shardWriteFailures) shard writes failed, \(l2.writeBacksDropped) write-backs dropped\n"
+        } else {
+            out += "L2: off\n"
+        }
         out += "images served: \(stats.images.count)\n"
         for image in stats.images {
             let r = image.reads
             out += "\(image.id)  \(mib(image.size))\n"
-            out += "  reads: \(r.reads) (\(mib(r.bytesRead))); chunk pieces from zero \(r.chunksFromZero), L1 \(r.chunksFromL1 + r.chunksFromMemory), origin \(r.chunksFromOrigin)\n"
+            out += "  reads: \(r.reads) (\(mib(r.bytesRead))); chunk pieces from zero \(r.chunksFromZero), L1 \(r.chunksFromL1 + r.chunksFromMemory), L2 \(r.chunksFromL2), origin \(r.chunksFromOrigin)\n"
             out += "  origin fetches: \(r.originFetches) (read-ahead \(r.readAheadFetches), prefetch \(r.prefetchFetches)); single-flight joins \(r.singleFlightJoins)\n"
             if let planned = image.prefetchChunks {
                 out += "  prefetch: \(planned) recorded chunks, \(r.prefetchHits) hits, \(image.prefetchFinished ? "finished" : "running")\n"

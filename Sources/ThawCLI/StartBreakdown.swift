@@ -52,6 +52,9 @@ struct StartBreakdown {
         let r = reads
         lines.append(String(format: "  origin: %d chunks, %@ (%.1f%% of the image); %d by prefetch, %d by read-ahead",
                             r.originFetches, mib(r.bytesFromOrigin), fetchedFraction * 100, r.prefetchFetches, r.readAheadFetches))
+        if r.l2Hits + r.l2Misses > 0 {
+            lines.append("  L2: \(r.l2Hits) chunks, \(mib(r.bytesFromL2)) (\(r.chunksFromL2) chunk pieces waited for it); \(r.l2Misses) misses went to the origin")
+        }
         lines.append("  L1: \(r.chunksFromL1 - r.chunksFromDisk) chunk pieces from memory, \(r.chunksFromDisk) from disk; zero: \(r.chunksFromZero) pieces")
         lines.append("  reads: \(r.reads) (\(mib(r.bytesRead)))")
         if let prefetchChunks, r.prefetchFetches + r.prefetchHits > 0 {
@@ -69,6 +72,8 @@ struct StartBreakdown {
             "readAheadFetches": reads.readAheadFetches, "chunkPiecesFromL1": reads.chunksFromL1,
             "chunkPiecesFromDisk": reads.chunksFromDisk, "chunkPiecesFromZero": reads.chunksFromZero,
             "reads": reads.reads, "bytesRead": reads.bytesRead,
+            "l2Hits": reads.l2Hits, "l2Misses": reads.l2Misses, "bytesFromL2": reads.bytesFromL2,
+            "chunkPiecesFromL2": reads.chunksFromL2, "chunkPiecesFromOrigin": reads.chunksFromOrigin,
         ]
         if let pushed { object["pushSeconds"] = MonotonicTime.seconds(from: began, to: pushed) }
         for step in steps {

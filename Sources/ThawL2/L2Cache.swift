@@ -1,5 +1,5 @@
 import Synchronization
-public import ThawErasure
+import ThawErasure
 public import ThawSeal
 
 /// The shared L2 cache: each chunk's ciphertext as k data and m parity shards (Reed-Solomon),
@@ -9,6 +9,9 @@ public import ThawSeal
 /// arrive, so one slow or dead node costs nothing; the rebuilt chunk is checked against its
 /// name, and when a bad shard spoils it, the other k-subsets of the shards received are tried.
 /// With fewer than k good shards the read is a miss, for the origin to serve.
+///
+/// With m = 0 there is no parity: k = 1 keeps one whole copy of each chunk on one node, and
+/// k > 1 stripes it without redundancy (both for comparison; any lost node loses chunks).
 public final class L2Cache: Sendable {
     public struct Configuration: Sendable {
         public var nodes: [(host: String, port: Int)]
@@ -18,22 +21,31 @@ public final class L2Cache: Sendable {
         public var connectionsPerNode = 2
         /// Seconds memcached keeps a shard; 0 keeps it until evicted.
         public var expiry: UInt32 = 0
+        /// Write-backs (`putInBackground`) in flight at most; past it new ones are dropped, so
+        /// a slow L2 never holds an unbounded number of chunks in memory.
+        public var maximumPendingWrites = 64
 
         public init(nodes: [(host: String, port: Int)]) { self.nodes = nodes }
     }
 
     public let configuration: Configuration
-    let code: ReedSolomon
+    /// The largest chunk every node was checked to hold the shards of (`start`).
+    public let chunkSize: Int
+    /// The Reed-Solomon code; nil without parity shards.
+    let code: ReedSolomon?
+    let dataShards: Int
+    let parityShards: Int
     let placement: ShardPlacement
     let nodes: [MemcachedNode]
     let counters = Mutex(L2Statistics())
+    let pendingWrites = Mutex(0)
 
     /// Connects to the nodes' settings and checks that each stores shards of `chunkSize`.
     ///
     /// - Throws: `L2Error` naming the node when it is unreachable or its item size limit
     ///   (`memcached -I`) is below a shard: at start-up, never at the first write.
     public static func start(_ configuration: Configuration, chunkSize: Int) async throws -> L2Cache {
-        let cache = try L2Cache(configuration)
+        let cache = try L2Cache(configuration, chunkSize: chunkSize)
         let needed = ShardFormat.headerSize + ShardFormat.shardLength(chunkLength: chunkSize, k: configuration.dataShards)
         for node in cache.nodes {
             let limit: Int
@@ -50,18 +62,28 @@ public final class L2Cache: Sendable {
         return cache
     }
 
-    init(_ configuration: Configuration) throws {
-        let total = configuration.dataShards + configuration.parityShards
-        guard configuration.nodes.count >= total else {
-            throw L2Error("\(configuration.dataShards) + \(configuration.parityShards) shards need as many L2 nodes, but \(configuration.nodes.count) are configured")
+    init(_ configuration: Configuration, chunkSize: Int) throws {
+        let k = configuration.dataShards, m = configuration.parityShards
+        guard k >= 1, m >= 0, k + m <= 255 else {
+            throw L2Error("L2 shards need k >= 1 data shards, m >= 0 parity shards and k + m <= 255 (got k = \(k), m = \(m))")
+        }
+        guard configuration.nodes.count >= k + m else {
+            throw L2Error("\(k) + \(m) shards need as many L2 nodes, but \(configuration.nodes.count) are configured")
+        }
+        let addresses = configuration.nodes.map { "\($0.host):\($0.port)" }
+        if let repeated = Dictionary(grouping: addresses, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw L2Error("L2 node \(repeated) is listed twice: each shard must go to a different node")
         }
         do {
-            code = try ReedSolomon(dataShards: configuration.dataShards, parityShards: configuration.parityShards)
+            code = m == 0 ? nil : try ReedSolomon(dataShards: k, parityShards: m)
         } catch {
             throw L2Error("\(error)")
         }
+        dataShards = k
+        parityShards = m
+        self.chunkSize = chunkSize
         self.configuration = configuration
-        placement = ShardPlacement(nodes: configuration.nodes.map { "\($0.host):\($0.port)" })
+        placement = ShardPlacement(nodes: addresses)
         nodes = configuration.nodes.map {
             MemcachedNode(host: $0.host, port: $0.port, connections: configuration.connectionsPerNode, timeout: configuration.timeout)
         }
@@ -69,21 +91,27 @@ public final class L2Cache: Sendable {
 
     public var statistics: L2Statistics { counters.withLock { $0 } }
 
-    static func key(_ name: ChunkName, shard: Int) -> String { "thaw:\(name.hex):\(shard)" }
+    /// The memcached key of one shard of a chunk: `thaw:NAME:K+M:INDEX`. The coding is part of
+    /// the key, so workers set up with different k or m (a change rolling out) never read or
+    /// overwrite each other's shards.
+    public func key(_ name: ChunkName, shard: Int) -> String { "thaw:\(name.hex):\(dataShards)+\(parityShards):\(shard)" }
 
     /// Stores `ciphertext` (already checked against `name`) as k + m shards. Nodes that fail
     /// are skipped: the chunk is still readable while k shards are stored.
     public func put(_ name: ChunkName, _ ciphertext: [UInt8]) async {
-        let k = code.dataShards, m = code.parityShards
+        let k = dataShards, m = parityShards
         let data = ShardFormat.split(ciphertext, k: k)
-        guard let parity = try? code.parity(of: data) else { return }
-        let shards = data + parity
+        var shards = data
+        if let code {
+            guard let parity = try? code.parity(of: data) else { return }
+            shards += parity
+        }
         let targets = placement.nodes(for: name.bytes, count: k + m)
         let failures = await withTaskGroup(of: Bool.self) { group in
             for (index, node) in targets.enumerated() {
                 let value = ShardFormat.encode(shards[index], index: index, k: k, m: m, chunkLength: ciphertext.count)
                 group.addTask { [nodes, configuration] in
-                    (try? await nodes[node].set(Self.key(name, shard: index), value, expiry: configuration.expiry)) == nil
+                    (try? await nodes[node].set(self.key(name, shard: index), value, expiry: configuration.expiry)) == nil
                 }
             }
             var failures = 0
@@ -96,19 +124,58 @@ public final class L2Cache: Sendable {
         }
     }
 
+    /// Stores a chunk the origin gave after an L2 miss, without delaying the reader that waits
+    /// for it: the write runs as a task of its own, and `flush` waits for those in flight.
+    /// Returns false when too many write-backs are pending and this one is dropped.
+    @discardableResult
+    public func putInBackground(_ name: ChunkName, _ ciphertext: [UInt8]) -> Bool {
+        let limit = configuration.maximumPendingWrites
+        let admitted = pendingWrites.withLock { pending -> Bool in
+            guard pending < limit else { return false }
+            pending += 1
+            return true
+        }
+        guard admitted else {
+            counters.withLock { $0.writeBacksDropped += 1 }
+            return false
+        }
+        Task {
+            await put(name, ciphertext)
+            pendingWrites.withLock { $0 -= 1 }
+        }
+        return true
+    }
+
+    /// Waits until the write-backs in flight have finished, or `timeout` has passed; returns
+    /// how many are still pending (0 when all landed). Called before a worker exits, so the
+    /// chunks its last start fetched reach L2 for the next.
+    public func flush(timeout: Duration = .seconds(5)) async -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let pending = pendingWrites.withLock { $0 }
+            if pending == 0 || ContinuousClock.now >= deadline { return pending }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Closes every node's connections.
+    public func close() async {
+        for node in nodes { await node.close() }
+    }
+
     /// The chunk's verified ciphertext, or nil when L2 cannot give it (a miss, too few shards,
     /// or shards that never rebuild a chunk matching its name).
     ///
     /// The shard requests run as tasks of their own: a read returns as soon as k good shards
     /// have arrived, and a slow node's request finishes (or times out) after it, unwaited.
     public func get(_ name: ChunkName) async -> [UInt8]? {
-        let k = code.dataShards, m = code.parityShards
+        let k = dataShards, m = parityShards
         let targets = placement.nodes(for: name.bytes, count: k + m)
         let started = ContinuousClock.now
         let (answers, sink) = AsyncStream.makeStream(of: (index: Int, shard: (shard: [UInt8], chunkLength: Int)?).self)
         for (index, node) in targets.enumerated() {
+            let key = key(name, shard: index)
             Task { [nodes] in
-                let key = Self.key(name, shard: index)
                 let value = try? await nodes[node].get([key])[key]
                 sink.yield((index, value.flatMap { ShardFormat.decode($0, index: index, k: k, m: m) }))
             }
@@ -154,7 +221,14 @@ public final class L2Cache: Sendable {
 
     func rebuild(_ subset: [Int], from received: [Int: [UInt8]], chunkLength: Int, name: ChunkName) -> [UInt8]? {
         let chosen = Dictionary(uniqueKeysWithValues: subset.map { ($0, received[$0]!) })
-        guard let data = try? code.data(from: chosen) else { return nil }
+        let data: [[UInt8]]
+        if let code {
+            guard let rebuilt = try? code.data(from: chosen) else { return nil }
+            data = rebuilt
+        } else {
+            // Without parity the only k-subset is the data shards themselves.
+            data = (0..<dataShards).map { chosen[$0]! }
+        }
         var chunk = data.flatMap { $0 }
         guard chunkLength <= chunk.count else { return nil }
         chunk.removeLast(chunk.count - chunkLength)
@@ -177,12 +251,16 @@ public struct L2Statistics: Sendable, Equatable {
     public var bytesRead: UInt64 = 0
     public var chunksStored = 0
     public var shardWriteFailures = 0
+    /// Write-backs dropped because too many were already pending.
+    public var writeBacksDropped = 0
     /// Shards a read did without: missing, unreadable, or not there when the chunk was rebuilt.
     public var shardsMissingOrLate = 0
     /// Reads with k or more shards that never rebuilt the named chunk (bad shards).
     public var badChunks = 0
     /// Read latencies in microseconds, for percentiles.
     public var latenciesMicroseconds: [Int] = []
+
+    public init() {}
 
     mutating func record(latency: Duration) {
         let micros = Int(latency.components.seconds) * 1_000_000 + Int(latency.components.attoseconds / 1_000_000_000_000)

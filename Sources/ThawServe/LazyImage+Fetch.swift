@@ -1,10 +1,11 @@
 import ThawCache
+import ThawL2
 public import ThawSeal
 import ThawStore
 
 extension LazyImage {
     /// The verified ciphertext of stored chunk `index` and the tier that gave it: L1 (or the
-    /// holding area), else the origin through the single-flight table, bounded by the deadline.
+    /// holding area), else L2 or the origin through the single-flight table, bounded by the deadline.
     func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> ([UInt8], ServeTier) {
         let wasPrefetched = state.withLock { $0.prefetched.remove(index) != nil }
         if wasPrefetched {
@@ -27,8 +28,8 @@ extension LazyImage {
             s.nextWaiter += 1
             return s.nextWaiter
         }
-        let bytes = try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+        let fetched = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<FetchedChunk, any Error>) in
                 let deadline = configuration.deadline
                 let expiry = ChunkDeadlineError(chunkIndex: index, chunk: ref.name, store: store.location, deadline: deadline)
                 let startFetch = state.withLock { s -> Bool in
@@ -53,8 +54,14 @@ extension LazyImage {
         } onCancel: {
             _ = abandon(index, waiter: waiter, with: CancellationError())
         }
-        counters.withLock { $0.chunksFromOrigin += 1 }
-        return (bytes, .origin)
+        counters.withLock {
+            switch fetched.tier {
+            case .l2: $0.chunksFromL2 += 1
+            case .origin: $0.chunksFromOrigin += 1
+            case .memory, .disk, .zero: $0.chunksFromL1 += 1
+            }
+        }
+        return (fetched.bytes, fetched.tier)
     }
 
     /// Removes one reader from a flight and fails it; false when the fetch already answered it.
@@ -66,17 +73,24 @@ extension LazyImage {
         return true
     }
 
-    /// One origin fetch of chunk `index`, whose flight entry the caller created. The chunk goes
-    /// into L1's memory (or the holding area) before the entry is removed, so a reader arriving
-    /// in between joins the flight and a reader arriving after finds it cached; the disk tier's
-    /// copy is written after the readers are answered.
+    /// One fetch of chunk `index`, whose flight entry the caller created: from L2 when it holds
+    /// the chunk, else from the origin, whose answer is then written back to L2 without the
+    /// readers waiting for it. The chunk goes into L1's memory (or the holding area) before the
+    /// entry is removed, so a reader arriving in between joins the flight and a reader arriving
+    /// after finds it cached; the disk tier's copy is written after the readers are answered.
     func fetch(_ index: Int, _ ref: ChunkRef, kind: OriginFetchKind) async {
         // A reader (or read-ahead) that missed L1 just before another fetch of this chunk
         // finished starts a flight of its own; the chunk is in memory by now, so no second
         // origin fetch.
         if let bytes = cache?.lookupInMemory(ref.name) ?? state.withLock({ $0.held[index] }) {
             if kind == .prefetch { _ = state.withLock { $0.prefetched.remove(index) } }
-            finishFlight(index, with: .success(bytes))
+            finishFlight(index, with: .success(FetchedChunk(bytes: bytes, tier: .memory)))
+            return
+        }
+        if let l2, let bytes = await lookUp(ref, in: l2) {
+            keep(index, ref, bytes)
+            finishFlight(index, with: .success(FetchedChunk(bytes: bytes, tier: .l2)))
+            if let cache { await cache.putOnDisk(ref.name, bytes) }
             return
         }
         let permit = await limiter.acquire(demand: kind == .demand, chunk: index)
@@ -90,7 +104,7 @@ extension LazyImage {
         }
         metrics.originFetches[kind]?.increment()
         metrics.originFetchesInFlight.increment()
-        let result: Result<[UInt8], any Error>
+        let result: Result<FetchedChunk, any Error>
         do {
             let bytes = try await store.getChunk(ref.name, root: manifest.header.root)
             guard bytes.count == Int(chunkSize) else {
@@ -98,13 +112,8 @@ extension LazyImage {
                                       reason: "it is \(bytes.count) bytes, not the chunk size \(chunkSize)")
             }
             counters.withLock { $0.bytesFromOrigin += UInt64(bytes.count) }
-            if let cache {
-                cache.putInMemory(ref.name, bytes)
-            } else {
-                let capacity = configuration.holdingCapacity
-                state.withLock { $0.hold(index, bytes, capacity: capacity) }
-            }
-            result = .success(bytes)
+            keep(index, ref, bytes)
+            result = .success(FetchedChunk(bytes: bytes, tier: .origin))
         } catch let error as ChunkFetchError {
             result = .failure(error)
         } catch {
@@ -119,12 +128,45 @@ extension LazyImage {
             if kind == .prefetch { _ = state.withLock { $0.prefetched.remove(index) } }
         }
         finishFlight(index, with: result)
-        // The readers have their bytes; the disk copy is for later starts and restarts.
-        if let cache, case .success(let bytes) = result { await cache.putOnDisk(ref.name, bytes) }
+        // The readers have their bytes; L2's copy is for other workers, the disk copy for
+        // later starts and restarts.
+        if case .success(let fetched) = result {
+            l2?.putInBackground(ref.name, fetched.bytes)
+            if let cache { await cache.putOnDisk(ref.name, fetched.bytes) }
+        }
+    }
+
+    /// The chunk from L2 (checked against its name there), or nil on a miss, with the lookup
+    /// counted and timed.
+    func lookUp(_ ref: ChunkRef, in l2: L2Cache) async -> [UInt8]? {
+        let started = ContinuousClock.now
+        let found = await l2.get(ref.name)
+        metrics.l2LookupDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        guard let bytes = found, bytes.count == Int(chunkSize) else {
+            counters.withLock { $0.l2Misses += 1 }
+            metrics.l2Misses.increment()
+            return nil
+        }
+        counters.withLock {
+            $0.l2Hits += 1
+            $0.bytesFromL2 += UInt64(bytes.count)
+        }
+        metrics.l2Hits.increment()
+        return bytes
+    }
+
+    /// Puts a fetched chunk into L1's memory tier, or the holding area without L1.
+    func keep(_ index: Int, _ ref: ChunkRef, _ bytes: [UInt8]) {
+        if let cache {
+            cache.putInMemory(ref.name, bytes)
+        } else {
+            let capacity = configuration.holdingCapacity
+            state.withLock { $0.hold(index, bytes, capacity: capacity) }
+        }
     }
 
     /// Removes chunk `index`'s flight and answers every reader waiting on it.
-    func finishFlight(_ index: Int, with result: Result<[UInt8], any Error>) {
+    func finishFlight(_ index: Int, with result: Result<FetchedChunk, any Error>) {
         let waiters = state.withLock { $0.flights.removeValue(forKey: index) } ?? [:]
         for waiter in waiters.values {
             waiter.timer?.cancel()

@@ -1,11 +1,12 @@
 public import ThawCache
+public import ThawL2
 public import ThawSeal
 public import ThawStore
 import Synchronization
 
 /// Serves reads of one pushed image from its opened manifest, fetching only the chunks that are
-/// read: zero chunks cost nothing, cached chunks come from L1, the rest from the origin store
-/// with one fetch per chunk however many readers want it. Only the bytes asked for are decrypted
+/// read: zero chunks cost nothing, cached chunks come from L1, the rest from the shared L2 cache
+/// or else the origin store, with one fetch per chunk however many readers want it. Only the bytes asked for are decrypted
 /// (AES-CTR decrypts any range alone).
 ///
 /// State lives behind short mutex sections rather than an actor, so a cache hit never queues
@@ -14,6 +15,8 @@ public final class LazyImage: Sendable {
     public let manifest: Manifest
     public let store: any ChunkStore
     public let cache: L1Cache?
+    /// The workers' shared L2 cache, asked before the origin; nil goes straight to the origin.
+    public let l2: L2Cache?
     public let configuration: LazyImageConfiguration
 
     let chunkSize: UInt64
@@ -30,14 +33,16 @@ public final class LazyImage: Sendable {
     ///   - manifest: an opened manifest (`Manifest.open` with the tenant's keys).
     ///   - store: the origin; chunks are read with `getChunk`, which checks them against their names.
     ///   - cache: the worker's L1 cache, shared with other images; fetched chunks are put into it.
+    ///   - l2: the shared L2 cache: asked on an L1 miss, and given what the origin returns.
     ///   - metrics: where reads, tiers, latencies and fetches are reported.
     ///   - recorder: notes the chunks read, in first-touch order, while it records.
-    public init(manifest: Manifest, store: any ChunkStore, cache: L1Cache? = nil,
+    public init(manifest: Manifest, store: any ChunkStore, cache: L1Cache? = nil, l2: L2Cache? = nil,
                 configuration: LazyImageConfiguration = LazyImageConfiguration(),
                 metrics: ServeMetrics = ServeMetrics(), recorder: AccessRecorder? = nil) {
         self.manifest = manifest
         self.store = store
         self.cache = cache
+        self.l2 = l2
         self.configuration = configuration
         self.metrics = metrics
         self.recorder = recorder
@@ -54,7 +59,7 @@ public final class LazyImage: Sendable {
     /// The bytes of the flattened image in `offset ..< offset + length`.
     ///
     /// - Throws: `ReadOutOfRangeError` past the end, `ChunkDeadlineError` when a chunk does not
-    ///   arrive within the deadline, `ChunkFetchError` when the origin cannot give a chunk.
+    ///   arrive within the deadline, `ChunkFetchError` when neither L2 nor the origin can give a chunk.
     public func read(offset: UInt64, length: Int) async throws -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(max(0, length))

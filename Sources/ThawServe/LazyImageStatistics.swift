@@ -10,6 +10,13 @@ public struct LazyImageStatistics: Sendable, Hashable, Codable {
     public var chunksFromMemory = 0
     /// Chunk pieces that waited for an origin fetch (their own or one they joined).
     public var chunksFromOrigin = 0
+    /// Chunk pieces that waited for a fetch the L2 cache answered.
+    public var chunksFromL2 = 0
+    /// Chunks the L2 cache gave (each saved an origin fetch), and their ciphertext bytes.
+    public var l2Hits = 0
+    public var bytesFromL2: UInt64 = 0
+    /// L2 lookups that found too few good shards, so the origin was asked.
+    public var l2Misses = 0
     /// Chunk pieces of `chunksFromL1` that came from its disk tier.
     public var chunksFromDisk = 0
     /// `getChunk` calls made on the origin, by demand reads, read-ahead and prefetch.

@@ -8,6 +8,8 @@ public enum ServeTier: String, Sendable, Hashable, CaseIterable {
     case memory
     /// L1's disk tier.
     case disk
+    /// The shared L2 cache (the reader waited for a fetch that L2 answered).
+    case l2
     /// The origin store (the reader waited for a fetch, its own or one it joined).
     case origin
 }
@@ -35,6 +37,9 @@ public struct ServeMetrics: Sendable {
     let originFetches: [OriginFetchKind: Counter]
     let originFetchesInFlight: Meter
     let prefetchHits: Counter
+    let l2Hits: Counter
+    let l2Misses: Counter
+    let l2LookupDuration: Timer
     let fetchErrors: Counter
     let deadlineExpiries: Counter
     let readErrors: Counter
@@ -50,6 +55,8 @@ public struct ServeMetrics: Sendable {
         public static let originFetches = "thaw_origin_fetches_total"
         public static let originFetchesInFlight = "thaw_origin_fetches_in_flight"
         public static let prefetchHits = "thaw_prefetch_hits_total"
+        public static let l2Lookups = "thaw_l2_lookups_total"
+        public static let l2LookupDuration = "thaw_l2_lookup_duration_seconds"
         public static let errors = "thaw_errors_total"
     }
 
@@ -77,6 +84,9 @@ public struct ServeMetrics: Sendable {
         originFetches = fetches
         originFetchesInFlight = Meter(label: Name.originFetchesInFlight, factory: factory)
         prefetchHits = Counter(label: Name.prefetchHits, factory: factory)
+        l2Hits = Counter(label: Name.l2Lookups, dimensions: [("result", "hit")], factory: factory)
+        l2Misses = Counter(label: Name.l2Lookups, dimensions: [("result", "miss")], factory: factory)
+        l2LookupDuration = Timer(label: Name.l2LookupDuration, factory: factory)
         fetchErrors = Counter(label: Name.errors, dimensions: [("kind", "fetch")], factory: factory)
         deadlineExpiries = Counter(label: Name.errors, dimensions: [("kind", "deadline")], factory: factory)
         readErrors = Counter(label: Name.errors, dimensions: [("kind", "read")], factory: factory)

@@ -1,12 +1,18 @@
+/// A chunk's verified ciphertext and the tier a fetch found it in (L2 or the origin).
+struct FetchedChunk: Sendable {
+    var bytes: [UInt8]
+    var tier: ServeTier
+}
+
 /// One reader waiting on an in-flight fetch, with the timer that enforces its deadline.
 struct FlightWaiter {
-    var continuation: CheckedContinuation<[UInt8], any Error>
+    var continuation: CheckedContinuation<FetchedChunk, any Error>
     var timer: Task<Void, Never>?
 }
 
 /// Mutable state of a `LazyImage`, guarded by its mutex.
 struct ServeState {
-    /// In-flight origin fetches by chunk index, with the readers waiting on each. A finished
+    /// In-flight fetches (L2, then the origin) by chunk index, with the readers waiting on each. A finished
     /// fetch removes its entry, so a failure is never cached.
     var flights: [Int: [Int: FlightWaiter]] = [:]
     var nextWaiter = 0

@@ -111,6 +111,60 @@ import ThawTestSupport
         }
     }
 
+    @Test func theNextAgentReadsWhatTheFirstFetchedFromL2() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try await AgentHarness(dir)
+            let servers = try (0..<5).map { _ in try MemcachedServer() }
+            let l2 = ["--l2", servers.map { "127.0.0.1:\($0.port)" }.joined(separator: ",")]
+            func statistics(_ agent: AgentHarness.Running) throws -> AgentStatistics {
+                let json = try TestSupport.thaw(["stats", "--agent", agent.control, "--json"]).output
+                return try JSONDecoder().decode(AgentStatistics.self, from: Data(json.utf8))
+            }
+
+            // The first agent fetches every chunk from the origin and writes each back to L2.
+            let first = try harness.startAgent(l2, name: "first")
+            let copied = try await TestSupport.runOnOwnThread("nbdcopy", [first.uri(harness.manifestID), dir + "/first.ext4"])
+            #expect(copied.status == 0, "\(copied.output)\n\(first.logText)")
+            #expect(try TestSupport.contentsEqual(dir + "/first.ext4", harness.pulled))
+            #expect(try AgentHarness.eventually { try statistics(first).l2?.chunksStored == harness.storedChunks }, "\(first.logText)")
+            let firstStats = try statistics(first)
+            #expect(firstStats.l2?.misses == harness.storedChunks && firstStats.l2?.hits == 0)
+            #expect(firstStats.images.first?.reads.originFetches == harness.storedChunks)
+            #expect(try TestSupport.thaw(["stats", "--agent", first.control]).output.contains("L2: 5 nodes, 4 data + 1 parity shards"))
+            #expect(first.process.stop(grace: 20) == 0, "\(first.logText)")
+
+            // The next agent, with an empty L1, reads the image from L2 alone.
+            let next = try harness.startAgent(l2, name: "next")
+            let again = try await TestSupport.runOnOwnThread("nbdcopy", [next.uri(harness.manifestID), dir + "/next.ext4"])
+            #expect(again.status == 0, "\(again.output)\n\(next.logText)")
+            #expect(try TestSupport.contentsEqual(dir + "/next.ext4", harness.pulled))
+            let nextStats = try statistics(next)
+            let image = try #require(nextStats.images.first)
+            #expect(image.reads.originFetches == 0, "the origin was asked for chunks L2 held")
+            #expect(image.reads.l2Hits == harness.storedChunks && image.reads.l2Misses == 0)
+            #expect(nextStats.l2?.hits == harness.storedChunks && nextStats.l2?.latencyP50Microseconds != nil)
+            let metrics = try TestSupport.run("curl", ["-sf", "http://\(next.control)/metrics"]).output
+            #expect(AgentHarness.sample(metrics, "thaw_l2_lookups_total", labels: "result=\"hit\"") == Double(harness.storedChunks), "\(metrics)")
+            #expect((AgentHarness.sample(metrics, "thaw_tier_reads_total", labels: "tier=\"l2\"") ?? 0) > 0)
+            #expect((AgentHarness.sample(metrics, "thaw_l2_lookup_duration_seconds_count") ?? 0) >= Double(harness.storedChunks))
+            #expect(AgentHarness.sample(metrics, "thaw_l2_shards_missing_or_late_total") != nil)
+            #expect(next.process.stop(grace: 20) == 0)
+
+            // Bad L2 settings are refused at start, naming what is wrong.
+            let malformed = try TestSupport.thaw(["agent", "--l2", "127.0.0.1"] + harness.storeArguments, check: false)
+            #expect(malformed.status != 0 && malformed.output.contains("--l2"), "\(malformed.output)")
+            let few = try TestSupport.thaw(["agent", "--l2", "127.0.0.1:\(servers[0].port)", "--control", "none",
+                                            "--nbd", "none", "--disk-cache", "0"] + harness.storeArguments, check: false)
+            #expect(few.status != 0 && few.output.contains("need as many L2 nodes"), "\(few.output)")
+            let small = try MemcachedServer(itemSize: "64k")
+            let nodes = servers.prefix(4).map { "127.0.0.1:\($0.port)" } + ["127.0.0.1:\(small.port)"]
+            let tooSmall = try TestSupport.thaw(["agent", "--l2", nodes.joined(separator: ","), "--control", "none",
+                                                 "--nbd", "none", "--disk-cache", "0"] + harness.storeArguments, check: false)
+            #expect(tooSmall.status != 0 && tooSmall.output.contains("127.0.0.1:\(small.port)") && tooSmall.output.contains("-I"),
+                    "\(tooSmall.output)")
+        }
+    }
+
     @Test func mountShowsTheImageAsAFileTheKernelCanLoopMount() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try await AgentHarness(dir)

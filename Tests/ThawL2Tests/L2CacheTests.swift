@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import ThawL2
+@testable import ThawL2
 import ThawSeal
 import ThawTestSupport
 
@@ -45,6 +45,38 @@ import ThawTestSupport
         await #expect { try await L2Cache.start(Self.configuration(Array(servers.prefix(4))), chunkSize: 512 * 1024) } throws: {
             "\($0)".contains("need as many L2 nodes")
         }
+    }
+
+    @Test func withoutParityALostNodeLosesExactlyItsChunksAsMisses() async throws {
+        let servers = try (0..<5).map { _ in try MemcachedServer() }
+        let chunks = Self.chunks(20)
+        // 4-of-4 striping and a single whole copy: both read back while every node is up.
+        var caches: [L2Cache] = []
+        for k in [4, 1] {
+            var configuration = Self.configuration(servers)
+            configuration.dataShards = k
+            configuration.parityShards = 0
+            let cache = try await L2Cache.start(configuration, chunkSize: 512 * 1024)
+            for (name, bytes) in chunks { await cache.put(name, bytes) }
+            for (name, bytes) in chunks { #expect(await cache.get(name) == bytes, "k = \(k), m = 0") }
+            caches.append(cache)
+        }
+        // One node gone: exactly the chunks with a shard there miss; the rest read back whole.
+        kill(servers[1].process.pid, SIGKILL)
+        for cache in caches {
+            let k = cache.configuration.dataShards
+            var expected = 0, misses = 0
+            for (name, bytes) in chunks {
+                if cache.placement.nodes(for: name.bytes, count: k).contains(1) { expected += 1 }
+                let got = await cache.get(name)
+                if got == nil { misses += 1 } else { #expect(got == bytes) }
+            }
+            #expect(misses == expected, "k = \(k): \(misses) misses, \(expected) chunks had a shard on the lost node")
+            await cache.close()
+        }
+        var duplicated = Self.configuration(servers)
+        duplicated.nodes[4] = duplicated.nodes[0]
+        await #expect { try await L2Cache.start(duplicated, chunkSize: 512 * 1024) } throws: { "\($0)".contains("listed twice") }
     }
 
     @Test func aKilledNodeCostsNoReadAndARestartedOneFillsAgain() async throws {
@@ -94,7 +126,7 @@ import ThawTestSupport
         // Garbage under one shard's key, with a valid header: only the name check can tell.
         let nodes = servers.map { MemcachedNode(host: "127.0.0.1", port: $0.port, timeout: .seconds(2)) }
         func corrupt(shard: Int) async throws -> Bool {
-            let key = "thaw:\(name.hex):\(shard)"
+            let key = cache.key(name, shard: shard)
             for node in nodes {
                 guard var value = try await node.get([key])[key] else { continue }
                 for i in stride(from: 12, to: value.count, by: 7) { value[i] ^= 0xFF }

@@ -3,25 +3,6 @@ import Testing
 import ThawL2
 import ThawTestSupport
 
-/// A real memcached (Debian package memcached), started on a free loopback port.
-final class MemcachedServer: @unchecked Sendable {
-    let port: Int
-    let process: BackgroundProcess
-
-    /// - Parameter reusing: a port to listen on again (a restart); nil takes a free one.
-    init(itemSize: String = "2m", reusing: Int? = nil) throws {
-        let chosen = try reusing ?? TestSupport.freePort()
-        port = chosen
-        // memcached refuses an item size below its largest slab chunk (512 KiB): lower that too.
-        let small = ["-o", "slab_chunk_max=65536"]
-        process = try BackgroundProcess("memcached", ["-l", "127.0.0.1", "-p", "\(chosen)", "-U", "0", "-u", "root",
-                                                      "-m", "64", "-I", itemSize] + (itemSize.hasSuffix("k") ? small : []))
-        try TestSupport.waitForPort(chosen, what: "memcached")
-    }
-
-    deinit { process.stop() }
-}
-
 @Suite(.serialized) struct MemcachedNodeTests {
     @Test func storesAndReadsValuesPipelined() async throws {
         let server = try MemcachedServer()
