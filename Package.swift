@@ -159,7 +159,7 @@ let package = Package(
         .executableTarget(
             name: "ThawBench",
             dependencies: [
-                "ThawSeal", "ThawCache", "ThawErasure",
+                "ThawSeal", "ThawCache", "ThawErasure", "ThawL2",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -236,3 +238,32 @@ def tool_version(argv: list[str]) -> str:
         return text[0] if text else "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
+
+
+# --------------------------------------------------------------------------------------------
+# Servers the benchmarks start
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise BenchError(f"{what} did not happen within {seconds:.0f} s")
+
+
+def wait_for_port(port: int, what: str) -> None:
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+    wait_for(listening, what)

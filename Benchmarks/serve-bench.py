@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,8 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table, tool_version
+from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, free_port, machine_line, table, tool_version,
+                      wait_for, wait_for_port)
 
 # What each corpus image's function does when it starts.
 STARTS = {
@@ -44,31 +44,6 @@ STARTS = {
     "base": ["sh", "-c", "ls -l / >/dev/null"],
     "slim": ["python3", "-c", "import json, email, http.client"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise BenchError(f"{what} did not happen within {seconds:.0f} s")
-
-
-def wait_for_port(port: int, what: str) -> None:
-    def listening() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-    wait_for(listening, what)
 
 
 def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:

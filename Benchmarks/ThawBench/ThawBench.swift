@@ -14,9 +14,12 @@ import ThawSeal
 ///
 /// `thaw-bench erasure [SECONDS]`: Reed-Solomon (k = 4, m = 1) encode and rebuild throughput on
 /// one core over 512 KiB chunks, counted in chunk bytes, shard copies included.
+///
+/// `thaw-bench l2-latency NODES PID [FETCHES]`: L2 fetch latency percentiles over real memcached
+/// nodes, healthy and with one node stopped (see `L2LatencyBench`).
 @main
 enum ThawBench {
-    static func main() throws {
+    static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
         switch arguments.first {
         case "seal":
@@ -25,8 +28,10 @@ enum ThawBench {
             EvictionBench.run(seed: UInt64(arguments.dropFirst().first ?? "1") ?? 1)
         case "erasure":
             try erasure(seconds: Double(arguments.dropFirst().first ?? "3") ?? 3)
+        case "l2-latency":
+            try await L2LatencyBench.run(Array(arguments.dropFirst()))
         default:
-            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS]\n".utf8))
+            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS] | thaw-bench l2-latency NODES PID [FETCHES]\n".utf8))
             exit(2)
         }
     }
