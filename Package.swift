@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // libzstd from Debian (libzstd-dev), for tar+zstd layers.
@@ -243,6 +245,20 @@ let package = Package(
         // ISA-L from Debian (libisal-dev): vectorized Reed-Solomon coding over GF(2^8).
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
 
+        // Roots, manifests, function names, read marks and leases: SQLite (GRDB) or PostgreSQL (postgres-nio).
+        .target(
+            name: "ThawMetadata",
+            dependencies: [
+                "ThawSeal",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Erasure coding of chunks for the shared L2 cache: k data and m parity shards.
         .target(name: "ThawErasure", dependencies: ["CISAL"], swiftSettings: strict),
 
@@ -301,6 +317,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ThawErasureTests", dependencies: ["ThawErasure"], swiftSettings: strict),
+        .testTarget(name: "ThawMetadataTests", dependencies: ["ThawMetadata", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawL2Tests",
             dependencies: ["ThawL2", "ThawSeal", "ThawTestSupport", .product(name: "NIOCore", package: "swift-nio")],

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Thaw needs from Debian when it is missing.
-#   setup.sh build   what building Thaw needs (libzstd, zlib, libssl, ISA-L, libfuse3, pkg-config) and e2fsck for the demo
+#   setup.sh build   what building Thaw needs (libzstd, zlib, libssl, ISA-L, SQLite, libfuse3, pkg-config) and e2fsck for the demo
 #   setup.sh test    the above plus the real tools the tests check against, and the microVM's qemu and kernel
 #   setup.sh bench   the above plus the tools the benchmarks compare against (restic, casync)
 set -euo pipefail
 what=${1:-build}
 case "$what" in build|test|bench) ;; *) echo "usage: setup.sh [build|test|bench]" >&2; exit 2 ;; esac
 
-packages=(pkg-config libzstd-dev zlib1g-dev libssl-dev libisal-dev libxml2 e2fsprogs libfuse3-dev fuse3)
+packages=(pkg-config libzstd-dev zlib1g-dev libssl-dev libisal-dev libsqlite3-dev libxml2 e2fsprogs libfuse3-dev fuse3)
 if [ "$what" != build ]; then
   # umoci/skopeo: reference unpacker and converter; zstd: fixture compression;
   # debootstrap/rsync: the real-image corpus; util-linux: losetup and mount;
@@ -24,6 +24,8 @@ if [ "$what" != build ]; then
   packages+=(busybox-static qemu-system-x86 linux-image-cloud-amd64)
   # memcached: the real nodes of the shared L2 cache's tests.
   packages+=(memcached)
+  # postgresql: the real server the metadata store's tests run against (beside SQLite).
+  packages+=(postgresql)
 fi
 [ "$what" = bench ] && packages+=(restic casync)
 

@@ -1,0 +1,55 @@
+public import Foundation
+public import ThawSeal
+
+/// Thaw's metadata: roots and their states, pushed manifests, function names, per-root read
+/// marks and the garbage collector's lease. Two real implementations share one schema and
+/// one body of SQL (`SQLMetadataStore`): SQLite through GRDB, the embedded default, and
+/// PostgreSQL through postgres-nio, for several workers sharing one origin.
+///
+/// Times come from the caller, never from the database's clock, so tests drive the whole
+/// lifecycle with an injected clock.
+public protocol MetadataStore: Sendable {
+    /// Where the metadata lives, for messages: a file path or a PostgreSQL address.
+    var location: String { get }
+
+    /// Creates the tables when missing, and the initial root, active, when there is no root.
+    func prepare(now: Date) async throws
+
+    func roots() async throws -> [RootRecord]
+    func root(_ id: RootID) async throws -> RootRecord?
+    /// The root new pushes go to.
+    func activeRoot() async throws -> RootRecord
+    /// Makes `id` the active root and retires the one that was active, in one transaction.
+    ///
+    /// - Throws: `MetadataError(.conflict)` when `id` already exists.
+    func rotate(to id: RootID, now: Date) async throws
+    /// Moves a root from `from` to `to` if it is in `from`; false when it was not.
+    func transition(_ id: RootID, from: RootState, to: RootState, now: Date) async throws -> Bool
+    /// Notes that an agent read from root `id` at `time`. A read of an expired root also sets
+    /// its alarm (when none is set). Returns the root as it is after the read.
+    @discardableResult
+    func noteRead(root id: RootID, at time: Date, by reader: String) async throws -> RootRecord?
+    /// Clears a root's alarm (an operator's decision); false when the root has none.
+    func clearAlarm(root id: RootID) async throws -> Bool
+
+    /// Records a pushed manifest; recording it again changes nothing.
+    func addManifest(_ manifest: ManifestRecord) async throws
+    func manifests(in root: RootID?) async throws -> [ManifestRecord]
+    func removeManifest(id: String, root: RootID) async throws
+
+    /// Points `name` at a manifest, replacing what it pointed at.
+    func setFunction(_ function: FunctionRecord) async throws
+    func function(named name: FunctionName) async throws -> FunctionRecord?
+    func functions() async throws -> [FunctionRecord]
+    /// Removes a name; false when there was none.
+    func removeFunction(named name: FunctionName) async throws -> Bool
+
+    /// Takes or renews the lease `name` for `holder` until `now + duration`, unless another
+    /// holder's lease is still running. Returns whether `holder` holds it now.
+    func acquireLease(_ name: String, holder: String, now: Date, duration: Duration) async throws -> Bool
+    /// Gives the lease up if `holder` holds it.
+    func releaseLease(_ name: String, holder: String) async throws
+
+    /// Closes connections.
+    func close() async
+}

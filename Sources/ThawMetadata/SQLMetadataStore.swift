@@ -1,0 +1,218 @@
+public import Foundation
+public import ThawSeal
+
+/// The metadata store's logic, written once in SQL that SQLite and PostgreSQL both run:
+/// `ON CONFLICT` upserts, `RETURNING`, `CASE` rather than either database's own functions.
+/// Times are milliseconds since 1970 in 64-bit integers.
+public final class SQLMetadataStore: MetadataStore {
+    let backend: any SQLBackend
+
+    init(backend: any SQLBackend) { self.backend = backend }
+
+    public var location: String { backend.location }
+
+    static let schemaVersion: Int64 = 1
+
+    public func prepare(now: Date) async throws {
+        let big = backend.bigInteger
+        _ = try await backend.transaction([
+            SQLStatement("CREATE TABLE IF NOT EXISTS thaw_schema (version \(big) NOT NULL)"),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_roots (
+                    id TEXT PRIMARY KEY, state TEXT NOT NULL, created_ms \(big) NOT NULL, changed_ms \(big) NOT NULL,
+                    last_read_ms \(big), alarm TEXT)
+                """),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_manifests (
+                    id TEXT NOT NULL, root TEXT NOT NULL, tenant TEXT NOT NULL, image_size \(big) NOT NULL,
+                    chunk_count \(big) NOT NULL, created_ms \(big) NOT NULL, PRIMARY KEY (id, root))
+                """),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_functions (
+                    name TEXT PRIMARY KEY, manifest TEXT NOT NULL, root TEXT NOT NULL, tenant TEXT NOT NULL,
+                    updated_ms \(big) NOT NULL)
+                """),
+            SQLStatement("CREATE TABLE IF NOT EXISTS thaw_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms \(big) NOT NULL)"),
+            SQLStatement("INSERT INTO thaw_schema (version) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM thaw_schema)",
+                         [.integer(Self.schemaVersion)]),
+            SQLStatement("""
+                INSERT INTO thaw_roots (id, state, created_ms, changed_ms) SELECT ?, 'active', ?, ?
+                WHERE NOT EXISTS (SELECT 1 FROM thaw_roots)
+                """, [.text(RootID.initial.value), .integer(now.milliseconds), .integer(now.milliseconds)]),
+        ])
+        let version = try await backend.rows(SQLStatement("SELECT version FROM thaw_schema", columns: [.integer]))
+        guard version.count == 1, version[0][0].integer == Self.schemaVersion else {
+            throw MetadataError(.database, "\(location) holds Thaw metadata of schema version \(version.first?.first?.integer.map(String.init) ?? "?"), not \(Self.schemaVersion)")
+        }
+    }
+
+    // MARK: Roots
+
+    static let rootColumns = "id, state, created_ms, changed_ms, last_read_ms, alarm"
+    static let rootTypes: [SQLColumn] = [.text, .text, .integer, .integer, .integer, .text]
+
+    func root(from row: [SQLValue]) throws -> RootRecord {
+        guard let id = row[0].text.flatMap({ try? RootID($0) }), let state = row[1].text.flatMap(RootState.init(rawValue:)),
+              let created = row[2].integer, let changed = row[3].integer else {
+            throw MetadataError(.database, "\(location) holds a root row Thaw cannot read: \(row)")
+        }
+        return RootRecord(id: id, state: state, createdAt: Date(milliseconds: created), stateChangedAt: Date(milliseconds: changed),
+                          lastReadAt: row[4].integer.map(Date.init(milliseconds:)), alarm: row[5].text)
+    }
+
+    public func roots() async throws -> [RootRecord] {
+        try await backend.rows(SQLStatement("SELECT \(Self.rootColumns) FROM thaw_roots ORDER BY created_ms, id", columns: Self.rootTypes))
+            .map(root(from:))
+    }
+
+    public func root(_ id: RootID) async throws -> RootRecord? {
+        try await backend.rows(SQLStatement("SELECT \(Self.rootColumns) FROM thaw_roots WHERE id = ?", [.text(id.value)], columns: Self.rootTypes))
+            .first.map(root(from:))
+    }
+
+    public func activeRoot() async throws -> RootRecord {
+        let active = try await backend.rows(SQLStatement("SELECT \(Self.rootColumns) FROM thaw_roots WHERE state = 'active'", columns: Self.rootTypes))
+        guard active.count == 1 else {
+            throw MetadataError(.database, "\(location) has \(active.count) active roots; exactly one must be active")
+        }
+        return try root(from: active[0])
+    }
+
+    public func rotate(to id: RootID, now: Date) async throws {
+        if try await root(id) != nil {
+            throw MetadataError(.conflict, "root \(id) already exists in \(location); a rotation needs a new root id")
+        }
+        let ms = SQLValue.integer(now.milliseconds)
+        do {
+            _ = try await backend.transaction([
+                SQLStatement("UPDATE thaw_roots SET state = 'retired', changed_ms = ? WHERE state = 'active' RETURNING id", [ms], columns: [.text]),
+                SQLStatement("INSERT INTO thaw_roots (id, state, created_ms, changed_ms) VALUES (?, 'active', ?, ?) RETURNING id",
+                             [.text(id.value), ms, ms], columns: [.text]),
+            ])
+        } catch {
+            // Another process rotated to the same id first: the primary key refused the insert.
+            if try await root(id) != nil {
+                throw MetadataError(.conflict, "root \(id) already exists in \(location); a rotation needs a new root id")
+            }
+            throw error
+        }
+    }
+
+    public func transition(_ id: RootID, from: RootState, to: RootState, now: Date) async throws -> Bool {
+        try await !backend.rows(SQLStatement("UPDATE thaw_roots SET state = ?, changed_ms = ? WHERE id = ? AND state = ? RETURNING id",
+                                             [.text(to.rawValue), .integer(now.milliseconds), .text(id.value), .text(from.rawValue)],
+                                             columns: [.text])).isEmpty
+    }
+
+    @discardableResult
+    public func noteRead(root id: RootID, at time: Date, by reader: String) async throws -> RootRecord? {
+        let ms = SQLValue.integer(time.milliseconds)
+        let alarm = SQLValue.text("read by \(reader) at \(ISO8601DateFormatter().string(from: time)) while expired")
+        return try await backend.rows(SQLStatement("""
+            UPDATE thaw_roots SET
+                last_read_ms = CASE WHEN last_read_ms IS NULL OR last_read_ms < ? THEN ? ELSE last_read_ms END,
+                alarm = CASE WHEN state = 'expired' AND alarm IS NULL THEN ? ELSE alarm END
+            WHERE id = ? RETURNING \(Self.rootColumns)
+            """, [ms, ms, alarm, .text(id.value)], columns: Self.rootTypes)).first.map(root(from:))
+    }
+
+    public func clearAlarm(root id: RootID) async throws -> Bool {
+        try await !backend.rows(SQLStatement("UPDATE thaw_roots SET alarm = NULL WHERE id = ? AND alarm IS NOT NULL RETURNING id",
+                                             [.text(id.value)], columns: [.text])).isEmpty
+    }
+
+    // MARK: Manifests
+
+    public func addManifest(_ manifest: ManifestRecord) async throws {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_manifests (id, root, tenant, image_size, chunk_count, created_ms) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id, root) DO NOTHING RETURNING id
+            """, [.text(manifest.id), .text(manifest.root.value), .text(manifest.tenant.name), .integer(Int64(manifest.imageSize)),
+                  .integer(Int64(manifest.chunkCount)), .integer(manifest.createdAt.milliseconds)], columns: [.text]))
+    }
+
+    public func manifests(in root: RootID?) async throws -> [ManifestRecord] {
+        let columns = "SELECT id, root, tenant, image_size, chunk_count, created_ms FROM thaw_manifests"
+        let types: [SQLColumn] = [.text, .text, .text, .integer, .integer, .integer]
+        let statement = root.map { SQLStatement("\(columns) WHERE root = ? ORDER BY created_ms, id", [.text($0.value)], columns: types) }
+            ?? SQLStatement("\(columns) ORDER BY created_ms, id", columns: types)
+        return try await backend.rows(statement).map { row in
+            guard let id = row[0].text, let root = row[1].text.flatMap({ try? RootID($0) }), let tenant = row[2].text.flatMap({ try? Tenant($0) }),
+                  let size = row[3].integer, let chunks = row[4].integer, let created = row[5].integer else {
+                throw MetadataError(.database, "\(location) holds a manifest row Thaw cannot read: \(row)")
+            }
+            return ManifestRecord(id: id, root: root, tenant: tenant, imageSize: UInt64(size), chunkCount: Int(chunks),
+                                  createdAt: Date(milliseconds: created))
+        }
+    }
+
+    public func removeManifest(id: String, root: RootID) async throws {
+        _ = try await backend.rows(SQLStatement("DELETE FROM thaw_manifests WHERE id = ? AND root = ? RETURNING id",
+                                                [.text(id), .text(root.value)], columns: [.text]))
+    }
+
+    // MARK: Function names
+
+    static let functionColumns = "name, manifest, root, tenant, updated_ms"
+    static let functionTypes: [SQLColumn] = [.text, .text, .text, .text, .integer]
+
+    func function(from row: [SQLValue]) throws -> FunctionRecord {
+        guard let name = row[0].text.flatMap({ try? FunctionName($0) }), let manifest = row[1].text,
+              let root = row[2].text.flatMap({ try? RootID($0) }), let tenant = row[3].text.flatMap({ try? Tenant($0) }),
+              let updated = row[4].integer else {
+            throw MetadataError(.database, "\(location) holds a function row Thaw cannot read: \(row)")
+        }
+        return FunctionRecord(name: name, manifestID: manifest, root: root, tenant: tenant, updatedAt: Date(milliseconds: updated))
+    }
+
+    public func setFunction(_ function: FunctionRecord) async throws {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_functions (name, manifest, root, tenant, updated_ms) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (name) DO UPDATE SET manifest = excluded.manifest, root = excluded.root, tenant = excluded.tenant,
+                updated_ms = excluded.updated_ms
+            RETURNING name
+            """, [.text(function.name.value), .text(function.manifestID), .text(function.root.value), .text(function.tenant.name),
+                  .integer(function.updatedAt.milliseconds)], columns: [.text]))
+    }
+
+    public func function(named name: FunctionName) async throws -> FunctionRecord? {
+        try await backend.rows(SQLStatement("SELECT \(Self.functionColumns) FROM thaw_functions WHERE name = ?", [.text(name.value)],
+                                            columns: Self.functionTypes)).first.map(function(from:))
+    }
+
+    public func functions() async throws -> [FunctionRecord] {
+        try await backend.rows(SQLStatement("SELECT \(Self.functionColumns) FROM thaw_functions ORDER BY name", columns: Self.functionTypes))
+            .map(function(from:))
+    }
+
+    public func removeFunction(named name: FunctionName) async throws -> Bool {
+        try await !backend.rows(SQLStatement("DELETE FROM thaw_functions WHERE name = ? RETURNING name", [.text(name.value)],
+                                             columns: [.text])).isEmpty
+    }
+
+    // MARK: Leases
+
+    public func acquireLease(_ name: String, holder: String, now: Date, duration: Duration) async throws -> Bool {
+        let expires = now.milliseconds + duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        return try await !backend.rows(SQLStatement("""
+            INSERT INTO thaw_leases (name, holder, expires_ms) VALUES (?, ?, ?)
+            ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+            WHERE thaw_leases.holder = excluded.holder OR thaw_leases.expires_ms <= ?
+            RETURNING holder
+            """, [.text(name), .text(holder), .integer(expires), .integer(now.milliseconds)], columns: [.text])).isEmpty
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        _ = try await backend.rows(SQLStatement("DELETE FROM thaw_leases WHERE name = ? AND holder = ? RETURNING name",
+                                                [.text(name), .text(holder)], columns: [.text]))
+    }
+
+    public func close() async { await backend.close() }
+}
+
+extension Date {
+    /// Whole milliseconds since 1970, as the metadata tables keep times.
+    var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    init(milliseconds: Int64) { self.init(timeIntervalSince1970: Double(milliseconds) / 1000) }
+}
