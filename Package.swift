@@ -134,7 +134,7 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawL2", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
+                "ThawCache", "ThawL2", "ThawMetadata", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import ThawFlatten
 import ThawImage
+import ThawMetadata
 import ThawPush
 import ThawSeal
 import ThawStore
@@ -15,7 +16,9 @@ struct Push: AsyncParsableCommand {
             IMAGE is oci:PATH[:TAG], docker-archive:PATH[:NAME:TAG], a bare directory (OCI layout) \
             or a bare .tar (docker archive). Layers pushed before under the same chunk size and salt \
             are not read again. The manifest is written last: an interrupted push leaves no manifest, \
-            and running it again uploads only what is missing.
+            and running it again uploads only what is missing. The push goes to the active root and is \
+            recorded in the metadata; with --name, NAME then points at the new manifest (the one it \
+            pointed at before stays until garbage collection decides).
             """
     )
 
@@ -36,11 +39,17 @@ struct Push: AsyncParsableCommand {
     @Option(help: "Chunks sealed and uploaded at once.")
     var concurrency: Int = 8
 
+    @Option(help: "A function name to point at the pushed manifest (thaw run NAME starts it).")
+    var name: String?
+
     func run() async throws {
         do {
+            let functionName = try name.map(FunctionName.init)
             let report = try await PushCommand.run(image: image, store: storeArguments, tenant: tenant,
-                                                   platform: platform, chunkSize: chunkSize, concurrency: concurrency)
+                                                   platform: platform, chunkSize: chunkSize, concurrency: concurrency,
+                                                   name: functionName)
             print(PushCommand.describe(report, store: storeArguments.storeLocation))
+            if let functionName { print("  name: \(functionName) → \(report.manifestID)") }
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
@@ -48,16 +57,42 @@ struct Push: AsyncParsableCommand {
 }
 
 enum PushCommand {
+    /// Pushes into the active root (or `--root`), records the manifest in the metadata, and
+    /// points `name` at it. The metadata is opened first, so a push never uploads into a store
+    /// whose metadata cannot be reached.
     static func run(image: String, store arguments: StoreArguments, tenant: String, platform: String,
-                    chunkSize: UInt64, concurrency: Int) async throws -> PushReport {
+                    chunkSize: UInt64, concurrency: Int, name: FunctionName? = nil) async throws -> PushReport {
+        try await arguments.withMetadata(create: true) { metadata in
+            let metadata = metadata!
+            var options = PushOptions()
+            if let root = arguments.root {
+                options.root = try RootID(root)
+            } else {
+                options.root = try await metadata.activeRoot().id
+            }
+            let report = try await push(image: image, store: arguments, tenant: tenant, platform: platform, chunkSize: chunkSize,
+                                        concurrency: concurrency, options: options)
+            let h = report.header
+            let now = Date()
+            try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant, imageSize: h.imageSize,
+                                                          chunkCount: h.chunkCount, createdAt: now))
+            if let name {
+                try await metadata.setFunction(FunctionRecord(name: name, manifestID: report.manifestID, root: h.root, tenant: h.tenant,
+                                                              updatedAt: now))
+            }
+            return report
+        }
+    }
+
+    static func push(image: String, store arguments: StoreArguments, tenant: String, platform: String,
+                     chunkSize: UInt64, concurrency: Int, options: PushOptions) async throws -> PushReport {
         let reference = try ImageReference(parsing: image) { path in
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
         }
         let opened = try Image.open(reference, platform: try Platform(parsing: platform))
-        var options = PushOptions()
+        var options = options
         options.tenant = try Tenant(tenant)
-        options.root = try arguments.rootID
         options.chunkSize = chunkSize
         guard concurrency >= 1 else { throw ValidationFailure("--concurrency must be at least 1") }
         options.concurrency = concurrency

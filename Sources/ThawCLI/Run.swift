@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import ThawAgent
 import ThawImage
+import ThawMetadata
 import ThawPush
 import ThawSandbox
 import ThawSandboxCore
@@ -17,7 +18,8 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start a function cold from its lazily loaded image, give it an event, print its response.",
         discussion: """
-            IMAGE_OR_MANIFEST is an image (pushed first, as by thaw push) or a pushed manifest id. The \
+            FUNCTION is a function name (thaw push --name), a pushed manifest id, or an image (pushed first, \
+            as by thaw push). The \
             handler is the image's Entrypoint and Cmd (a command after -- replaces Cmd), run with the \
             image's Env, WorkingDir and User in a process sandbox: new mount, PID, UTS, IPC and network \
             namespaces, the image loop-mounted read-only from the agent's FUSE file under a tmpfs overlay. \
@@ -28,7 +30,7 @@ struct Run: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "An image (oci:PATH[:TAG], docker-archive:PATH, a layout directory, a .tar) or a manifest id.")
+    @Argument(help: "A function name, a manifest id, or an image (oci:PATH[:TAG], docker-archive:PATH, a layout directory, a .tar).")
     var function: String
 
     @Argument(parsing: .postTerminator, help: "A command that replaces the image's Cmd.")
@@ -211,13 +213,19 @@ struct Run: AsyncParsableCommand {
                event: [UInt8], interrupt: Interrupt) async throws -> (SandboxOutcome, StartBreakdown) {
         var breakdown = StartBreakdown(began: MonotonicTime.now())
         let manifestReference: String
-        if ManifestReference.looksLikeManifest(function) {
+        var storeArguments = self.storeArguments
+        if let named = try await functionRecord() {
+            // The name's manifest, in the root that holds it.
+            manifestReference = named.manifestID
+            storeArguments.root = named.root.value
+        } else if ManifestReference.looksLikeManifest(function) {
             manifestReference = function
         } else {
             do {
                 let report = try await PushCommand.run(image: function, store: storeArguments, tenant: tenant,
                                                        platform: "linux/amd64", chunkSize: 512 * 1024, concurrency: 8)
                 manifestReference = report.manifestID
+                storeArguments.root = report.header.root.value
                 breakdown.pushed = MonotonicTime.now()
             } catch {
                 throw ValidationFailure("cannot push \(function): \(CommandErrors.describe(error))")
@@ -247,6 +255,16 @@ struct Run: AsyncParsableCommand {
                 try? await tasks.waitForAll()
                 throw error
             }
+        }
+    }
+
+    /// The function `function` names in the metadata, when it is a name there.
+    func functionRecord() async throws -> FunctionRecord? {
+        guard let name = try? FunctionName(function) else { return nil }
+        do {
+            return try await storeArguments.withMetadata(create: false) { try await $0?.function(named: name) }
+        } catch {
+            throw ValidationFailure("cannot look up function \(name): \(CommandErrors.describe(error))")
         }
     }
 

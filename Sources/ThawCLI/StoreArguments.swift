@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ThawMetadata
 import ThawSeal
 import ThawStore
 
@@ -21,8 +22,11 @@ struct StoreArguments: ParsableArguments {
     @Option(help: "Directory of tenant key files (the local key provider). (default: $THAW_HOME/keys)")
     var keys: String?
 
-    @Option(help: "The garbage-collection root to use.")
-    var root: String = RootID.initial.value
+    @Option(help: "The garbage-collection root to use. (default: for a push, the active root in the metadata; else \(RootID.initial))")
+    var root: String?
+
+    @Option(help: "Where roots, manifests and function names are kept: a file (PATH or sqlite:PATH) or postgres://USER@HOST[:PORT]/DATABASE. (default: STORE.metadata.sqlite beside a directory store, $THAW_HOME/metadata.sqlite for S3)")
+    var metadata: String?
 
     @Option(help: "S3 endpoint URL, e.g. http://127.0.0.1:9000 (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the config file, or AWS).")
     var endpoint: String?
@@ -47,7 +51,40 @@ struct StoreArguments: ParsableArguments {
 
     var storeLocation: String { store ?? ThawHome.path + "/store" }
     var keyProvider: LocalKeyProvider { LocalKeyProvider(directory: keys ?? ThawHome.path + "/keys") }
-    var rootID: RootID { get throws { try RootID(root) } }
+    var rootID: RootID { get throws { try RootID(root ?? RootID.initial.value) } }
+
+    /// Where the metadata lives: `--metadata`, else a file beside a directory store.
+    var metadataLocation: MetadataLocation {
+        get throws {
+            if let metadata { return try MetadataLocation(parsing: metadata) }
+            if case .directory(let path) = try StoreLocation(parsing: storeLocation) {
+                let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+                return .sqlite(path: trimmed + ".metadata.sqlite")
+            }
+            return .sqlite(path: ThawHome.path + "/metadata.sqlite")
+        }
+    }
+
+    /// Opens the metadata store. Without `create`, a default SQLite file that does not exist
+    /// yet gives nil rather than being made (read-only commands create nothing).
+    func openMetadata(create: Bool) async throws -> (any MetadataStore)? {
+        let location = try metadataLocation
+        if !create, metadata == nil, case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) { return nil }
+        return try await location.open()
+    }
+
+    /// Runs `body` with the metadata store open, and closes it after.
+    func withMetadata<T>(create: Bool, _ body: ((any MetadataStore)?) async throws -> T) async throws -> T {
+        let store = try await openMetadata(create: create)
+        do {
+            let result = try await body(store)
+            await store?.close()
+            return result
+        } catch {
+            await store?.close()
+            throw error
+        }
+    }
 
     /// Opens the store; a directory store is created when `create` is set (pushes), never for reads.
     func open(create: Bool) async throws -> any ChunkStore {

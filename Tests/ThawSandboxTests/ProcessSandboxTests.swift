@@ -50,6 +50,29 @@ import ThawTestSupport
         }
     }
 
+    @Test func aFunctionNameStartsTheManifestItPointsAt() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let layout = harness.layout
+            let store = ["--store", harness.store, "--keys", dir + "/keys"]
+            for version in ["v1", "v2"] {
+                try await TestSupport.onOwnThread {
+                    _ = try FunctionImage.writeBusybox(to: layout, tag: version, handler: "#!/bin/sh\necho \(version)\n",
+                                                       execution: .init(cmd: ["/function/handler"]))
+                }
+                let pushed = try TestSupport.thaw(["push", "oci:\(layout):\(version)", "--name", "greeter"] + store)
+                #expect(pushed.output.contains("name: greeter"), "\(pushed.output)")
+                let result = try await harness.run(["greeter"] + harness.commonArguments)
+                #expect(result.status == 0, "\(result.log)")
+                #expect(result.response == "\(version)\n", "the name starts the manifest it points at now")
+            }
+            try TestSupport.thaw(["functions", "rm", "greeter"] + store)
+            let gone = try await harness.run(["greeter"] + harness.commonArguments)
+            #expect(gone.status != 0 && gone.log.contains("greeter"), "\(gone.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
     @Test func thePythonCorpusImageAnswersAndTheSecondStartPrefetches() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try RunHarness(dir)
