@@ -74,11 +74,15 @@ enum PushCommand {
                                         concurrency: concurrency, options: options)
             let h = report.header
             let now = Date()
-            try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant, imageSize: h.imageSize,
-                                                          chunkCount: h.chunkCount, createdAt: now))
-            if let name {
-                try await metadata.setFunction(FunctionRecord(name: name, manifestID: report.manifestID, root: h.root, tenant: h.tenant,
-                                                              updatedAt: now))
+            do {
+                try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant, imageSize: h.imageSize,
+                                                              chunkCount: h.chunkCount, createdAt: now))
+                if let name {
+                    try await metadata.setFunction(FunctionRecord(name: name, manifestID: report.manifestID, root: h.root, tenant: h.tenant,
+                                                                  updatedAt: now))
+                }
+            } catch {
+                throw ValidationFailure("manifest \(report.manifestID) is stored, but recording it in \(metadata.location) failed (push again to record it): \(CommandErrors.describe(error))")
             }
             return report
         }

@@ -259,13 +259,23 @@ struct Run: AsyncParsableCommand {
     }
 
     /// The function `function` names in the metadata, when it is a name there.
+    ///
+    /// - Throws: when the metadata cannot be read and `function` could only be a name, or when
+    ///   it is a name-like word that is neither a name there, a manifest id nor a path.
     func functionRecord() async throws -> FunctionRecord? {
         guard let name = try? FunctionName(function) else { return nil }
+        let couldBeSomethingElse = ManifestReference.looksLikeManifest(function) || FileManager.default.fileExists(atPath: function)
+        let found: FunctionRecord?
         do {
-            return try await storeArguments.withMetadata(create: false) { try await $0?.function(named: name) }
+            found = try await storeArguments.withMetadata(create: false) { try await $0?.function(named: name) }
         } catch {
+            if couldBeSomethingElse { return nil }
             throw ValidationFailure("cannot look up function \(name): \(CommandErrors.describe(error))")
         }
+        if found == nil, !couldBeSomethingElse {
+            throw ValidationFailure("no function named \(name) in \(try storeArguments.metadataLocation), and no image or manifest \(function)")
+        }
+        return found
     }
 
     func runServed(agent: Agent, reference: String, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,

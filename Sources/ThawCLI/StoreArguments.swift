@@ -57,11 +57,15 @@ struct StoreArguments: ParsableArguments {
     var metadataLocation: MetadataLocation {
         get throws {
             if let metadata { return try MetadataLocation(parsing: metadata) }
-            if case .directory(let path) = try StoreLocation(parsing: storeLocation) {
+            switch try StoreLocation(parsing: storeLocation) {
+            case .directory(let path):
                 let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
                 return .sqlite(path: trimmed + ".metadata.sqlite")
+            case .s3(let bucket, let prefix):
+                // One file per bucket and prefix, so names never mix across stores.
+                let safePrefix = String(prefix.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" })
+                return .sqlite(path: ThawHome.path + "/metadata/s3-\(bucket)" + (prefix.isEmpty ? "" : "-" + safePrefix) + ".sqlite")
             }
-            return .sqlite(path: ThawHome.path + "/metadata.sqlite")
         }
     }
 

@@ -39,6 +39,8 @@ public final class L2Cache: Sendable {
     let nodes: [MemcachedNode]
     let counters = Mutex(L2Statistics())
     let pendingWrites = Mutex(0)
+    /// Set by `close`: later write-backs are dropped rather than reopening connections.
+    let closed = Mutex(false)
 
     /// Connects to the nodes' settings and checks that each stores shards of `chunkSize`.
     ///
@@ -119,7 +121,8 @@ public final class L2Cache: Sendable {
             return failures
         }
         counters.withLock {
-            $0.chunksStored += 1
+            // Readable while at least k of its shards are stored.
+            if failures <= m { $0.chunksStored += 1 }
             $0.shardWriteFailures += failures
         }
     }
@@ -130,6 +133,7 @@ public final class L2Cache: Sendable {
     @discardableResult
     public func putInBackground(_ name: ChunkName, _ ciphertext: [UInt8]) -> Bool {
         let limit = configuration.maximumPendingWrites
+        guard !closed.withLock({ $0 }) else { return false }
         let admitted = pendingWrites.withLock { pending -> Bool in
             guard pending < limit else { return false }
             pending += 1
@@ -153,13 +157,14 @@ public final class L2Cache: Sendable {
         let deadline = ContinuousClock.now + timeout
         while true {
             let pending = pendingWrites.withLock { $0 }
-            if pending == 0 || ContinuousClock.now >= deadline { return pending }
+            if pending == 0 || ContinuousClock.now >= deadline || Task.isCancelled { return pending }
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
-    /// Closes every node's connections.
+    /// Closes every node's connections; write-backs asked for after this are dropped.
     public func close() async {
+        closed.withLock { $0 = true }
         for node in nodes { await node.close() }
     }
 

@@ -16,6 +16,9 @@ public enum MetadataLocation: Sendable, Equatable, CustomStringConvertible {
             guard let url = URLComponents(string: text), let host = url.host, !host.isEmpty, let user = url.user, !user.isEmpty else {
                 throw MetadataError(.invalidValue, "metadata location '\(text)' must look like postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
             }
+            guard url.queryItems?.isEmpty ?? true else {
+                throw MetadataError(.invalidValue, "metadata location '\(text)' has parameters Thaw does not use (TLS and other options are not supported): remove '?\(url.query ?? "")'")
+            }
             let database = String(url.path.drop { $0 == "/" })
             guard !database.isEmpty, !database.contains("/") else {
                 throw MetadataError(.invalidValue, "metadata location '\(text)' names no database (postgres://USER@HOST[:PORT]/DATABASE)")

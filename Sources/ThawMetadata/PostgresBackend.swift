@@ -11,7 +11,9 @@ final class PostgresBackend: SQLBackend {
     let configuration: PostgresConnection.Configuration
     let description: String
     let logger: Logger
-    private let idle = Mutex<[PostgresConnection]>([])
+    /// Connections not in use; nil once the backend is closed, when connections coming back
+    /// are closed instead (postgres-nio requires every connection to be closed).
+    private let idle = Mutex<[PostgresConnection]?>([])
     private let nextID = Mutex(0)
 
     init(configuration: PostgresConnection.Configuration, description: String, logger: Logger) {
@@ -22,6 +24,8 @@ final class PostgresBackend: SQLBackend {
 
     var location: String { description }
     var bigInteger: String { "BIGINT" }
+    /// A transaction-scoped advisory lock under a fixed key ("thaw" in ASCII).
+    var preparationLock: SQLStatement? { SQLStatement("SELECT pg_advisory_xact_lock(1953005943)", columns: []) }
 
     func transaction(_ statements: [SQLStatement]) async throws -> [[[SQLValue]]] {
         let connection = try await checkOut()
@@ -88,7 +92,11 @@ final class PostgresBackend: SQLBackend {
     }
 
     func checkOut() async throws -> PostgresConnection {
-        if let connection = idle.withLock({ $0.popLast() }), !connection.isClosed { return connection }
+        let reused = try idle.withLock { idle -> PostgresConnection? in
+            guard idle != nil else { throw MetadataError(.unavailable, "the connection to PostgreSQL at \(description) is closed") }
+            return idle!.popLast()
+        }
+        if let reused, !reused.isClosed { return reused }
         let id = nextID.withLock { next in
             next += 1
             return next
@@ -101,13 +109,18 @@ final class PostgresBackend: SQLBackend {
     }
 
     func checkIn(_ connection: PostgresConnection) {
-        idle.withLock { $0.append(connection) }
+        let kept = idle.withLock { idle -> Bool in
+            guard idle != nil else { return false }
+            idle!.append(connection)
+            return true
+        }
+        if !kept { connection.close().whenComplete { _ in } }
     }
 
     func close() async {
         let connections = idle.withLock { idle in
-            defer { idle.removeAll() }
-            return idle
+            defer { idle = nil }
+            return idle ?? []
         }
         for connection in connections { try? await connection.close() }
     }

@@ -34,6 +34,9 @@ protocol SQLBackend: Sendable {
     var location: String { get }
     /// The column type of 64-bit integers (`INTEGER` in SQLite, `BIGINT` in PostgreSQL).
     var bigInteger: String { get }
+    /// A statement that makes concurrent preparations of a new database take turns, when the
+    /// database needs one (SQLite's writers already do).
+    var preparationLock: SQLStatement? { get }
     /// Runs statements in one transaction and returns each one's rows.
     func transaction(_ statements: [SQLStatement]) async throws -> [[[SQLValue]]]
     func close() async

@@ -15,8 +15,10 @@ public final class SQLMetadataStore: MetadataStore {
 
     public func prepare(now: Date) async throws {
         let big = backend.bigInteger
-        _ = try await backend.transaction([
-            SQLStatement("CREATE TABLE IF NOT EXISTS thaw_schema (version \(big) NOT NULL)"),
+        // Workers opening a new database at once would race to create the same tables.
+        let lock = backend.preparationLock.map { [$0] } ?? []
+        _ = try await backend.transaction(lock + [
+            SQLStatement("CREATE TABLE IF NOT EXISTS thaw_schema (id \(big) PRIMARY KEY CHECK (id = 1), version \(big) NOT NULL)"),
             SQLStatement("""
                 CREATE TABLE IF NOT EXISTS thaw_roots (
                     id TEXT PRIMARY KEY, state TEXT NOT NULL, created_ms \(big) NOT NULL, changed_ms \(big) NOT NULL,
@@ -32,8 +34,10 @@ public final class SQLMetadataStore: MetadataStore {
                     name TEXT PRIMARY KEY, manifest TEXT NOT NULL, root TEXT NOT NULL, tenant TEXT NOT NULL,
                     updated_ms \(big) NOT NULL)
                 """),
+            // At most one active root, whatever concurrent rotations do.
+            SQLStatement("CREATE UNIQUE INDEX IF NOT EXISTS thaw_one_active_root ON thaw_roots (state) WHERE state = 'active'"),
             SQLStatement("CREATE TABLE IF NOT EXISTS thaw_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms \(big) NOT NULL)"),
-            SQLStatement("INSERT INTO thaw_schema (version) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM thaw_schema)",
+            SQLStatement("INSERT INTO thaw_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
                          [.integer(Self.schemaVersion)]),
             SQLStatement("""
                 INSERT INTO thaw_roots (id, state, created_ms, changed_ms) SELECT ?, 'active', ?, ?
@@ -61,8 +65,9 @@ public final class SQLMetadataStore: MetadataStore {
     }
 
     public func roots() async throws -> [RootRecord] {
-        try await backend.rows(SQLStatement("SELECT \(Self.rootColumns) FROM thaw_roots ORDER BY created_ms, id", columns: Self.rootTypes))
-            .map(root(from:))
+        // Sorted here, not by the database: PostgreSQL's collation and SQLite's byte order differ.
+        try await backend.rows(SQLStatement("SELECT \(Self.rootColumns) FROM thaw_roots", columns: Self.rootTypes))
+            .map(root(from:)).sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
 
     public func root(_ id: RootID) async throws -> RootRecord? {
@@ -78,6 +83,8 @@ public final class SQLMetadataStore: MetadataStore {
         return try root(from: active[0])
     }
 
+    /// Two rotations at once cannot leave two active roots: the unique index on active roots
+    /// refuses the second insert, and its transaction rolls back.
     public func rotate(to id: RootID, now: Date) async throws {
         if try await root(id) != nil {
             throw MetadataError(.conflict, "root \(id) already exists in \(location); a rotation needs a new root id")
@@ -134,8 +141,8 @@ public final class SQLMetadataStore: MetadataStore {
     public func manifests(in root: RootID?) async throws -> [ManifestRecord] {
         let columns = "SELECT id, root, tenant, image_size, chunk_count, created_ms FROM thaw_manifests"
         let types: [SQLColumn] = [.text, .text, .text, .integer, .integer, .integer]
-        let statement = root.map { SQLStatement("\(columns) WHERE root = ? ORDER BY created_ms, id", [.text($0.value)], columns: types) }
-            ?? SQLStatement("\(columns) ORDER BY created_ms, id", columns: types)
+        let statement = root.map { SQLStatement("\(columns) WHERE root = ?", [.text($0.value)], columns: types) }
+            ?? SQLStatement(columns, columns: types)
         return try await backend.rows(statement).map { row in
             guard let id = row[0].text, let root = row[1].text.flatMap({ try? RootID($0) }), let tenant = row[2].text.flatMap({ try? Tenant($0) }),
                   let size = row[3].integer, let chunks = row[4].integer, let created = row[5].integer else {
@@ -143,7 +150,7 @@ public final class SQLMetadataStore: MetadataStore {
             }
             return ManifestRecord(id: id, root: root, tenant: tenant, imageSize: UInt64(size), chunkCount: Int(chunks),
                                   createdAt: Date(milliseconds: created))
-        }
+        }.sorted { ($0.createdAt, $0.id, $0.root) < ($1.createdAt, $1.id, $1.root) }
     }
 
     public func removeManifest(id: String, root: RootID) async throws {
@@ -181,8 +188,8 @@ public final class SQLMetadataStore: MetadataStore {
     }
 
     public func functions() async throws -> [FunctionRecord] {
-        try await backend.rows(SQLStatement("SELECT \(Self.functionColumns) FROM thaw_functions ORDER BY name", columns: Self.functionTypes))
-            .map(function(from:))
+        try await backend.rows(SQLStatement("SELECT \(Self.functionColumns) FROM thaw_functions", columns: Self.functionTypes))
+            .map(function(from:)).sorted { $0.name < $1.name }
     }
 
     public func removeFunction(named name: FunctionName) async throws -> Bool {

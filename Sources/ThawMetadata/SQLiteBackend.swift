@@ -23,6 +23,7 @@ final class SQLiteBackend: SQLBackend {
 
     var location: String { path }
     var bigInteger: String { "INTEGER" }
+    var preparationLock: SQLStatement? { nil }
 
     func transaction(_ statements: [SQLStatement]) async throws -> [[[SQLValue]]] {
         do {

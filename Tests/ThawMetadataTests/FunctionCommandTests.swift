@@ -42,7 +42,13 @@ import ThawTestSupport
             let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
             #expect(object?["manifest"] as? String == secondID && object?["root"] as? String == RootID.initial.value, "\(json)")
             let store = try await location.open()
-            let manifests = try await store.manifests(in: .initial).map(\.id)
+            let manifests: [String]
+            do {
+                manifests = try await store.manifests(in: .initial).map(\.id)
+            } catch {
+                await store.close()
+                throw error
+            }
             await store.close()
             #expect(Set(manifests) == [firstID, secondID])
 

@@ -30,7 +30,13 @@ import ThawTestSupport
                 location = try MetadataLocation(parsing: try started.createDatabase("thaw_test"))
             }
             let first = try await location.open(now: t0)
-            let second = try await location.open(now: t0)
+            let second: any MetadataStore
+            do {
+                second = try await location.open(now: t0)
+            } catch {
+                await first.close()
+                throw error
+            }
             do {
                 try await body(first, second, location)
             } catch {
@@ -73,6 +79,20 @@ import ThawTestSupport
             #expect(try await other.transition(.initial, from: .retired, to: .expired, now: later) == false)
             #expect(try await store.root(.initial)?.state == .expired)
             #expect(try await store.root(try Self.root("nope")) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func concurrentRotationsLeaveExactlyOneActiveRoot(_ backend: Backend) async throws {
+        try await Self.withStores(backend) { store, other, _ in
+            for round in 0..<5 {
+                async let a: Bool = (try? await store.rotate(to: try Self.root("a\(round)"), now: Self.t0)) != nil
+                async let b: Bool = (try? await other.rotate(to: try Self.root("b\(round)"), now: Self.t0)) != nil
+                let (x, y) = await (a, b)
+                #expect(x || y, "round \(round): neither rotation happened")
+                let active = try await store.roots().filter { $0.state == .active }
+                #expect(active.count == 1, "round \(round): \(active.map(\.id))")
+                #expect(try await other.activeRoot().id == active.first?.id)
+            }
         }
     }
 

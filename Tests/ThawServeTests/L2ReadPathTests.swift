@@ -46,6 +46,7 @@ import ThawTestSupport
             #expect(first.statistics.l2Misses == stored && first.statistics.l2Hits == 0)
             #expect(firstOrigin.totalGets == stored)
             #expect(firstL2.statistics.chunksStored == stored && firstL2.statistics.shardWriteFailures == 0)
+            #expect(firstL2.statistics.writeBacksDropped == 0)
 
             // The next worker, with its own L1 and L2 client: nothing from the origin.
             let nextOrigin = CountingStore(setup.store)
@@ -74,6 +75,7 @@ import ThawTestSupport
             let warm = LazyImage(manifest: setup.manifest, store: setup.store, l2: l2)
             _ = try await Self.scan(warm)
             #expect(await l2.flush(timeout: .seconds(10)) == 0)
+            #expect(l2.statistics.writeBacksDropped == 0 && l2.statistics.chunksStored == setup.storedIndexes.count)
 
             // Four readers, each scanning the image three times through images of their own
             // (no L1, so every chunk is looked up in L2 again); node 2 is killed once half the
@@ -116,6 +118,7 @@ import ThawTestSupport
             let l2 = try await Self.startL2(servers, chunkSize: setup.chunkSize)
             _ = try await Self.scan(LazyImage(manifest: setup.manifest, store: setup.store, l2: l2))
             #expect(await l2.flush(timeout: .seconds(10)) == 0)
+            #expect(l2.statistics.writeBacksDropped == 0)
             // Garbage under shard 1 of every stored chunk, wherever it lives.
             let nodes = servers.map { MemcachedNode(host: "127.0.0.1", port: $0.port, timeout: .seconds(2)) }
             var corrupted = 0

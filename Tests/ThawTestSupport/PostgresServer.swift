@@ -26,6 +26,12 @@ public final class PostgresServer: @unchecked Sendable {
                                                     "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
                                         logPath: directory + "/server.log")
         try TestSupport.waitForPort(port, what: "PostgreSQL (log: \(directory)/server.log)")
+        // The port opens before the server takes sessions ("the database system is starting up").
+        let deadline = Date().addingTimeInterval(30)
+        while try TestSupport.run("pg_isready", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user], check: false).status != 0 {
+            guard Date() < deadline else { throw PostgresServerError(description: "PostgreSQL on port \(port) never became ready (log: \(directory)/server.log)") }
+            usleep(100_000)
+        }
     }
 
     /// A new, empty database, and its URL for `--metadata`.
