@@ -134,7 +134,7 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawL2", "ThawMetadata", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
+                "ThawCache", "ThawL2", "ThawMetadata", "ThawGC", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -212,7 +212,7 @@ let package = Package(
         .target(
             name: "ThawAgent",
             dependencies: [
-                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawL2", "ThawStore", "ThawSeal",
+                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawL2", "ThawMetadata", "ThawStore", "ThawSeal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -255,6 +255,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Garbage collection by rotating roots: rotate, copy forward, expire, delete.
+        .target(
+            name: "ThawGC",
+            dependencies: [
+                "ThawMetadata", "ThawStore", "ThawSeal",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -318,6 +328,11 @@ let package = Package(
         ),
         .testTarget(name: "ThawErasureTests", dependencies: ["ThawErasure"], swiftSettings: strict),
         .testTarget(name: "ThawMetadataTests", dependencies: ["ThawMetadata", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "ThawGCTests",
+            dependencies: ["ThawGC", "ThawMetadata", "ThawPush", "ThawStore", "ThawSeal", "ThawImage", "ThawTestSupport"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ThawL2Tests",
             dependencies: ["ThawL2", "ThawSeal", "ThawTestSupport", .product(name: "NIOCore", package: "swift-nio")],

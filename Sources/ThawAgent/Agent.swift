@@ -79,6 +79,9 @@ public final class Agent: Service, Sendable {
         try await catalog.finishRecording(id)
     }
 
+    /// How this agent names itself in the read marks it reports.
+    var reader: String { "agent \(ProcessInfo.processInfo.hostName):\(getpid())" }
+
     public func run() async throws {
         // Reads allocate and free buffers of up to a chunk each: keep them in the heap.
         MallocTuning.keepLargeBuffers()
@@ -114,6 +117,8 @@ public final class Agent: Service, Sendable {
     /// removes the mount.
     private func stop(catalog: ImageCatalog, l2: L2Cache?, mount: FUSEMount?) async {
         await catalog.finishAll()
+        await catalog.reportReads(by: reader)
+        await origin.metadata?.close()
         if let l2 {
             let pending = await l2.flush(timeout: configuration.l2FlushTimeout)
             if pending > 0 { logger.warning("L2 write-backs still pending at exit", metadata: ["chunks": "\(pending)"]) }
@@ -171,6 +176,7 @@ public final class Agent: Service, Sendable {
                     while !Task.isCancelled {
                         try await Task.sleep(for: period)
                         await catalog.finishIdleRecordings()
+                        await catalog.reportReads(by: self.reader)
                     }
                 }
             }

@@ -1,16 +1,21 @@
+public import ThawMetadata
 public import ThawSeal
 public import ThawStore
 
 /// The origin store an agent serves from, the garbage-collection root its manifests live
-/// under, and the tenant keys that open them.
+/// under, the tenant keys that open them, and the metadata it reports its reads to.
 public struct AgentOrigin: Sendable {
     public var store: any ChunkStore
     public var root: RootID
     public var keys: any TenantKeyProvider
+    /// Where the agent notes, per root, that it read (garbage collection's read marks, and the
+    /// alarm when a root being expired is read); nil reports nothing.
+    public var metadata: (any MetadataStore)?
 
-    public init(store: any ChunkStore, root: RootID, keys: any TenantKeyProvider) {
+    public init(store: any ChunkStore, root: RootID, keys: any TenantKeyProvider, metadata: (any MetadataStore)? = nil) {
         self.store = store
         self.root = root
         self.keys = keys
+        self.metadata = metadata
     }
 }

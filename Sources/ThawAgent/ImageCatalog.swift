@@ -1,8 +1,10 @@
+import Foundation
 public import Logging
 public import ThawCache
 public import ThawFUSE
 public import ThawL2
 public import ThawNBD
+import ThawMetadata
 import ThawPush
 import ThawSeal
 public import ThawServe
@@ -23,6 +25,8 @@ public actor ImageCatalog: NBDExportCatalog {
     let fileSystem: FUSEFileSystem?
     let logger: Logger
     private var images: [String: ServedImage] = [:]
+    /// Reads of each image at the last report to the metadata.
+    private var readsReported: [String: Int] = [:]
     /// Opens in progress, by the reference asked for, so concurrent requests open once.
     private var opening: [String: Task<ServedImage, any Error>] = [:]
 
@@ -137,6 +141,31 @@ public actor ImageCatalog: NBDExportCatalog {
             guard let recorder = served.image.recorder, recorder.isRecording, recorder.count > 0,
                   recorder.idleTime >= configuration.recordIdleTimeout else { continue }
             await saveOrLog(served)
+        }
+    }
+
+    /// Tells the metadata which roots were read since the last report, once per root. A read
+    /// of an expired root raises its alarm there (halting its deletion) and is logged loudly.
+    func reportReads(by reader: String) async {
+        guard let metadata = origin.metadata else { return }
+        var roots = Set<RootID>()
+        for served in images.values {
+            let reads = served.image.statistics.reads
+            if reads > readsReported[served.id, default: 0] {
+                readsReported[served.id] = reads
+                roots.insert(served.image.manifest.header.root)
+            }
+        }
+        for root in roots.sorted() {
+            do {
+                let record = try await metadata.noteRead(root: root, at: Date(), by: reader)
+                if let record, record.state == .expired || record.state == .deleted {
+                    logger.critical("read a root garbage collection has expired: its deletion is halted until an operator clears the alarm",
+                                    metadata: ["root": "\(root)", "state": "\(record.state.rawValue)", "alarm": "\(record.alarm ?? "")"])
+                }
+            } catch {
+                logger.error("cannot report reads to the metadata", metadata: ["root": "\(root)", "error": "\(error)"])
+            }
         }
     }
 

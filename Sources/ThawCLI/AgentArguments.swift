@@ -109,7 +109,8 @@ struct AgentArguments: ParsableArguments {
     func origin(_ storeArguments: StoreArguments) async throws -> AgentOrigin {
         var store = try await storeArguments.open(create: false)
         if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
-        return AgentOrigin(store: store, root: try storeArguments.rootID, keys: storeArguments.keyProvider)
+        return AgentOrigin(store: store, root: try storeArguments.rootID, keys: storeArguments.keyProvider,
+                           metadata: try await storeArguments.openMetadata(create: false))
     }
 
     func bootstrapLogging(default defaultLevel: Logger.Level = .info) throws {

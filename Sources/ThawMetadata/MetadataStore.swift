@@ -41,6 +41,9 @@ public protocol MetadataStore: Sendable {
     func setFunction(_ function: FunctionRecord) async throws
     func function(named name: FunctionName) async throws -> FunctionRecord?
     func functions() async throws -> [FunctionRecord]
+    /// Points a name at `function`'s manifest only if it still points at `manifestID` in
+    /// `root` (garbage collection's copy-forward: a push that moved the name meanwhile wins).
+    func moveFunction(_ function: FunctionRecord, fromManifest manifestID: String, root: RootID) async throws -> Bool
     /// Removes a name; false when there was none.
     func removeFunction(named name: FunctionName) async throws -> Bool
 

@@ -182,6 +182,14 @@ public final class SQLMetadataStore: MetadataStore {
                   .integer(function.updatedAt.milliseconds)], columns: [.text]))
     }
 
+    public func moveFunction(_ function: FunctionRecord, fromManifest manifestID: String, root: RootID) async throws -> Bool {
+        try await !backend.rows(SQLStatement("""
+            UPDATE thaw_functions SET manifest = ?, root = ?, tenant = ?, updated_ms = ?
+            WHERE name = ? AND manifest = ? AND root = ? RETURNING name
+            """, [.text(function.manifestID), .text(function.root.value), .text(function.tenant.name), .integer(function.updatedAt.milliseconds),
+                  .text(function.name.value), .text(manifestID), .text(root.value)], columns: [.text])).isEmpty
+    }
+
     public func function(named name: FunctionName) async throws -> FunctionRecord? {
         try await backend.rows(SQLStatement("SELECT \(Self.functionColumns) FROM thaw_functions WHERE name = ?", [.text(name.value)],
                                             columns: Self.functionTypes)).first.map(function(from:))

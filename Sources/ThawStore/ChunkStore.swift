@@ -50,6 +50,10 @@ public protocol ChunkStore: Sendable {
     func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws
     /// Makes every chunk written so far durable. Called before a manifest that refers to them.
     func sync() async throws
+    /// Removes every key under `prefix` (a whole component path), and nothing else; returns
+    /// how many objects went. Removing a prefix with nothing under it succeeds.
+    @discardableResult
+    func deleteAll(under prefix: String) async throws -> Int
 }
 
 extension ChunkStore {
@@ -76,6 +80,17 @@ extension ChunkStore {
 
     /// Stores whose every write is durable when it returns (S3) have nothing to do.
     public func sync() async throws {}
+
+    /// Lists the prefix and deletes each key.
+    @discardableResult
+    public func deleteAll(under prefix: String) async throws -> Int {
+        var count = 0
+        for key in try await listAll(under: prefix) {
+            try await delete(key)
+            count += 1
+        }
+        return count
+    }
 
     public func hasChunk(_ name: ChunkName, root: RootID) async throws -> Bool {
         try await exists(StoreLayout.chunk(name, root: root))

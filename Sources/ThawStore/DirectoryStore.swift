@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 public import ThawSeal
 import NIOPosix
@@ -93,6 +94,36 @@ public struct DirectoryStore: ChunkStore {
             if unlink(target) != 0 && errno != ENOENT {
                 throw StoreError(.io, "cannot delete \(target): \(String(cString: strerror(errno)))")
             }
+        }
+    }
+
+    /// Renames the prefix's folder out of the way in one step, so no reader sees half of it,
+    /// then removes it; a removal cut short by a crash is finished by the next call.
+    @discardableResult
+    public func deleteAll(under prefix: String) async throws -> Int {
+        let folder = root + "/" + (try StoreKey(prefix)).path
+        let root = self.root
+        return try await NIOThreadPool.singleton.runIfActive {
+            let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+            for name in leftovers where name.hasPrefix(".deleting-") {
+                try? FileManager.default.removeItem(atPath: root + "/" + name)
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else { return 0 }
+            guard isDirectory.boolValue else { throw StoreError(.io, "cannot delete \(folder): it is not a folder") }
+            var count = 0
+            try Self.walk(folder) { _ in count += 1 }
+            var random = SystemRandomNumberGenerator()
+            let tombstone = root + "/.deleting-" + String(random.next() as UInt64, radix: 36)
+            guard rename(folder, tombstone) == 0 else {
+                throw StoreError(.io, "cannot delete \(folder): \(String(cString: strerror(errno)))")
+            }
+            do {
+                try FileManager.default.removeItem(atPath: tombstone)
+            } catch {
+                throw StoreError(.io, "cannot remove \(folder) (moved to \(tombstone)): \(error)")
+            }
+            return count
         }
     }
 

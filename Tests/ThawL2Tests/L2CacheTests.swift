@@ -105,7 +105,7 @@ import ThawTestSupport
         let cache = try await L2Cache.start(Self.configuration(servers, timeout: .seconds(3)), chunkSize: 512 * 1024)
         let chunks = Self.chunks(10)
         for (name, bytes) in chunks { await cache.put(name, bytes) }
-        kill(servers[0].process.pid, SIGSTOP)
+        servers[0].process.suspend()
         defer { kill(servers[0].process.pid, SIGCONT) }
         let clock = ContinuousClock()
         var slowest = Duration.zero

@@ -46,7 +46,7 @@ import ThawTestSupport
         let server = try MemcachedServer()
         let node = MemcachedNode(host: "127.0.0.1", port: server.port, connections: 1, timeout: .milliseconds(300))
         try await node.set("thaw:x", [7])
-        kill(server.process.pid, SIGSTOP)
+        server.process.suspend()
         await #expect { try await node.get(["thaw:x"]) } throws: { ($0 as? MemcachedError)?.kind == .timeout }
         kill(server.process.pid, SIGCONT)
         var value: [String: [UInt8]] = [:]

@@ -50,6 +50,28 @@ public final class BackgroundProcess: @unchecked Sendable {
     /// - Returns: its exit code when it exited by itself; nil when a signal ended it (the
     ///   SIGTERM left unhandled, or the SIGKILL), or when it was stopped before.
     @discardableResult
+    /// Stops the process with SIGSTOP and returns once every one of its threads is stopped:
+    /// `kill` returns before the signal is delivered, and a thread busy on the other core can
+    /// still answer a request meanwhile.
+    public func suspend() {
+        kill(pid, SIGSTOP)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let stopped = tasks.allSatisfy { task in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                // The state follows the command name's closing parenthesis: T when stopped.
+                return stat[stat.index(close, offsetBy: 2)] == "T"
+            }
+            if !tasks.isEmpty && stopped { return }
+            usleep(1000)
+        }
+    }
+
+    /// Resumes a process stopped by `suspend`.
+    public func resume() { kill(pid, SIGCONT) }
+
     public func stop(grace: TimeInterval = 5) -> Int32? {
         lock.lock()
         defer { lock.unlock() }

@@ -1,0 +1,232 @@
+import Foundation
+import Synchronization
+import Testing
+import ThawGC
+import ThawImage
+import ThawMetadata
+import ThawPush
+import ThawSeal
+import ThawStore
+import ThawTestSupport
+
+/// A clock the test moves by hand, so a root's whole life takes no time.
+final class TestClock: Sendable {
+    private let now = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+    var date: Date { now.withLock { $0 } }
+    func advance(_ seconds: TimeInterval) { now.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+/// Fails `putChunk` after a number of chunks, as a process killed during copy-forward would stop.
+final class FailingStore: ChunkStore {
+    let base: any ChunkStore
+    private let remaining: Mutex<Int>
+
+    init(_ base: any ChunkStore, failAfter chunks: Int) {
+        self.base = base
+        remaining = Mutex(chunks)
+    }
+
+    var location: String { base.location }
+    func put(_ key: StoreKey, _ bytes: [UInt8]) async throws { try await base.put(key, bytes) }
+    func get(_ key: StoreKey) async throws -> [UInt8] { try await base.get(key) }
+    func exists(_ key: StoreKey) async throws -> Bool { try await base.exists(key) }
+    func delete(_ key: StoreKey) async throws { try await base.delete(key) }
+    func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error> { base.list(under: prefix) }
+    func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
+        let allowed = remaining.withLock { count -> Bool in
+            count -= 1
+            return count >= 0
+        }
+        guard allowed else { throw StoreError(.unavailable, "injected failure writing chunk \(name)") }
+        try await base.putChunk(name, ciphertext, root: root)
+    }
+}
+
+@Suite(.timeLimit(.minutes(3))) struct GarbageCollectorTests {
+    struct Setup {
+        let dir: String
+        let store: DirectoryStore
+        let keys: LocalKeyProvider
+        let metadata: any MetadataStore
+        let clock = TestClock()
+
+        init(_ dir: String) async throws {
+            self.dir = dir
+            store = try DirectoryStore(path: dir + "/store", create: true)
+            keys = LocalKeyProvider(directory: dir + "/keys")
+            metadata = try await MetadataLocation.sqlite(path: dir + "/store.metadata.sqlite").open(now: clock.date)
+        }
+
+        /// Pushes fixture `variant` into the active root and records it; names it when asked.
+        func push(_ variant: String, name: String? = nil) async throws -> String {
+            try Fixtures.make(variant, in: dir + "/oci")
+            var options = PushOptions()
+            options.root = try await metadata.activeRoot().id
+            let report = try await Pusher(store: store, keys: keys, options: options)
+                .push(try Image.open(.ociLayout(path: dir + "/oci", tag: variant)))
+            let h = report.header
+            try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant, imageSize: h.imageSize,
+                                                          chunkCount: h.chunkCount, createdAt: clock.date))
+            if let name {
+                try await metadata.setFunction(FunctionRecord(name: try FunctionName(name), manifestID: report.manifestID, root: h.root,
+                                                              tenant: h.tenant, updatedAt: clock.date))
+            }
+            return report.manifestID
+        }
+
+        /// The image a manifest rebuilds to, pulled and verified.
+        func pulled(_ id: String, root: RootID, as name: String) async throws -> Data {
+            let key = StoreLayout.manifest(id: id, root: root, tenant: .default)
+            let manifest = try await Manifest.open(try await store.get(key), keys: keys)
+            _ = try await Puller(store: store, keys: keys).pull(manifest, to: dir + "/" + name)
+            return try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+        }
+
+        func collector(_ store: (any ChunkStore)? = nil, policy: GCPolicy = GCPolicy(quietPeriod: .seconds(86_400))) -> GarbageCollector {
+            let clock = self.clock
+            return GarbageCollector(metadata: metadata, store: store ?? self.store, keys: keys, policy: policy, clock: { clock.date })
+        }
+
+        func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: dir + "/store/" + path) }
+    }
+
+    static func withSetup(_ body: (Setup) async throws -> Void) async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let setup = try await Setup(dir)
+            do {
+                try await body(setup)
+            } catch {
+                await setup.metadata.close()
+                throw error
+            }
+            await setup.metadata.close()
+        }
+    }
+
+    @Test func aRootLivesRetiresExpiresAndIsDeletedWhileNamedImagesMoveOn() async throws {
+        try await Self.withSetup { setup in
+            let named = try await setup.push("full", name: "fn")
+            let unnamed = try await setup.push("shared-a")
+            let original = try await setup.pulled(named, root: .initial, as: "original.ext4")
+
+            // Nothing to do while the first root is active.
+            #expect(try await setup.collector().run() == GCReport())
+
+            setup.clock.advance(3600)
+            let r2 = try RootID("r0002")
+            try await setup.metadata.rotate(to: r2, now: setup.clock.date)
+            var report = try await setup.collector().run()
+            let copy = try #require(report.copied.first)
+            #expect(report.copied.count == 1 && copy.from == named && copy.names.map(\.value) == ["fn"])
+            #expect(report.bytesResealed > 0 && report.expired == [.initial] && report.waiting == [.initial])
+            let function = try #require(try await setup.metadata.function(named: try FunctionName("fn")))
+            #expect(function.manifestID == copy.to && function.root == r2)
+            // The copy rebuilds the same image from chunks sealed under the new root's salt.
+            #expect(try await setup.pulled(copy.to, root: r2, as: "copy.ext4") == original)
+            #expect(setup.exists("roots/r0002/configs/default/\(copy.to)"))
+            #expect(!setup.exists("roots/r0002/manifests/default/\(unnamed)"), "an unnamed manifest is not live")
+            #expect(try await setup.metadata.root(.initial)?.state == .expired)
+
+            // A read of the expired root raises the alarm, which halts deletion until cleared.
+            setup.clock.advance(3600)
+            _ = try await setup.metadata.noteRead(root: .initial, at: setup.clock.date, by: "agent-1")
+            setup.clock.advance(3 * 86_400)
+            report = try await setup.collector().run()
+            #expect(report.halted[.initial]?.contains("agent-1") == true && report.deleted.isEmpty)
+            #expect(setup.exists("roots/r0001/manifests/default/\(named)"))
+            #expect(try await setup.metadata.clearAlarm(root: .initial))
+
+            report = try await setup.collector().run()
+            #expect((report.deleted[.initial] ?? 0) > 0, "\(report)")
+            #expect(!setup.exists("roots/r0001"), "the whole root is gone")
+            #expect(try await setup.metadata.root(.initial)?.state == .deleted)
+            #expect(try await setup.metadata.manifests(in: .initial).isEmpty)
+            // Nothing outside the root was touched: the copy still rebuilds.
+            #expect(try await setup.pulled(copy.to, root: r2, as: "after.ext4") == original)
+            // Reruns converge.
+            #expect(try await setup.collector().run() == GCReport())
+        }
+    }
+
+    @Test func aCopyCutShortIsFinishedByTheNextRun() async throws {
+        try await Self.withSetup { setup in
+            let named = try await setup.push("full", name: "fn")
+            let original = try await setup.pulled(named, root: .initial, as: "original.ext4")
+            try await setup.metadata.rotate(to: try RootID("r0002"), now: setup.clock.date)
+            // The first run stops after three chunks, before any manifest or name moves.
+            await #expect(throws: StoreError.self) { try await setup.collector(FailingStore(setup.store, failAfter: 3)).run() }
+            #expect(try await setup.metadata.function(named: try FunctionName("fn"))?.root == .initial)
+            #expect(try await setup.metadata.root(.initial)?.state == .retired)
+            // The lease was given back, and the next run finishes the copy.
+            let report = try await setup.collector().run()
+            let copy = try #require(report.copied.first)
+            #expect(try await setup.pulled(copy.to, root: try RootID("r0002"), as: "copy.ext4") == original)
+            #expect(report.expired == [.initial])
+        }
+    }
+
+    @Test func twoCollectorsDoNotBothActAndRotationCanBeAutomatic() async throws {
+        try await Self.withSetup { setup in
+            _ = try await setup.push("full", name: "fn")
+            #expect(try await setup.metadata.acquireLease(GarbageCollector.leaseName, holder: "another", now: setup.clock.date, duration: .seconds(600)))
+            await #expect { try await setup.collector().run() } throws: { ($0 as? GCError)?.kind == .leaseHeld }
+            #expect(try await setup.metadata.roots().count == 1, "the refused run did nothing")
+            try await setup.metadata.releaseLease(GarbageCollector.leaseName, holder: "another")
+
+            let policy = GCPolicy(rotationPeriod: .seconds(86_400), quietPeriod: .seconds(86_400))
+            #expect(try await setup.collector(policy: policy).run().rotatedTo == nil, "the active root is new")
+            setup.clock.advance(86_400)
+            let report = try await setup.collector(policy: policy).run()
+            #expect(report.rotatedTo?.value == "r0002" && report.copied.count == 1 && report.expired == [.initial])
+            #expect(try RootNaming.next(after: [try RootID("r0009"), try RootID("r0010"), try RootID("custom")]).value == "r0011")
+        }
+    }
+
+    @Test func theCommandsRotateCollectAndListRoots() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            try Fixtures.make("full", in: dir + "/oci")
+            let common = ["--store", dir + "/store", "--keys", dir + "/keys"]
+            let pushed = try TestSupport.thaw(["push", "oci:\(dir)/oci:full", "--name", "fn"] + common).output
+            let original = try #require(pushed.split(separator: "\n").first { $0.contains(" as manifest ") }?.split(separator: " ").last)
+            #expect(try TestSupport.thaw(["gc"] + common).output.contains("nothing to do"))
+            #expect(try TestSupport.thaw(["roots", "rotate"] + common).output.contains("root r0002 is active; r0001 is retired"))
+            let gc = try TestSupport.thaw(["gc"] + common).output
+            #expect(gc.contains("copied forward: \(original.prefix(16))") && gc.contains("expired: r0001") && gc.contains("waiting: r0001"), "\(gc)")
+
+            // An old agent still serves the original from the expired root: its reads raise the alarm.
+            let port = try TestSupport.freePort()
+            let serve = try BackgroundProcess(TestSupport.thawExecutable, ["serve", String(original), "--root", "r0001", "--nbd", "127.0.0.1:\(port)",
+                                                                           "--disk-cache", "0"] + common, logPath: dir + "/serve.log")
+            try TestSupport.waitForPort(port, what: "thaw serve")
+            let read = try await TestSupport.runOnOwnThread("nbdcopy", ["nbd://127.0.0.1:\(port)/", dir + "/old.ext4"])
+            #expect(read.status == 0, "\(read.output)")
+            #expect(serve.stop(grace: 20) == 0)
+            let log = (try? String(contentsOfFile: dir + "/serve.log", encoding: .utf8)) ?? ""
+            #expect(log.contains("read a root garbage collection has expired"), "\(log)")
+            #expect(try TestSupport.thaw(["roots", "list"] + common).output.contains("while expired"))
+            let halted = try TestSupport.thaw(["gc", "--quiet-hours", "0"] + common).output
+            #expect(halted.contains("HALTED: r0001") && !halted.contains("deleted: r0001"), "\(halted)")
+            #expect(FileManager.default.fileExists(atPath: dir + "/store/roots/r0001"))
+            #expect(try TestSupport.thaw(["roots", "clear-alarm", "r0001"] + common).output.contains("cleared"))
+
+            // A quiet period of 0 after the operator cleared the alarm: deleted.
+            let deleted = try TestSupport.thaw(["gc", "--quiet-hours", "0"] + common).output
+            #expect(deleted.contains("deleted: r0001"), "\(deleted)")
+            let list = try TestSupport.thaw(["roots", "list"] + common).output
+            let lines = list.split(separator: "\n")
+            #expect(lines.contains { $0.hasPrefix("r0001") && $0.contains("deleted") }, "\(list)")
+            #expect(lines.contains { $0.hasPrefix("r0002") && $0.contains("active") && $0.contains(" 1 ") }, "\(list)")
+            let functions = try TestSupport.thaw(["functions", "list", "--json"] + common).output
+            let moved = try #require(try JSONSerialization.jsonObject(with: Data(functions.utf8)) as? [String: Any])
+            #expect(moved["root"] as? String == "r0002")
+            let copy = try #require(moved["manifest"] as? String)
+            let pulled = try TestSupport.thaw(["pull", copy, "-o", dir + "/copy.ext4", "--root", "r0002"] + common, check: false)
+            #expect(pulled.status == 0, "\(pulled.output)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/store/roots/r0001"))
+            let clear = try TestSupport.thaw(["roots", "clear-alarm", "r0001"] + common, check: false)
+            #expect(clear.status != 0 && clear.output.contains("no alarm"), "\(clear.output)")
+            let taken = try TestSupport.thaw(["roots", "rotate", "--id", "r0002"] + common, check: false)
+            #expect(taken.status != 0 && taken.output.contains("r0002 already exists"), "\(taken.output)")
+        }
+    }
+}
