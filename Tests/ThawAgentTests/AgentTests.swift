@@ -10,7 +10,8 @@ import ThawTestSupport
     @Test func nbdClientsReadThePulledImageAndTheStartIsRecorded() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try await AgentHarness(dir)
-            let agent = try harness.startAgent()
+            // The recording must outlast a slow machine's pauses between the steps below.
+            let agent = try harness.startAgent(["--record-idle", "600"])
             let copy = dir + "/copy.ext4"
             let copied = try await TestSupport.runOnOwnThread("nbdcopy", [agent.uri(harness.manifestID), copy])
             #expect(copied.status == 0, "\(copied.output)\n\(agent.logText)")
@@ -50,7 +51,8 @@ import ThawTestSupport
             #expect(image.reads.chunksFromL1 > 0, "the second copy read from L1")
             let metrics = try TestSupport.run("curl", ["-sf", "http://\(agent.control)/metrics"]).output
             #expect((AgentHarness.sample(metrics, "thaw_reads_total") ?? 0) > 0, "\(metrics)")
-            #expect(AgentHarness.sample(metrics, "thaw_tier_reads_total", labels: "tier=\"origin\"") ?? 0 >= Double(harness.storedChunks))
+            // Pieces that waited for the origin: read-ahead may have fetched the rest before their readers came.
+            #expect((AgentHarness.sample(metrics, "thaw_tier_reads_total", labels: "tier=\"origin\"") ?? 0) > 0)
             #expect((AgentHarness.sample(metrics, "thaw_tier_read_duration_seconds_count", labels: "tier=\"memory\"") ?? 0) > 0)
             #expect(AgentHarness.sample(metrics, "thaw_origin_fetches_total", labels: "kind=\"demand\"") != nil)
             #expect((AgentHarness.sample(metrics, "thaw_l1_bytes", labels: "tier=\"disk\"") ?? 0) > 0)

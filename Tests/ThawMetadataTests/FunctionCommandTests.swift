@@ -18,9 +18,9 @@ import ThawTestSupport
             case .sqlite:
                 location = .sqlite(path: dir + "/store.metadata.sqlite")
             case .postgres:
-                let started = try PostgresServer()
+                let started = try await PostgresServer.start()
                 server = started
-                let url = try started.createDatabase("thaw_cli")
+                let url = try await started.createDatabase("thaw_cli")
                 common += ["--metadata", url]
                 location = try MetadataLocation(parsing: url)
             }

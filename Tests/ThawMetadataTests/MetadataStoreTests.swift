@@ -25,9 +25,9 @@ import ThawTestSupport
             case .sqlite:
                 location = .sqlite(path: dir + "/metadata.sqlite")
             case .postgres:
-                let started = try PostgresServer()
+                let started = try await PostgresServer.start()
                 server = started
-                location = try MetadataLocation(parsing: try started.createDatabase("thaw_test"))
+                location = try MetadataLocation(parsing: try await started.createDatabase("thaw_test"))
             }
             let first = try await location.open(now: t0)
             let second: any MetadataStore

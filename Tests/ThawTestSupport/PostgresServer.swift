@@ -9,7 +9,13 @@ public final class PostgresServer: @unchecked Sendable {
     public let process: BackgroundProcess
     public static let user = "thaw"
 
-    public init() throws {
+    /// Starts a server on a thread of its own: `initdb` and the wait for readiness take
+    /// seconds, which must not hold one of the two threads Swift's concurrency runs on.
+    public static func start() async throws -> PostgresServer {
+        try await TestSupport.onOwnThread { try PostgresServer() }
+    }
+
+    init() throws {
         let versions = try FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql").compactMap(Int.init).sorted()
         guard let version = versions.last else { throw PostgresServerError(description: "PostgreSQL is not installed (scripts/setup.sh test)") }
         let bin = "/usr/lib/postgresql/\(version)/bin"
@@ -35,8 +41,11 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// A new, empty database, and its URL for `--metadata`.
-    public func createDatabase(_ name: String) throws -> String {
-        try TestSupport.run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+    public func createDatabase(_ name: String) async throws -> String {
+        let port = self.port
+        try await TestSupport.onOwnThread {
+            _ = try TestSupport.run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+        }
         return "postgres://\(Self.user)@127.0.0.1:\(port)/\(name)"
     }
 
