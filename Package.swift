@@ -330,7 +330,10 @@ let package = Package(
         .testTarget(name: "ThawMetadataTests", dependencies: ["ThawMetadata", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawGCTests",
-            dependencies: ["ThawGC", "ThawMetadata", "ThawPush", "ThawStore", "ThawSeal", "ThawImage", "ThawTestSupport"],
+            dependencies: [
+                "ThawGC", "ThawMetadata", "ThawPush", "ThawStore", "ThawSeal", "ThawImage", "ThawTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

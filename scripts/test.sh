@@ -14,7 +14,7 @@ scripts/corpus.sh
 scripts/build-guest.sh >/dev/null
 export THAW_CORPUS=${THAW_CORPUS:-/var/cache/thaw-corpus}
 if [ $# -gt 0 ]; then exec swift test "$@"; fi
-timed='LazyImageTests|DrainTests|RawProtocolTests|L2CacheTests|MemcachedNodeTests|LoopMountTests|FUSEMountTests'
+timed='LazyImageTests|L2ReadPathTests|DrainTests|RawProtocolTests|L2CacheTests|MemcachedNodeTests|LoopMountTests|FUSEMountTests'
 # The garbage collector's model test keeps a core busy for minutes on its own: it runs last, alone.
 model='GCModelTests'
 swift test --filter "$timed"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import ThawGC
@@ -61,6 +62,9 @@ final class CrashingStore: ChunkStore {
     static let stepsPerSchedule = 12
     static let names = ["a", "b", "c"]
     static let variants = ["full", "shared-a"]
+
+    /// Thousands of collections would log every step; the schedule's trace says what happened.
+    static let quiet = Logger(label: "thaw.gc.model") { _ in SwiftLogNoOpLogHandler() }
 
     /// A deterministic generator, so a failing schedule can be replayed from its seed.
     struct SplitMix: RandomNumberGenerator {
@@ -180,7 +184,7 @@ final class CrashingStore: ChunkStore {
                 let alarmed = Set(try await metadata.roots().filter { $0.alarm != nil }.map(\.id))
                 let target: any ChunkStore = crashAfter == Int.max ? store : CrashingStore(store, after: crashAfter)
                 let collector = GarbageCollector(metadata: metadata, store: target, keys: keys, policy: GCPolicy(quietPeriod: quiet),
-                                                 clock: { now }, holder: "gc")
+                                                 clock: { now }, holder: "gc", logger: Self.quiet)
                 do {
                     let report = try await collector.run()
                     trace.append("gc: \(report)")
@@ -204,7 +208,7 @@ final class CrashingStore: ChunkStore {
         for root in try await metadata.roots() where root.alarm != nil { _ = try await metadata.clearAlarm(root: root.id) }
         let later = clock.addingTimeInterval(3600)
         let collector = GarbageCollector(metadata: metadata, store: store, keys: keys, policy: GCPolicy(quietPeriod: .zero),
-                                         clock: { later }, holder: "gc")
+                                         clock: { later }, holder: "gc", logger: Self.quiet)
         _ = try await collector.run()
         let settled = try await metadata.roots()
         let again = try await collector.run()

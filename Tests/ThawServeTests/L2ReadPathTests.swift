@@ -111,6 +111,39 @@ import ThawTestSupport
         }
     }
 
+    @Test func aStoppedNodeKeepsReadsAtTheirNormalLatency() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let setup = try await LazyImageTests.Setup(dir)
+            let servers = try (0..<5).map { _ in try MemcachedServer() }
+            // A node timeout far above a normal read: any read that waited for the stopped node shows.
+            var configuration = L2Cache.Configuration(nodes: servers.map { ("127.0.0.1", $0.port) })
+            configuration.timeout = .seconds(3)
+            let l2 = try await L2Cache.start(configuration, chunkSize: setup.chunkSize)
+            _ = try await Self.scan(LazyImage(manifest: setup.manifest, store: setup.store, l2: l2))
+            #expect(await l2.flush(timeout: .seconds(10)) == 0)
+
+            servers[3].process.suspend()
+            let origin = CountingStore(setup.store)
+            let image = LazyImage(manifest: setup.manifest, store: origin, l2: l2)
+            let clock = ContinuousClock()
+            var slowest = Duration.zero
+            var offset: UInt64 = 0
+            while offset < image.size {
+                let length = Int(min(48 * 1024, image.size - offset))
+                let started = clock.now
+                let bytes = try await image.read(offset: offset, length: length)
+                slowest = max(slowest, clock.now - started)
+                #expect(bytes == Array(setup.flat[Int(offset)..<Int(offset) + length]))
+                offset += UInt64(length)
+            }
+            servers[3].process.resume()
+            #expect(slowest < .seconds(1.5), "a read waited \(slowest) for the stopped node")
+            #expect(origin.totalGets == 0 && image.statistics.l2Hits == setup.storedIndexes.count)
+            #expect(l2.statistics.shardsMissingOrLate > 0, "no lookup did without the stopped node")
+            await l2.close()
+        }
+    }
+
     @Test func aCorruptShardStillServesTheRightBytes() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let setup = try await LazyImageTests.Setup(dir)
