@@ -79,7 +79,7 @@ public final class Agent: Service, Sendable {
         try await catalog.finishRecording(id)
     }
 
-    /// How this agent names itself in the read marks it reports.
+    /// How this agent names itself in the read marks and uses it reports.
     var reader: String { "agent \(ProcessInfo.processInfo.hostName):\(getpid())" }
 
     public func run() async throws {
@@ -102,7 +102,7 @@ public final class Agent: Service, Sendable {
             fileSystem = fs
         }
         let catalog = ImageCatalog(origin: origin, cache: cache, l2: l2, configuration: configuration, metrics: metrics.serve,
-                                   fileSystem: fileSystem, logger: logger)
+                                   fileSystem: fileSystem, reader: reader, logger: logger)
         do {
             try await serve(catalog: catalog, cache: cache, l2: l2)
         } catch {
@@ -117,7 +117,6 @@ public final class Agent: Service, Sendable {
     /// removes the mount.
     private func stop(catalog: ImageCatalog, l2: L2Cache?, mount: FUSEMount?) async {
         await catalog.finishAll()
-        await catalog.reportReads(by: reader)
         await origin.metadata?.close()
         if let l2 {
             let pending = await l2.flush(timeout: configuration.l2FlushTimeout)
@@ -176,7 +175,8 @@ public final class Agent: Service, Sendable {
                     while !Task.isCancelled {
                         try await Task.sleep(for: period)
                         await catalog.finishIdleRecordings()
-                        await catalog.reportReads(by: self.reader)
+                        await catalog.reportReads()
+                        await catalog.renewUses()
                     }
                 }
             }

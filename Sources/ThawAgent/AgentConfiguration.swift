@@ -38,6 +38,10 @@ public struct AgentConfiguration: Sendable {
     public var preload: [String] = []
     /// How long SIGTERM lets reads in flight finish before connections are cut.
     public var drainTimeout: Duration = .seconds(10)
+    /// How long a served image's use, noted in the metadata, keeps its root from expiring
+    /// without being renewed (the agent renews it at a third of this while it serves): what a
+    /// crashed agent costs garbage collection.
+    public var useLease: Duration = .seconds(300)
 
     public init() {}
 }

@@ -16,6 +16,10 @@ import ThawStore
 /// Opening a manifest reads it with the tenant's key and looks for its access record: with one,
 /// its chunks are prefetched; without one, this start is recorded and the record saved when the
 /// start is declared finished or goes idle.
+///
+/// With metadata, the catalog notes each served manifest as in use there (renewed while it is
+/// served, ended when it is closed or the agent stops), so garbage collection keeps its root,
+/// and reports which roots were read.
 public actor ImageCatalog: NBDExportCatalog {
     let origin: AgentOrigin
     let cache: L1Cache
@@ -23,7 +27,11 @@ public actor ImageCatalog: NBDExportCatalog {
     let configuration: AgentConfiguration
     let metrics: ServeMetrics
     let fileSystem: FUSEFileSystem?
+    /// How this agent names itself in the metadata's read marks and uses.
+    let reader: String
     let logger: Logger
+    /// When each served image's use was last noted in the metadata.
+    private var useNoted: [String: ContinuousClock.Instant] = [:]
     private var images: [String: ServedImage] = [:]
     /// Reads of each image at the last report to the metadata.
     private var readsReported: [String: Int] = [:]
@@ -31,13 +39,15 @@ public actor ImageCatalog: NBDExportCatalog {
     private var opening: [String: Task<ServedImage, any Error>] = [:]
 
     public init(origin: AgentOrigin, cache: L1Cache, l2: L2Cache? = nil, configuration: AgentConfiguration,
-                metrics: ServeMetrics, fileSystem: FUSEFileSystem? = nil, logger: Logger = Logger(label: "thaw.agent")) {
+                metrics: ServeMetrics, fileSystem: FUSEFileSystem? = nil,
+                reader: String? = nil, logger: Logger = Logger(label: "thaw.agent")) {
         self.origin = origin
         self.cache = cache
         self.l2 = l2
         self.configuration = configuration
         self.metrics = metrics
         self.fileSystem = fileSystem
+        self.reader = reader ?? "agent \(ProcessInfo.processInfo.hostName):\(getpid())"
         self.logger = logger
     }
 
@@ -62,6 +72,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let loaded = try await task.value
         if let served = images[loaded.id] { return served }  // opened meanwhile under another reference
         images[loaded.id] = loaded
+        await noteUse(loaded)
         do {
             try fileSystem?.add(loaded.fileName, loaded)
         } catch {
@@ -144,9 +155,51 @@ public actor ImageCatalog: NBDExportCatalog {
         }
     }
 
+    /// Notes in the metadata that this agent is using `served`'s manifest (a start), until a
+    /// use lease from now; logged loudly when its root is no longer live. Without metadata, or
+    /// when the metadata cannot be reached, the image is served all the same.
+    private func noteUse(_ served: ServedImage) async {
+        guard let metadata = origin.metadata else { return }
+        let header = served.image.manifest.header
+        do {
+            let root = try await metadata.beginUse(manifest: header.id, root: header.root, by: reader,
+                                                   until: Date() + Double(configuration.useLease.components.seconds))
+            useNoted[served.id] = .now
+            if let root, root.state == .expired || root.state == .deleted {
+                logger.critical("serving a manifest whose root garbage collection has expired", metadata: [
+                    "manifest": "\(header.id)", "root": "\(header.root)", "state": "\(root.state.rawValue)",
+                ])
+            }
+        } catch {
+            logger.error("cannot note the use of a manifest in the metadata", metadata: ["manifest": "\(header.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Renews the uses noted a third of the use lease ago or more (or never noted: the
+    /// metadata was unreachable).
+    func renewUses() async {
+        let due = configuration.useLease / 3
+        for served in images.values where useNoted[served.id].map({ ContinuousClock.now - $0 >= due }) ?? true {
+            await noteUse(served)
+        }
+    }
+
+    /// Ends this agent's use of `served`'s manifest in the metadata.
+    private func endUse(_ served: ServedImage) async {
+        guard let metadata = origin.metadata, useNoted.removeValue(forKey: served.id) != nil else { return }
+        let header = served.image.manifest.header
+        do {
+            try await metadata.endUse(manifest: header.id, root: header.root, by: reader)
+        } catch {
+            logger.error("cannot end the use of a manifest in the metadata; it runs out by itself", metadata: [
+                "manifest": "\(header.id)", "error": "\(error)",
+            ])
+        }
+    }
+
     /// Tells the metadata which roots were read since the last report, once per root. A read
     /// of an expired root raises its alarm there (halting its deletion) and is logged loudly.
-    func reportReads(by reader: String) async {
+    func reportReads() async {
         guard let metadata = origin.metadata else { return }
         var roots = Set<RootID>()
         for served in images.values {
@@ -169,12 +222,15 @@ public actor ImageCatalog: NBDExportCatalog {
         }
     }
 
-    /// Saves every recording that has seen reads and stops every prefetch (agent shutdown).
+    /// Saves every recording that has seen reads, stops every prefetch and ends every use
+    /// (agent shutdown). Reads are reported first, so the last ones count.
     func finishAll() async {
         for served in images.values {
             served.stopPrefetch()
             await saveOrLog(served)
         }
+        await reportReads()
+        for served in images.values { await endUse(served) }
     }
 
     /// `save` where no caller can be told: a record that cannot be saved costs the next start
@@ -188,12 +244,13 @@ public actor ImageCatalog: NBDExportCatalog {
     }
 
     /// Stops serving `id` to new clients; connections that chose it keep reading it.
-    public func close(_ id: String) throws {
+    public func close(_ id: String) async throws {
         guard let served = images.removeValue(forKey: id.lowercased()) else {
             throw AgentError(.notServed, "manifest \(id) is not served by this agent")
         }
         served.stopPrefetch()
         fileSystem?.remove(served.fileName)
+        await endUse(served)
     }
 
     // MARK: NBDExportCatalog

@@ -14,7 +14,7 @@ struct Roots: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "list", abstract: "Each root with its state, age, manifests, chunks and bytes, last read and alarm.")
+            commandName: "list", abstract: "Each root with its state, age, manifests, chunks and bytes, starts using it, last read and alarm.")
 
         @OptionGroup var storeArguments: StoreArguments
 
@@ -27,7 +27,8 @@ struct Roots: AsyncParsableCommand {
                         return
                     }
                     let now = Date()
-                    print("ROOT    STATE     AGE      MANIFESTS  CHUNKS      BYTES  LAST READ              ALARM")
+                    print("ROOT    STATE     AGE      MANIFESTS  CHUNKS      BYTES  IN USE  LAST READ              ALARM")
+                    let uses = Dictionary(grouping: try await metadata.uses(in: nil, now: now), by: \.root)
                     for root in try await metadata.roots() {
                         let manifests = try await metadata.manifests(in: root.id)
                         var chunks = 0
@@ -44,6 +45,7 @@ struct Roots: AsyncParsableCommand {
                               + String(manifests.count).padding(toLength: 9, withPad: " ", startingAt: 0) + "  "
                               + String(chunks).padding(toLength: 6, withPad: " ", startingAt: 0) + "  "
                               + bytes.padding(toLength: 10, withPad: " ", startingAt: 0) + "  "
+                              + String(uses[root.id]?.count ?? 0).padding(toLength: 6, withPad: " ", startingAt: 0) + "  "
                               + read.padding(toLength: 21, withPad: " ", startingAt: 0) + "  " + (root.alarm ?? "–"))
                     }
                 }
@@ -115,7 +117,8 @@ struct GC: AsyncParsableCommand {
         abstract: "Move every root along its life: rotate when due, copy live manifests forward, expire, delete quiet expired roots.",
         discussion: """
             A retired root's manifests that a function name points at are re-sealed into the active root and \
-            their names moved. A retired root nothing live is left in becomes expired. An expired root that \
+            their names moved. A retired root nothing live is left in (no name points into it and no start \
+            is using it) becomes expired. An expired root that \
             no agent has read for the quiet period is deleted as a whole; a read of it raises an alarm that \
             halts the deletion until thaw roots clear-alarm. Two runs at once do not both act: a lease in the \
             metadata lets one through.
@@ -130,17 +133,25 @@ struct GC: AsyncParsableCommand {
     @Option(help: "Chunks re-sealed at once during copy-forward.")
     var concurrency: Int = 8
 
+    @Option(help: "Seconds a run holds the lease (renewed as it goes); another run may take over a lease a killed run left once it runs out.")
+    var leaseSeconds: Double = 3600
+
+    @Option(help: "Milliseconds added before every store read, to emulate a remote object store (benchmarks, tests).")
+    var originLatency: Double = 0
+
     @OptionGroup var storeArguments: StoreArguments
 
     func run() async throws {
-        guard rotationHours >= 0, quietHours >= 0, concurrency >= 1 else {
-            throw ValidationFailure("--rotation-hours and --quiet-hours must be >= 0, --concurrency >= 1")
+        guard rotationHours >= 0, quietHours >= 0, concurrency >= 1, leaseSeconds > 0, originLatency >= 0 else {
+            throw ValidationFailure("--rotation-hours, --quiet-hours and --origin-latency must be >= 0, --concurrency >= 1, --lease-seconds > 0")
         }
         do {
-            let store = try await storeArguments.open(create: false)
+            var store = try await storeArguments.open(create: false)
+            if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
             let report = try await storeArguments.withMetadata(create: true) { metadata in
                 let policy = GCPolicy(rotationPeriod: rotationHours > 0 ? .seconds(rotationHours * 3600) : nil,
-                                      quietPeriod: .seconds(quietHours * 3600), concurrency: concurrency)
+                                      quietPeriod: .seconds(quietHours * 3600), leaseDuration: .seconds(leaseSeconds),
+                                      concurrency: concurrency)
                 return try await GarbageCollector(metadata: metadata!, store: store, keys: storeArguments.keyProvider, policy: policy).run()
             }
             print(Self.describe(report))
@@ -160,6 +171,9 @@ struct GC: AsyncParsableCommand {
         for (root, objects) in report.deleted.sorted(by: { $0.key < $1.key }) { lines.append("deleted: \(root) (\(objects) objects)") }
         for (root, alarm) in report.halted.sorted(by: { $0.key < $1.key }) { lines.append("HALTED: \(root) is not deleted: \(alarm)") }
         for root in report.waiting { lines.append("waiting: \(root) is expired and in its quiet period") }
+        for (root, uses) in report.inUse.sorted(by: { $0.key < $1.key }) {
+            lines.append("in use: \(root) is kept while \(uses) start\(uses == 1 ? " uses" : "s use") it")
+        }
         return lines.isEmpty ? "nothing to do" : lines.joined(separator: "\n")
     }
 }

@@ -10,7 +10,8 @@ public struct GCPolicy: Sendable {
     public var rotationPeriod: Duration?
     /// An expired root is deleted once nothing has read it, and it has been expired, this long.
     public var quietPeriod: Duration
-    /// How long one run may hold the lease before another may take it over.
+    /// How long one run may hold the lease before another may take it over; a run renews it
+    /// before each manifest it copies and each root it deletes.
     public var leaseDuration: Duration
     /// Chunks re-sealed at once during copy-forward.
     public var concurrency: Int
@@ -44,13 +45,16 @@ public struct GCReport: Sendable, Equatable {
     public var halted: [RootID: String] = [:]
     /// Expired roots still in their quiet period.
     public var waiting: [RootID] = []
+    /// Retired roots kept from expiring because a start is using a manifest in them, with the
+    /// number of uses.
+    public var inUse: [RootID: Int] = [:]
 
     public init() {}
 }
 
 /// Why a garbage collection did not run or stopped.
 public struct GCError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case leaseHeld, copyFailed }
+    public enum Kind: Sendable { case leaseHeld, leaseLost, copyFailed }
     public let kind: Kind
     public let description: String
 
@@ -68,7 +72,7 @@ public struct GCError: Error, CustomStringConvertible, Sendable {
 /// 2. **copy forward**: each manifest in a retired root that a function name points at is
 ///    re-sealed into the active root (its chunks under the new root's salt, its image config
 ///    and access record with it), and the name moved to the copy, only if it still points at
-///    the original; a retired root no name points into becomes expired;
+///    the original; a retired root no name points into, and no start is using, becomes expired;
 /// 3. **delete**: an expired root with no alarm, quiet for the policy's period, is deleted as a
 ///    whole (one prefix of the store) and marked deleted.
 ///
@@ -130,9 +134,15 @@ public struct GarbageCollector: Sendable {
         for root in try await metadata.roots() where root.state == .retired {
             try await copyForward(from: root.id, to: active.id, report: &report)
             let stillNamed = try await metadata.functions().contains { $0.root == root.id }
-            if !stillNamed, try await metadata.transition(root.id, from: .retired, to: .expired, now: clock()) {
+            guard !stillNamed else { continue }
+            if try await metadata.expireUnlessInUse(root.id, now: clock()) {
                 report.expired.append(root.id)
                 logger.notice("root expired: nothing live is left in it", metadata: ["root": "\(root.id)"])
+            } else if case let uses = try await metadata.uses(in: root.id, now: clock()), !uses.isEmpty {
+                report.inUse[root.id] = uses.count
+                logger.notice("retired root kept: starts are using it", metadata: [
+                    "root": "\(root.id)", "uses": "\(uses.count)", "holders": "\(Set(uses.map(\.holder)).sorted().joined(separator: ","))",
+                ])
             }
         }
         for root in try await metadata.roots() where root.state == .expired {
@@ -146,6 +156,7 @@ public struct GarbageCollector: Sendable {
         let named = Dictionary(grouping: try await metadata.functions().filter { $0.root == from }, by: \.manifestID)
         var resealed: [ChunkName: ChunkRef] = [:]
         for (manifestID, functions) in named.sorted(by: { $0.key < $1.key }) {
+            try await renewLease()
             let tenant = functions[0].tenant
             let copy = try await ManifestCopier(store: store, keys: keys, concurrency: policy.concurrency)
                 .copy(manifestID: manifestID, tenant: tenant, from: from, to: to, resealed: &resealed)
@@ -166,6 +177,14 @@ public struct GarbageCollector: Sendable {
         }
     }
 
+    /// Renews this run's lease, so a long run keeps it; a run that lost it (it ran past the
+    /// lease, and another run took over) stops before it does anything more.
+    func renewLease() async throws {
+        guard try await metadata.acquireLease(Self.leaseName, holder: holder, now: clock(), duration: policy.leaseDuration) else {
+            throw GCError(.leaseLost, "this garbage collection ran past its lease of \(policy.leaseDuration) and another run took it over in \(metadata.location); it stopped")
+        }
+    }
+
     func deleteIfQuiet(_ root: RootRecord, report: inout GCReport) async throws {
         if let alarm = root.alarm {
             report.halted[root.id] = alarm
@@ -182,6 +201,15 @@ public struct GarbageCollector: Sendable {
             if let alarm = try await metadata.root(root.id)?.alarm { report.halted[root.id] = alarm }
             return
         }
+        // A start that began using the root after it expired keeps it too (its reads raise the
+        // alarm at the agent's next report).
+        let uses = try await metadata.uses(in: root.id, now: clock())
+        guard uses.isEmpty else {
+            report.inUse[root.id] = uses.count
+            logger.critical("an expired root is in use: its deletion waits", metadata: ["root": "\(root.id)", "uses": "\(uses.count)"])
+            return
+        }
+        try await renewLease()
         let removed = try await store.deleteAll(under: StoreLayout.root(root.id))
         for manifest in try await metadata.manifests(in: root.id) {
             try await metadata.removeManifest(id: manifest.id, root: root.id)

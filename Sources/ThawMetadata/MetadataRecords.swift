@@ -2,8 +2,9 @@ public import Foundation
 public import ThawSeal
 
 /// Where a garbage-collection root is in its life (DESIGN §6): new pushes go to the active
-/// root; a retired root is only read while its live manifests are copied forward; an expired
-/// root holds nothing live, and a read of it raises an alarm; a deleted root is gone.
+/// root; a retired root is read only while its named manifests are copied forward and by starts
+/// that were using them; an expired root holds nothing live, and a read of it raises an alarm;
+/// a deleted root is gone.
 public enum RootState: String, Sendable, Codable, CaseIterable {
     case active, retired, expired, deleted
 }
@@ -49,7 +50,26 @@ public struct ManifestRecord: Sendable, Equatable {
     }
 }
 
-/// A function name and the manifest it points at. A manifest is live while a name points at it.
+/// A start using a manifest: an agent serving it holds this until the start ends, renewing it
+/// while it serves. A manifest is live while a name points at it or a start is using it, so a
+/// root with a use in it is not expired. A use runs out at `expiresAt`, so an agent that dies
+/// without ending its uses holds a root back only that long.
+public struct UseRecord: Sendable, Equatable {
+    public var manifestID: String
+    public var root: RootID
+    /// Who uses it: the agent's host, process and instance.
+    public var holder: String
+    public var expiresAt: Date
+
+    public init(manifestID: String, root: RootID, holder: String, expiresAt: Date) {
+        self.manifestID = manifestID
+        self.root = root
+        self.holder = holder
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A function name and the manifest it points at.
 public struct FunctionRecord: Sendable, Equatable {
     public var name: FunctionName
     public var manifestID: String

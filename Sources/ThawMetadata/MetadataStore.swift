@@ -29,6 +29,10 @@ public protocol MetadataStore: Sendable {
     /// its alarm (when none is set). Returns the root as it is after the read.
     @discardableResult
     func noteRead(root id: RootID, at time: Date, by reader: String) async throws -> RootRecord?
+    /// Moves a retired root to expired, unless a start is using a manifest in it (a use that
+    /// runs past `now`); false when it did not move. One statement, so a use that lands after
+    /// it finds the root expired, and its reads raise the alarm.
+    func expireUnlessInUse(_ id: RootID, now: Date) async throws -> Bool
     /// Clears a root's alarm (an operator's decision); false when the root has none.
     func clearAlarm(root id: RootID) async throws -> Bool
 
@@ -46,6 +50,15 @@ public protocol MetadataStore: Sendable {
     func moveFunction(_ function: FunctionRecord, fromManifest manifestID: String, root: RootID) async throws -> Bool
     /// Removes a name; false when there was none.
     func removeFunction(named name: FunctionName) async throws -> Bool
+
+    /// Notes that `holder` is using a manifest until `until` (a start began), or renews that
+    /// use. Returns the root as it is now, so the caller can warn about a root no longer live.
+    @discardableResult
+    func beginUse(manifest id: String, root: RootID, by holder: String, until: Date) async throws -> RootRecord?
+    /// Ends `holder`'s use of a manifest (the start ended); ending a use that is gone succeeds.
+    func endUse(manifest id: String, root: RootID, by holder: String) async throws
+    /// Uses that run past `now`, in `root` or in every root.
+    func uses(in root: RootID?, now: Date) async throws -> [UseRecord]
 
     /// Takes or renews the lease `name` for `holder` until `now + duration`, unless another
     /// holder's lease is still running. Returns whether `holder` holds it now.

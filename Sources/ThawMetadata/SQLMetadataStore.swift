@@ -36,6 +36,11 @@ public final class SQLMetadataStore: MetadataStore {
                 """),
             // At most one active root, whatever concurrent rotations do.
             SQLStatement("CREATE UNIQUE INDEX IF NOT EXISTS thaw_one_active_root ON thaw_roots (state) WHERE state = 'active'"),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_uses (
+                    manifest TEXT NOT NULL, root TEXT NOT NULL, holder TEXT NOT NULL, expires_ms \(big) NOT NULL,
+                    PRIMARY KEY (manifest, root, holder))
+                """),
             SQLStatement("CREATE TABLE IF NOT EXISTS thaw_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms \(big) NOT NULL)"),
             SQLStatement("INSERT INTO thaw_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
                          [.integer(Self.schemaVersion)]),
@@ -123,6 +128,16 @@ public final class SQLMetadataStore: MetadataStore {
             """, [ms, ms, alarm, .text(id.value)], columns: Self.rootTypes)).first.map(root(from:))
     }
 
+    public func expireUnlessInUse(_ id: RootID, now: Date) async throws -> Bool {
+        let ms = SQLValue.integer(now.milliseconds)
+        return try await !backend.rows(SQLStatement("""
+            UPDATE thaw_roots SET state = 'expired', changed_ms = ?
+            WHERE id = ? AND state = 'retired'
+                AND NOT EXISTS (SELECT 1 FROM thaw_uses WHERE thaw_uses.root = ? AND thaw_uses.expires_ms > ?)
+            RETURNING id
+            """, [ms, .text(id.value), .text(id.value), ms], columns: [.text])).isEmpty
+    }
+
     public func clearAlarm(root id: RootID) async throws -> Bool {
         try await !backend.rows(SQLStatement("UPDATE thaw_roots SET alarm = NULL WHERE id = ? AND alarm IS NOT NULL RETURNING id",
                                              [.text(id.value)], columns: [.text])).isEmpty
@@ -203,6 +218,38 @@ public final class SQLMetadataStore: MetadataStore {
     public func removeFunction(named name: FunctionName) async throws -> Bool {
         try await !backend.rows(SQLStatement("DELETE FROM thaw_functions WHERE name = ? RETURNING name", [.text(name.value)],
                                              columns: [.text])).isEmpty
+    }
+
+    // MARK: Starts using manifests
+
+    @discardableResult
+    public func beginUse(manifest id: String, root: RootID, by holder: String, until: Date) async throws -> RootRecord? {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_uses (manifest, root, holder, expires_ms) VALUES (?, ?, ?, ?)
+            ON CONFLICT (manifest, root, holder) DO UPDATE SET expires_ms = excluded.expires_ms
+            RETURNING manifest
+            """, [.text(id), .text(root.value), .text(holder), .integer(until.milliseconds)], columns: [.text]))
+        return try await self.root(root)
+    }
+
+    public func endUse(manifest id: String, root: RootID, by holder: String) async throws {
+        _ = try await backend.rows(SQLStatement("DELETE FROM thaw_uses WHERE manifest = ? AND root = ? AND holder = ? RETURNING manifest",
+                                                [.text(id), .text(root.value), .text(holder)], columns: [.text]))
+    }
+
+    public func uses(in root: RootID?, now: Date) async throws -> [UseRecord] {
+        let columns = "SELECT manifest, root, holder, expires_ms FROM thaw_uses WHERE expires_ms > ?"
+        let types: [SQLColumn] = [.text, .text, .text, .integer]
+        let ms = SQLValue.integer(now.milliseconds)
+        let statement = root.map { SQLStatement("\(columns) AND root = ?", [ms, .text($0.value)], columns: types) }
+            ?? SQLStatement(columns, [ms], columns: types)
+        return try await backend.rows(statement).map { row in
+            guard let manifest = row[0].text, let root = row[1].text.flatMap({ try? RootID($0) }), let holder = row[2].text,
+                  let expires = row[3].integer else {
+                throw MetadataError(.database, "\(location) holds a use row Thaw cannot read: \(row)")
+            }
+            return UseRecord(manifestID: manifest, root: root, holder: holder, expiresAt: Date(milliseconds: expires))
+        }.sorted { ($0.root, $0.manifestID, $0.holder) < ($1.root, $1.manifestID, $1.holder) }
     }
 
     // MARK: Leases

@@ -2,7 +2,7 @@ public import ThawSeal
 
 /// Another store with a fixed delay before every read, so a local directory behaves like a
 /// remote object store (S3 first-byte latency is tens of milliseconds) in benchmarks of what
-/// latency costs a start and what prefetch saves. Writes and listings are not delayed.
+/// latency costs a start and what prefetch saves. Writes, listings and deletions are not delayed.
 public struct LatencyStore: ChunkStore {
     public let base: any ChunkStore
     public let delay: Duration
@@ -31,4 +31,5 @@ public struct LatencyStore: ChunkStore {
         try await base.putChunk(name, ciphertext, root: root)
     }
     public func sync() async throws { try await base.sync() }
+    public func deleteAll(under prefix: String) async throws -> Int { try await base.deleteAll(under: prefix) }
 }

@@ -51,11 +51,13 @@ final class CrashingStore: ChunkStore {
     }
 }
 
-/// Random schedules of pushes, renames, removals, starts (reads), reads by old agents,
-/// rotations, alarm clearing and garbage collection runs that crash after a random number of
-/// store writes, each on a fresh copy of a store. After every step: every function name's
-/// manifest and all its chunks can be read, and a root whose alarm is up is never deleted.
-/// After each schedule, collections without crashes converge: a further run changes nothing.
+/// Random schedules of pushes, renames, removals, starts that run over several steps (noting
+/// their use, renewed each step, and ended, or left to run out when their agent dies), reads by
+/// old agents, rotations, alarm clearing and garbage collection runs that crash after a random
+/// number of store writes, each on a fresh copy of a store. After every step: every function
+/// name's manifest and every running start's manifest can be read with all their chunks, and a
+/// root whose alarm is up is never deleted. After each schedule, collections without crashes
+/// converge: a further run changes nothing.
 @Suite(.timeLimit(.minutes(20))) struct GCModelTests {
     /// 1,000 in CI; `THAW_GC_SCHEDULES` changes it for a quicker local run or a longer search.
     static let schedules = Int(ProcessInfo.processInfo.environment["THAW_GC_SCHEDULES"] ?? "") ?? 1_000
@@ -119,14 +121,15 @@ final class CrashingStore: ChunkStore {
             }
             #expect(steps >= Self.schedules * Self.stepsPerSchedule)
             // The schedules reached what they are meant to test.
-            #expect(counts.copies > 0 && counts.deletions > 0 && counts.crashes > 0 && counts.alarms > 0 && counts.halts > 0, "\(counts)")
+            #expect(counts.copies > 0 && counts.deletions > 0 && counts.crashes > 0 && counts.alarms > 0 && counts.halts > 0
+                    && counts.keptInUse > 0, "\(counts)")
             print("GC model: \(Self.schedules) schedules, \(steps) steps: \(counts)")
         }
     }
 
     /// How often the interesting things happened over all schedules.
     struct Counts {
-        var copies = 0, deletions = 0, crashes = 0, alarms = 0, halts = 0
+        var copies = 0, deletions = 0, crashes = 0, alarms = 0, halts = 0, keptInUse = 0
     }
 
     func run(schedule: Int, random: inout SplitMix, store: DirectoryStore, metadata: any MetadataStore, keys: LocalKeyProvider,
@@ -134,12 +137,19 @@ final class CrashingStore: ChunkStore {
         var clock = Date(timeIntervalSince1970: 0)
         let context = "schedule \(schedule)"
         var trace: [String] = []
+        /// Starts running now: what they use, and who holds the use.
+        var running: [(manifest: String, root: RootID, holder: String)] = []
         for step in 0..<Self.stepsPerSchedule {
             clock = clock.addingTimeInterval(3600)
             steps += 1
             let now = clock
-            // Weights in twentieths: push 3, rm 1, start 3, old agent's read 3, rotate 3, clear 1, gc 6.
-            switch step == 0 ? 0 : Int.random(in: 0..<20, using: &random) {
+            // Agents renew the uses of the starts they serve, for three steps.
+            for start in running {
+                _ = try await metadata.beginUse(manifest: start.manifest, root: start.root, by: start.holder, until: now.addingTimeInterval(3 * 3600))
+            }
+            // Weights in 24ths: push 3, rm 1, start 3, start ends 2, agent dies 1, old agent's read 3,
+            // rotate 3, clear 1, gc 7.
+            switch step == 0 ? 0 : Int.random(in: 0..<24, using: &random) {
             case 0...2:
                 let name = Self.names.randomElement(using: &random)!, variant = Self.variants.randomElement(using: &random)!
                 let root = try await metadata.activeRoot().id
@@ -152,14 +162,30 @@ final class CrashingStore: ChunkStore {
                 _ = try await metadata.removeFunction(named: try FunctionName(name))
                 trace.append("rm \(name)")
             case 4...6:
-                // A start: resolve the name, read every chunk, report the read.
+                // A start: resolve the name, note the use, read every chunk, report the read. It
+                // goes on running (and reading) until it ends or its agent dies.
                 let name = Self.names.randomElement(using: &random)!
                 if let function = try await metadata.function(named: try FunctionName(name)) {
+                    let holder = "start-\(step)"
+                    _ = try await metadata.beginUse(manifest: function.manifestID, root: function.root, by: holder, until: now.addingTimeInterval(3 * 3600))
                     try await readAll(function.manifestID, root: function.root, store: store, keys: keys, context: "\(context): start of \(name)")
-                    _ = try await metadata.noteRead(root: function.root, at: now, by: "start")
-                    trace.append("start \(name) from \(function.root)")
+                    _ = try await metadata.noteRead(root: function.root, at: now, by: holder)
+                    running.append((function.manifestID, function.root, holder))
+                    trace.append("\(holder) of \(name) from \(function.root)")
                 }
-            case 7...9:
+            case 7...8:
+                if !running.isEmpty {
+                    let start = running.remove(at: Int.random(in: 0..<running.count, using: &random))
+                    try await metadata.endUse(manifest: start.manifest, root: start.root, by: start.holder)
+                    trace.append("\(start.holder) ends")
+                }
+            case 9:
+                // The agent dies: nothing ends the use, which runs out by itself.
+                if !running.isEmpty {
+                    let start = running.remove(at: Int.random(in: 0..<running.count, using: &random))
+                    trace.append("agent of \(start.holder) dies")
+                }
+            case 10...12:
                 // An old agent reads some root that still exists.
                 let roots = try await metadata.roots().filter { $0.state != .deleted }
                 if let root = roots.randomElement(using: &random) {
@@ -167,11 +193,11 @@ final class CrashingStore: ChunkStore {
                     if after?.alarm != nil, root.alarm == nil { counts.alarms += 1 }
                     trace.append("old agent reads \(root.id) (\(root.state))")
                 }
-            case 10...12:
+            case 13...15:
                 let next = try RootNaming.next(after: try await metadata.roots().map(\.id))
                 try await metadata.rotate(to: next, now: now)
                 trace.append("rotate to \(next)")
-            case 13:
+            case 16:
                 if let root = try await metadata.roots().filter({ $0.alarm != nil }).randomElement(using: &random) {
                     _ = try await metadata.clearAlarm(root: root.id)
                     trace.append("clear alarm of \(root.id)")
@@ -191,6 +217,7 @@ final class CrashingStore: ChunkStore {
                     counts.copies += report.copied.count
                     counts.deletions += report.deleted.count
                     counts.halts += report.halted.count
+                    counts.keptInUse += report.inUse.count
                 } catch let error as StoreError where error.description == "crashed" {
                     counts.crashes += 1
                     // The process died: its lease is left behind and runs out.
@@ -202,11 +229,18 @@ final class CrashingStore: ChunkStore {
                     #expect(after?.state != .deleted, "\(context): root \(root) was deleted with its alarm up\n\(trace.joined(separator: "\n"))")
                 }
             }
-            try await checkNamesReadable(metadata: metadata, store: store, keys: keys, context: "\(context) after \(trace.last ?? "nothing")\n\(trace.joined(separator: "\n"))")
+            let afterStep = "\(context) after \(trace.last ?? "nothing")\n\(trace.joined(separator: "\n"))"
+            try await checkNamesReadable(metadata: metadata, store: store, keys: keys, context: afterStep)
+            for start in running {
+                try await readAll(start.manifest, root: start.root, store: store, keys: keys, context: "\(afterStep): running \(start.holder)")
+            }
         }
+        // Every start ends before the collections that must converge.
+        for start in running { try await metadata.endUse(manifest: start.manifest, root: start.root, by: start.holder) }
         // Collections without crashes converge: once settled, a further run changes nothing.
         for root in try await metadata.roots() where root.alarm != nil { _ = try await metadata.clearAlarm(root: root.id) }
-        let later = clock.addingTimeInterval(3600)
+        // Late enough for the uses of starts whose agents died (three steps) to have run out.
+        let later = clock.addingTimeInterval(4 * 3600)
         let collector = GarbageCollector(metadata: metadata, store: store, keys: keys, policy: GCPolicy(quietPeriod: .zero),
                                          clock: { later }, holder: "gc", logger: Self.quiet)
         _ = try await collector.run()

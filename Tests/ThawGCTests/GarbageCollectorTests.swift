@@ -148,6 +148,35 @@ final class FailingStore: ChunkStore {
         }
     }
 
+    @Test func aStartUsingAManifestKeepsItsRootUntilTheStartEnds() async throws {
+        try await Self.withSetup { setup in
+            _ = try await setup.push("full", name: "fn")
+            // A start of a manifest no name points at (`thaw run ID`, or an old name's image).
+            let used = try await setup.push("shared-a")
+            let original = try await setup.pulled(used, root: .initial, as: "original.ext4")
+            _ = try await setup.metadata.beginUse(manifest: used, root: .initial, by: "agent-1", until: setup.clock.date.addingTimeInterval(600))
+            try await setup.metadata.rotate(to: try RootID("r0002"), now: setup.clock.date)
+
+            var report = try await setup.collector().run()
+            #expect(report.copied.count == 1 && report.expired.isEmpty && report.inUse == [.initial: 1], "\(report)")
+            #expect(try await setup.metadata.root(.initial)?.state == .retired)
+            // The agent renews its use while it serves; days later the root is still kept.
+            setup.clock.advance(3 * 86_400)
+            _ = try await setup.metadata.beginUse(manifest: used, root: .initial, by: "agent-1", until: setup.clock.date.addingTimeInterval(600))
+            report = try await setup.collector().run()
+            #expect(report.inUse == [.initial: 1] && report.deleted.isEmpty, "\(report)")
+            #expect(try await setup.pulled(used, root: .initial, as: "still.ext4") == original, "the start can read all of its image")
+
+            // The start ends: the root expires, and is deleted after its quiet period.
+            try await setup.metadata.endUse(manifest: used, root: .initial, by: "agent-1")
+            report = try await setup.collector().run()
+            #expect(report.expired == [.initial] && report.inUse.isEmpty, "\(report)")
+            setup.clock.advance(86_400)
+            report = try await setup.collector().run()
+            #expect((report.deleted[.initial] ?? 0) > 0, "\(report)")
+        }
+    }
+
     @Test func aCopyCutShortIsFinishedByTheNextRun() async throws {
         try await Self.withSetup { setup in
             let named = try await setup.push("full", name: "fn")

@@ -120,6 +120,39 @@ import ThawTestSupport
         }
     }
 
+    @Test(arguments: Backend.allCases) func aStartUsingAManifestKeepsItsRetiredRootFromExpiring(_ backend: Backend) async throws {
+        try await Self.withStores(backend) { store, other, _ in
+            let r2 = try Self.root("r0002")
+            let t1 = Self.t0.addingTimeInterval(10)
+            // A use in the active root, renewed by a second client: one row, the later end.
+            var root = try #require(try await store.beginUse(manifest: "aaaa", root: .initial, by: "agent-1", until: Self.t0.addingTimeInterval(100)))
+            #expect(root.state == .active)
+            _ = try await other.beginUse(manifest: "aaaa", root: .initial, by: "agent-1", until: Self.t0.addingTimeInterval(300))
+            _ = try await other.beginUse(manifest: "bbbb", root: .initial, by: "agent-2", until: Self.t0.addingTimeInterval(200))
+            #expect(try await store.uses(in: .initial, now: t1) == [
+                UseRecord(manifestID: "aaaa", root: .initial, holder: "agent-1", expiresAt: Self.t0.addingTimeInterval(300)),
+                UseRecord(manifestID: "bbbb", root: .initial, holder: "agent-2", expiresAt: Self.t0.addingTimeInterval(200)),
+            ])
+            #expect(try await store.uses(in: r2, now: t1).isEmpty)
+
+            try await store.rotate(to: r2, now: t1)
+            #expect(try await other.expireUnlessInUse(.initial, now: t1) == false, "two starts use the retired root")
+            try await store.endUse(manifest: "bbbb", root: .initial, by: "agent-2")
+            try await store.endUse(manifest: "bbbb", root: .initial, by: "agent-2")  // again: nothing left to end
+            #expect(try await other.expireUnlessInUse(.initial, now: Self.t0.addingTimeInterval(250)) == false, "agent-1's use runs to 300 s")
+            #expect(try await other.root(.initial)?.state == .retired)
+            // agent-1 died without ending its use: once the use runs out, the root expires.
+            #expect(try await other.uses(in: nil, now: Self.t0.addingTimeInterval(300)).isEmpty)
+            #expect(try await other.expireUnlessInUse(.initial, now: Self.t0.addingTimeInterval(300)))
+            #expect(try await store.root(.initial)?.state == .expired)
+            #expect(try await store.expireUnlessInUse(r2, now: Self.t0.addingTimeInterval(300)) == false, "only a retired root expires")
+            // A start that begins on an expired root learns it from the answer.
+            root = try #require(try await other.beginUse(manifest: "aaaa", root: .initial, by: "agent-3", until: Self.t0.addingTimeInterval(900)))
+            #expect(root.state == .expired)
+            #expect(try await store.uses(in: .initial, now: Self.t0.addingTimeInterval(400)).map(\.holder) == ["agent-3"])
+        }
+    }
+
     @Test(arguments: Backend.allCases) func manifestsAndFunctionNames(_ backend: Backend) async throws {
         try await Self.withStores(backend) { store, other, _ in
             let tenant = Tenant.default
