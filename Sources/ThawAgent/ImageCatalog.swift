@@ -92,7 +92,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let store = origin.store
         let manifest: Manifest
         do {
-            let found = try await ManifestLookup.find(reference, in: store, root: origin.root)
+            let found = try await ManifestLookup.find(reference, in: store, roots: origin.roots)
             manifest = try await Manifest.open(found.bytes, keys: origin.keys, what: "manifest \(found.key)")
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")

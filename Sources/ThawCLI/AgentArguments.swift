@@ -109,8 +109,9 @@ struct AgentArguments: ParsableArguments {
     func origin(_ storeArguments: StoreArguments) async throws -> AgentOrigin {
         var store = try await storeArguments.open(create: false)
         if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
-        return AgentOrigin(store: store, root: try storeArguments.rootID, keys: storeArguments.keyProvider,
-                           metadata: try await storeArguments.openMetadata(create: false))
+        let metadata = try await storeArguments.openMetadata(create: false)
+        return AgentOrigin(store: store, roots: try await storeArguments.readRoots(metadata), keys: storeArguments.keyProvider,
+                           metadata: metadata)
     }
 
     func bootstrapLogging(default defaultLevel: Logger.Level = .info) throws {

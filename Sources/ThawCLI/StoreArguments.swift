@@ -22,7 +22,7 @@ struct StoreArguments: ParsableArguments {
     @Option(help: "Directory of tenant key files (the local key provider). (default: $THAW_HOME/keys)")
     var keys: String?
 
-    @Option(help: "The garbage-collection root to use. (default: for a push, the active root in the metadata; else \(RootID.initial))")
+    @Option(help: "The garbage-collection root to use. (default: for a push, the active root in the metadata; for reads, every root the metadata has not deleted, newest first; without metadata, \(RootID.initial))")
     var root: String?
 
     @Option(help: "Where roots, manifests and function names are kept: a file (PATH or sqlite:PATH) or postgres://USER@HOST[:PORT]/DATABASE. (default: STORE.metadata.sqlite beside a directory store, $THAW_HOME/metadata.sqlite for S3)")
@@ -52,6 +52,17 @@ struct StoreArguments: ParsableArguments {
     var storeLocation: String { store ?? ThawHome.path + "/store" }
     var keyProvider: LocalKeyProvider { LocalKeyProvider(directory: keys ?? ThawHome.path + "/keys") }
     var rootID: RootID { get throws { try RootID(root ?? RootID.initial.value) } }
+
+    /// The roots a reader looks for a manifest id in: `--root` alone when given; else every
+    /// root the metadata has not deleted, newest first (a copied-forward manifest has a new id in
+    /// the new root, and an old id still names the original while its root lives); without
+    /// metadata, the initial root.
+    func readRoots(_ metadata: (any MetadataStore)?) async throws -> [RootID] {
+        if root != nil { return [try rootID] }
+        guard let metadata else { return [.initial] }
+        let live = try await metadata.roots().filter { $0.state != .deleted }.map(\.id).reversed()
+        return live.isEmpty ? [.initial] : Array(live)
+    }
 
     /// Where the metadata lives: `--metadata`, else a file beside a directory store.
     var metadataLocation: MetadataLocation {

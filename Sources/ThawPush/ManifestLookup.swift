@@ -10,16 +10,25 @@ public enum ManifestLookup {
     }
 
     public static func find(_ reference: String, in store: any ChunkStore, root: RootID) async throws -> Found {
+        try await find(reference, in: store, roots: [root])
+    }
+
+    /// Looks in every root of `roots`: a manifest's id differs in each root (its copy-forward
+    /// re-seals it under the new root's salt), so a reader need not know which root holds it.
+    public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> Found {
         let id = reference.lowercased()
         guard id.utf8.count >= 8, id.utf8.count <= 64, Hex.decode(id.utf8.count % 2 == 0 ? id : id + "0") != nil else {
             throw PushError("'\(reference)' is not a manifest id (8 to 64 hexadecimal digits)")
         }
         var matches: [StoreKey] = []
-        for try await key in store.list(under: StoreLayout.manifests(root: root)) where key.name.hasPrefix(id) {
-            matches.append(key)
+        for root in roots {
+            for try await key in store.list(under: StoreLayout.manifests(root: root)) where key.name.hasPrefix(id) {
+                matches.append(key)
+            }
         }
         guard let key = matches.first else {
-            throw PushError("no manifest \(reference) in \(store.location) (root \(root))")
+            let searched = roots.count == 1 ? "root \(roots[0])" : "roots \(roots.map(\.value).joined(separator: ", "))"
+            throw PushError("no manifest \(reference) in \(store.location) (\(searched))")
         }
         guard matches.count == 1 else {
             throw PushError("manifest id \(reference) is ambiguous in \(store.location): \(matches.map { String($0.name) }.joined(separator: ", "))")

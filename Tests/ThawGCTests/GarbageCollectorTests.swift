@@ -224,7 +224,8 @@ final class FailingStore: ChunkStore {
 
             // An old agent still serves the original from the expired root: its reads raise the alarm.
             let port = try TestSupport.freePort()
-            let serve = try BackgroundProcess(TestSupport.thawExecutable, ["serve", String(original), "--root", "r0001", "--nbd", "127.0.0.1:\(port)",
+            // It finds the manifest without being told its root: readers look in every root not deleted.
+            let serve = try BackgroundProcess(TestSupport.thawExecutable, ["serve", String(original), "--nbd", "127.0.0.1:\(port)",
                                                                            "--disk-cache", "0"] + common, logPath: dir + "/serve.log")
             try TestSupport.waitForPort(port, what: "thaw serve")
             let read = try await TestSupport.runOnOwnThread("nbdcopy", ["nbd://127.0.0.1:\(port)/", dir + "/old.ext4"])
@@ -249,8 +250,10 @@ final class FailingStore: ChunkStore {
             let moved = try #require(try JSONSerialization.jsonObject(with: Data(functions.utf8)) as? [String: Any])
             #expect(moved["root"] as? String == "r0002")
             let copy = try #require(moved["manifest"] as? String)
-            let pulled = try TestSupport.thaw(["pull", copy, "-o", dir + "/copy.ext4", "--root", "r0002"] + common, check: false)
+            let pulled = try TestSupport.thaw(["pull", copy, "-o", dir + "/copy.ext4"] + common, check: false)
             #expect(pulled.status == 0, "\(pulled.output)")
+            let gone = try TestSupport.thaw(["inspect", String(original)] + common, check: false)
+            #expect(gone.status != 0 && gone.output.contains("no manifest \(original)") && gone.output.contains("(root r0002)"), "\(gone.output)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/store/roots/r0001"))
             let clear = try TestSupport.thaw(["roots", "clear-alarm", "r0001"] + common, check: false)
             #expect(clear.status != 0 && clear.output.contains("no alarm"), "\(clear.output)")
