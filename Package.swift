@@ -85,6 +85,9 @@ let package = Package(
         // OpenSSL's libcrypto from Debian (libssl-dev): AES-CTR into caller memory for the serving path.
         .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
+        // prctl and other variadic Linux calls Swift cannot make directly, wrapped.
+        .systemLibrary(name: "CLinux"),
+
         // glibc's malloc tunables: large per-chunk buffers must not be returned to the kernel on every free.
         .systemLibrary(name: "CMalloc"),
 
@@ -232,7 +235,7 @@ let package = Package(
         .target(
             name: "ThawSandbox",
             dependencies: [
-                "ThawSandboxCore", "ThawImage", "ThawBinary",
+                "ThawSandboxCore", "ThawImage", "ThawBinary", "CLinux",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -323,7 +326,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ThawSandboxTests",
-            dependencies: ["ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport"],
+            dependencies: [
+                "ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "ThawErasureTests", dependencies: ["ThawErasure"], swiftSettings: strict),

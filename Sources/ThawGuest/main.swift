@@ -8,6 +8,11 @@ import ThawSandboxCore
 ///
 /// Progress goes to the console as `thaw-guest: STEP` lines, which the host timestamps.
 /// A static executable with no Foundation: the initramfs has no libraries.
+///
+/// A snapshot boot (`GuestProtocol`) differs after the mounts: the handler gets a pipe on its
+/// standard input, the guest says `ready` once the handler has loaded and waits, and the host
+/// snapshots the VM while the guest polls the request disk. A VM restored from that snapshot
+/// goes on polling, finds the event the host wrote there, and feeds it through the pipe.
 
 func say(_ line: String) {
     let text = Array(("thaw-guest: " + line + "\n").utf8)
@@ -106,10 +111,19 @@ func serve(responseDisk: inout Int32) throws -> GuestProtocol.Response {
     // The response waits in a tmpfs just over the limit, so a flood stops there.
     try SystemCalls.mount("thaw-run", on: "/run", type: "tmpfs", flags: [.noDevices, .noExec],
                           data: "size=\(request.responseLimit + 65536),mode=0700")
-    let eventPath = "/run/event"
-    let eventFile = open(eventPath, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-    writeAll(eventFile, request.event, at: 0)
-    lseek(eventFile, 0, SEEK_SET)
+    // The event: a file, or for a snapshot boot a pipe the event goes into after the restore.
+    var eventPipe: [Int32] = [-1, -1]
+    let eventFile: Int32
+    if request.snapshot {
+        guard pipe(&eventPipe) == 0 else { throw SandboxError(.setupFailed, "cannot create the event pipe: \(SystemCalls.errorText())") }
+        // The handler must not hold the write end, or its input would never end.
+        _ = fcntl(eventPipe[1], F_SETFD, FD_CLOEXEC)
+        eventFile = eventPipe[0]
+    } else {
+        eventFile = open("/run/event", O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        writeAll(eventFile, request.event, at: 0)
+        lseek(eventFile, 0, SEEK_SET)
+    }
     let responseFile = open("/run/response", O_RDWR | O_CREAT | O_TRUNC, 0o600)
     guard eventFile >= 0, responseFile >= 0 else {
         throw SandboxError(.setupFailed, "cannot create the event and response files: \(SystemCalls.errorText())")
@@ -122,6 +136,23 @@ func serve(responseDisk: inout Int32) throws -> GuestProtocol.Response {
     let handler = try HandlerLauncher.start(request.launch, descriptors: [0: eventFile, 1: responseFile, 2: 2],
                                            keepPrivileges: true)
     say("handler-started")
+    if request.snapshot {
+        close(eventPipe[0])
+        // A handler that ends before it is ready gets no event; its end is the answer.
+        if waitUntilQuiet(handler: handler) {
+            say("ready")
+            let event = waitForEvent(requestDisk)
+            say("event-received")
+            signal(SIGPIPE, SIG_IGN)
+            var done = 0
+            while done < event.count {
+                let count = event[done...].withUnsafeBytes { write(eventPipe[1], $0.baseAddress, $0.count) }
+                if count <= 0 { break }  // the handler closed its input: the rest is not wanted
+                done += count
+            }
+        }
+        close(eventPipe[1])
+    }
     let termination = HandlerLauncher.reap(until: handler)
     say("handler-finished")
 
@@ -138,6 +169,72 @@ func serve(responseDisk: inout Int32) throws -> GuestProtocol.Response {
         offset += count
     }
     return GuestProtocol.Response(termination: termination, responseLength: UInt64(length))
+}
+
+/// Returns once every process but this init (the handler and whatever it started) has been
+/// asleep, using no CPU time, for 250 ms: the handler has loaded its runtime and waits for its
+/// event. A process in uninterruptible sleep (reading its image from the disk) is not asleep.
+/// Returns false when the handler ended instead.
+func waitUntilQuiet(handler: Int32) -> Bool {
+    var lastTicks = -1, quietPolls = 0
+    while quietPolls < 10 {
+        usleep(25_000)
+        var ticks = 0, busy = false
+        for pid in processIDs() where pid != 1 {
+            guard let stat = readAll("/proc/\(pid)/stat", limit: 4096), let close = stat.lastIndex(of: 0x29) else { continue }
+            // After the command's closing parenthesis: state, ppid, … utime (field 14), stime (15).
+            let fields = stat[(close + 2)...].split(separator: 0x20)
+            guard fields.count > 12 else { continue }
+            let parent = Int(String(decoding: fields[1], as: UTF8.self)) ?? 0
+            if pid == 2 || parent == 2 { continue }  // kernel threads
+            if pid == Int(handler) && fields[0].first == 0x5a { return false }  // "Z": it ended
+            if fields[0].first != 0x53 { busy = true }  // not "S"
+            ticks += (Int(String(decoding: fields[11], as: UTF8.self)) ?? 0) + (Int(String(decoding: fields[12], as: UTF8.self)) ?? 0)
+        }
+        quietPolls = !busy && ticks == lastTicks ? quietPolls + 1 : 0
+        lastTicks = ticks
+    }
+    return true
+}
+
+func processIDs() -> [Int] {
+    guard let directory = opendir("/proc") else { return [] }
+    defer { closedir(directory) }
+    var pids: [Int] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        if let pid = Int(name) { pids.append(pid) }
+    }
+    return pids
+}
+
+/// `O_DIRECT` on x86-64, which Glibc's module leaves out.
+let directIO: Int32 = 0o40000
+
+/// Polls the request disk, with direct reads that bypass the page cache holding what the disk
+/// said at boot, until a restore's host has written the event there.
+func waitForEvent(_ disk: String) -> [UInt8] {
+    let descriptor = open(disk, O_RDONLY | directIO)
+    let size = GuestProtocol.snapshotRequestDiskSize
+    var raw: UnsafeMutableRawPointer?
+    guard descriptor >= 0, posix_memalign(&raw, 4096, size) == 0, let buffer = raw else {
+        say("failed: cannot read the request disk \(disk) directly")
+        return []
+    }
+    defer { free(buffer) }
+    while true {
+        if pread(descriptor, buffer, 4096, 0) == 4096,
+           GuestProtocol.eventMagic.elementsEqual(UnsafeRawBufferPointer(start: buffer, count: 8)) {
+            var total = 0
+            while total < size {
+                let count = pread(descriptor, buffer + total, size - total, off_t(total))
+                if count <= 0 { break }
+                total += count
+            }
+            if let event = GuestProtocol.event(onDisk: Array(UnsafeRawBufferPointer(start: buffer, count: total))) { return event }
+        }
+        usleep(2_000)
+    }
 }
 
 var responseDisk: Int32 = -1

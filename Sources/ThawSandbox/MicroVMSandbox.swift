@@ -33,6 +33,8 @@ public struct MicroVMSandbox: Sendable {
         public var logTailLimit = 4096
         /// Where each VM gets a directory for its request and response disks.
         public var stateDirectory = "/run/thaw/vms"
+        /// More guest kernel arguments (snapshots boot with `nokaslr`).
+        public var kernelArguments: [String] = []
 
         public init(assets: MicroVMAssets, accelerator: Accelerator) {
             self.assets = assets
@@ -58,28 +60,46 @@ public struct MicroVMSandbox: Sendable {
 
     public init(options: Options) { self.options = options }
 
+    /// Guest RAM in a file rather than anonymous memory: shared for a snapshot boot (the file
+    /// then holds the memory), private for a restore (the file is never written).
+    struct MemoryFile {
+        var path: String
+        var shared: Bool
+    }
+
     /// The qemu command line.
-    func arguments(root: RootDisk, request: String, response: String) -> [String] {
-        var machine = ["-M", "microvm", "-accel", "kvm", "-cpu", "host"]
+    func arguments(root: RootDisk, request: String, response: String, memory: MemoryFile? = nil, qmp: String? = nil,
+                   incoming: Bool = false) -> [String] {
+        var machineType = "microvm"
+        var machine = ["-accel", "kvm", "-cpu", "host"]
         var append = "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init"
         if options.accelerator == .tcg {
             // Without these the guest hangs calibrating its TSC under TCG.
-            machine = ["-M", "microvm,pit=on,pic=on,rtc=on", "-accel", "tcg", "-cpu", "max"]
+            machineType = "microvm,pit=on,pic=on,rtc=on"
+            machine = ["-accel", "tcg", "-cpu", "max"]
             append += " tsc_early_khz=2000000 no_timer_check"
         }
+        if !options.kernelArguments.isEmpty { append += " " + options.kernelArguments.joined(separator: " ") }
+        var extra: [String] = []
+        if let memory {
+            machineType += ",memory-backend=mem"
+            extra += ["-object", "memory-backend-file,id=mem,size=\(options.memoryMiB)M,mem-path=\(memory.path),share=\(memory.shared ? "on" : "off")"]
+        }
+        if let qmp { extra += ["-qmp", "unix:\(qmp),server=on,wait=off"] }
+        if incoming { extra += ["-incoming", "defer"] }
         let rootDrive: String
         switch root {
         case .nbd(let uri): rootDrive = "file=\(uri),format=raw,if=none,id=root,readonly=on"
         case .file(let path): rootDrive = "file=\(path),format=raw,if=none,id=root,readonly=on"
         }
-        return [options.qemu] + machine + [
+        return [options.qemu, "-M", machineType] + machine + [
             "-m", "\(options.memoryMiB)", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot",
             "-kernel", options.assets.kernel, "-initrd", options.assets.initramfs, "-append", append,
             "-drive", rootDrive, "-device", "virtio-blk-device,drive=root",
             "-drive", "file=\(request),format=raw,if=none,id=request,readonly=on", "-device", "virtio-blk-device,drive=request",
             "-drive", "file=\(response),format=raw,if=none,id=response", "-device", "virtio-blk-device,drive=response",
-        ]
+        ] + extra
     }
 
     /// Boots the VM, runs `function` with `event`, and returns how it went.
@@ -89,6 +109,22 @@ public struct MicroVMSandbox: Sendable {
     /// - Throws: `SandboxError(.setupFailed)` only when qemu cannot be started.
     public func run(root: RootDisk, function: FunctionSpec, event: [UInt8],
                     log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
+        let directory = try makeStateDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let requestPath = directory + "/request.img", responsePath = directory + "/response.img"
+        let request = GuestProtocol.Request(launch: function.launch, tmpSize: UInt64(options.tmpSize),
+                                            responseLimit: UInt64(options.responseLimit), event: event)
+        try Self.writeDisks(request: request.encoded(), requestPath: requestPath, responsePath: responsePath,
+                            responseSize: responseDiskSize)
+        let run = try await launch(arguments(root: root, request: requestPath, response: responsePath), log: log)
+        return outcome(of: run, responsePath: responsePath)
+    }
+
+    /// The response disk's size: the answer's header and the largest response.
+    var responseDiskSize: Int { GuestProtocol.responseOffset + options.responseLimit + 4096 }
+
+    /// A directory of its own for one VM's disks and sockets.
+    func makeStateDirectory() throws -> String {
         signal(SIGPIPE, SIG_IGN)
         let directory = options.stateDirectory + "/vm-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
@@ -96,15 +132,28 @@ public struct MicroVMSandbox: Sendable {
         } catch {
             throw SandboxError(.setupFailed, "cannot create \(directory): \(error.localizedDescription)")
         }
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let requestPath = directory + "/request.img", responsePath = directory + "/response.img"
-        let request = GuestProtocol.Request(launch: function.launch, tmpSize: UInt64(options.tmpSize),
-                                            responseLimit: UInt64(options.responseLimit), event: event)
-        try Self.writeDisks(request: request, requestPath: requestPath, responsePath: responsePath,
-                            responseSize: GuestProtocol.responseOffset + options.responseLimit + 4096)
+        return directory
+    }
 
+    /// How one qemu process went: its end, the guest's progress marks, the console's tail, and
+    /// why it was stopped (timeout, interruption, a failed control step), if it was.
+    struct QemuRun {
+        var termination: Termination
+        var marks: [String: UInt64]
+        var tail: [UInt8]
+        var stopped: SandboxError?
+        var finished: UInt64
+    }
+
+    /// Starts qemu (`arguments[0]` found on the host), passes console lines to `log` except the
+    /// guest's `thaw-guest: STEP` lines, which are time-stamped and handed to `onStep`, and
+    /// waits for it to end, killing it on timeout or cancellation. `onStep` and `whenStarted`
+    /// (called once qemu runs) may stop the VM through the stopper they are given.
+    func launch(_ arguments: [String], log: @escaping @Sendable ([UInt8]) -> Void,
+                onStep: @escaping @Sendable (String, SandboxStopper) -> Void = { _, _ in },
+                whenStarted: (@Sendable (SandboxStopper) -> Void)? = nil) async throws -> QemuRun {
         let qemu = try Self.hostProgram(options.qemu)
-        var arguments = self.arguments(root: root, request: requestPath, response: responsePath)
+        var arguments = arguments
         arguments[0] = qemu
         let console = try PipeEnds()
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -124,6 +173,7 @@ public struct MicroVMSandbox: Sendable {
         let stopper = SandboxStopper(child: child)
         let timer = stopper.armTimeout(options.timeout, killing: "the microVM")
         defer { timer.cancel() }
+        whenStarted?(stopper)
         let marks = Shared<[String: UInt64]>([:])
         let tail = LogTail(limit: options.logTailLimit)
         let lines = LineSplitter()
@@ -136,6 +186,7 @@ public struct MicroVMSandbox: Sendable {
                     if text.hasPrefix("thaw-guest: ") {
                         let step = String(text.dropFirst("thaw-guest: ".count))
                         marks.withLock { $0[step.hasPrefix("failed") ? "failed" : step] = MonotonicTime.now() }
+                        onStep(step, stopper)
                         if !step.hasPrefix("failed") { continue }
                     }
                     let withNewline = line + [0x0a]
@@ -149,19 +200,23 @@ public struct MicroVMSandbox: Sendable {
         } onCancel: {
             stopper.stop(SandboxError(.cancelled, "the start was interrupted; the microVM was killed"))
         }
-        let finished = MonotonicTime.now()
-        let seen = marks.withLock { $0 }
-        var outcome = SandboxOutcome(response: [], logTail: tail.bytes, termination: nil,
-                                     deviceAttached: seen["devices"], rootMounted: seen["root-mounted"],
-                                     handlerStarted: seen["handler-started"], finished: finished, leftovers: [])
-        if let reason = stopper.reason {
+        return QemuRun(termination: termination, marks: marks.withLock { $0 }, tail: tail.bytes, stopped: stopper.reason,
+                       finished: MonotonicTime.now())
+    }
+
+    /// What the guest answered on the response disk, as an outcome.
+    func outcome(of run: QemuRun, responsePath: String) -> SandboxOutcome {
+        var outcome = SandboxOutcome(response: [], logTail: run.tail, termination: nil,
+                                     deviceAttached: run.marks["devices"], rootMounted: run.marks["root-mounted"],
+                                     handlerStarted: run.marks["handler-started"], finished: run.finished, leftovers: [])
+        if let reason = run.stopped {
             outcome.failure = reason
             return outcome
         }
         do {
             guard let answer = try Self.readAnswer(responsePath) else {
                 let last = String(decoding: outcome.logTail, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-                outcome.failure = SandboxError(.setupFailed, "the microVM ended (qemu \(termination)) without an answer\(last.isEmpty ? "" : ": \(last)")")
+                outcome.failure = SandboxError(.setupFailed, "the microVM ended (qemu \(run.termination)) without an answer\(last.isEmpty ? "" : ": \(last)")")
                 return outcome
             }
             outcome.termination = answer.header.termination
@@ -182,10 +237,10 @@ public struct MicroVMSandbox: Sendable {
         return outcome
     }
 
-    static func writeDisks(request: GuestProtocol.Request, requestPath: String, responsePath: String, responseSize: Int) throws {
+    static func writeDisks(request: [UInt8], requestPath: String, responsePath: String, responseSize: Int) throws {
         var response = GuestProtocol.emptyResponseMagic
         response += [UInt8](repeating: 0, count: 4096 - response.count)
-        guard FileManager.default.createFile(atPath: requestPath, contents: Data(request.encoded())),
+        guard FileManager.default.createFile(atPath: requestPath, contents: Data(request)),
               FileManager.default.createFile(atPath: responsePath, contents: Data(response)),
               truncate(responsePath, off_t((responseSize + 511) / 512 * 512)) == 0 else {
             throw SandboxError(.setupFailed, "cannot write the microVM's request and response disks in \((requestPath as NSString).deletingLastPathComponent)")

@@ -7,28 +7,60 @@ import ThawBinary
 /// ```
 /// request disk:  "THAWREQ1" | blob arguments… (u32 count, then each a u32-length blob)
 ///                | environment (same) | blob working directory | blob user | u64 tmpfs bytes
-///                | u64 response limit | blob event | zero padding to a 512-byte sector
+///                | u64 response limit | blob event | u8 flags (bit 0: snapshot)
+///                | zero padding to a 512-byte sector
 /// response disk: sector 0..7 (4 KiB): "THAWRSP0" until the guest answers, then "THAWRSP1"
 ///                | u8 ended by signal | i32 status or signal | u64 response length
 ///                | blob failure (empty when the handler ran); the response from byte 4096
 /// ```
+///
+/// A snapshot boot (flag set, no event) starts the handler with a pipe on its standard input
+/// and says `ready` once the handler has loaded and waits; the host then snapshots the VM. A
+/// restored VM finds its event when the host rewrites the request disk (same size) as
+/// `"THAWEVT1" | blob event`, which the guest polls for with direct reads past its page cache.
 public enum GuestProtocol {
     public static let requestMagic = Array("THAWREQ1".utf8)
     public static let emptyResponseMagic = Array("THAWRSP0".utf8)
     public static let responseMagic = Array("THAWRSP1".utf8)
     public static let responseOffset = 4096
+    public static let eventMagic = Array("THAWEVT1".utf8)
+    /// The request disk of a snapshot boot: a restore's event must fit the same disk.
+    public static let snapshotRequestDiskSize = 8 << 20
+
+    /// The request disk a restored VM reads its event from, padded to `snapshotRequestDiskSize`.
+    ///
+    /// - Throws: `SandboxError(.setupFailed)` when the event does not fit.
+    public static func eventDisk(_ event: [UInt8]) throws -> [UInt8] {
+        var writer = ByteWriter()
+        writer.raw(eventMagic)
+        writer.blob(event)
+        guard writer.bytes.count <= snapshotRequestDiskSize else {
+            throw SandboxError(.setupFailed, "the event is \(event.count) bytes; a restored function takes at most \(snapshotRequestDiskSize - 12)")
+        }
+        return writer.bytes + [UInt8](repeating: 0, count: snapshotRequestDiskSize - writer.bytes.count)
+    }
+
+    /// The event on a restore's request disk; nil while the disk holds something else.
+    public static func event(onDisk bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.starts(with: eventMagic) else { return nil }
+        var reader = ByteReader(Array(bytes.dropFirst(eventMagic.count)), what: "event disk")
+        return try? reader.blob("event")
+    }
 
     public struct Request: Sendable, Equatable {
         public var launch: HandlerLauncher.Launch
         public var tmpSize: UInt64
         public var responseLimit: UInt64
         public var event: [UInt8]
+        /// A snapshot boot: start the handler, say `ready`, and wait for the event disk.
+        public var snapshot: Bool
 
-        public init(launch: HandlerLauncher.Launch, tmpSize: UInt64, responseLimit: UInt64, event: [UInt8]) {
+        public init(launch: HandlerLauncher.Launch, tmpSize: UInt64, responseLimit: UInt64, event: [UInt8], snapshot: Bool = false) {
             self.launch = launch
             self.tmpSize = tmpSize
             self.responseLimit = responseLimit
             self.event = event
+            self.snapshot = snapshot
         }
 
         /// The disk image: the encoding padded to whole sectors.
@@ -44,6 +76,7 @@ public enum GuestProtocol {
             writer.u64(tmpSize)
             writer.u64(responseLimit)
             writer.blob(event)
+            writer.u8(snapshot ? 1 : 0)
             var bytes = writer.bytes
             bytes += [UInt8](repeating: 0, count: (512 - bytes.count % 512) % 512)
             return bytes
@@ -68,6 +101,7 @@ public enum GuestProtocol {
                 tmpSize = try reader.u64("tmpfs size")
                 responseLimit = try reader.u64("response limit")
                 event = try reader.blob("event")
+                snapshot = try reader.u8("flags") & 1 == 1
             } catch {
                 throw SandboxError(.setupFailed, "the request disk is malformed: \(error)")
             }

@@ -16,6 +16,20 @@ import ThawTestSupport
         #expect(throws: SandboxError.self) { try GuestProtocol.Request(decoding: Array(repeating: 0, count: 512)) }
     }
 
+    @Test func aSnapshotRequestAndARestoresEventDiskRoundTrip() throws {
+        let launch = HandlerLauncher.Launch(arguments: ["/function/handler"], environment: [], workingDirectory: "/", user: "")
+        let request = GuestProtocol.Request(launch: launch, tmpSize: 1 << 20, responseLimit: 4096, event: [], snapshot: true)
+        #expect(try GuestProtocol.Request(decoding: request.encoded()).snapshot)
+        #expect(try GuestProtocol.Request(decoding: GuestProtocol.Request(launch: launch, tmpSize: 1, responseLimit: 1, event: [1]).encoded()).snapshot == false)
+
+        let event = Array(#"{"big":"\#(String(repeating: "x", count: 100_000))"}"#.utf8)
+        let disk = try GuestProtocol.eventDisk(event)
+        #expect(disk.count == GuestProtocol.snapshotRequestDiskSize, "a restore's request disk has the snapshot's size")
+        #expect(GuestProtocol.event(onDisk: disk) == event)
+        #expect(GuestProtocol.event(onDisk: request.encoded()) == nil, "the snapshot's own request is no event")
+        #expect(throws: SandboxError.self) { try GuestProtocol.eventDisk([UInt8](repeating: 1, count: GuestProtocol.snapshotRequestDiskSize)) }
+    }
+
     @Test func aResponseHeaderRoundTripsAndThePlaceholderMeansNoAnswer() throws {
         for response in [
             GuestProtocol.Response(termination: .exited(0), responseLength: 1234),

@@ -126,6 +126,13 @@ public enum TestSupport {
     }
 
     /// The `thaw` executable built beside the test bundle.
+    /// The microVM's guest init, where scripts/build-guest.sh installs it and `thaw run` looks.
+    public static var guestExecutable: String {
+        let environment = ProcessInfo.processInfo.environment
+        let home = environment["THAW_HOME"] ?? (getuid() == 0 ? "/var/lib/thaw" : (environment["HOME"] ?? "") + "/.local/share/thaw")
+        return home + "/vm/thaw-guest"
+    }
+
     public static var thawExecutable: String {
         let bundle = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("thaw").path
