@@ -103,6 +103,7 @@ let package = Package(
             name: "ThawStore",
             dependencies: [
                 "ThawSeal", "ThawAWS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

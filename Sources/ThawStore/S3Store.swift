@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -8,7 +9,8 @@ public import ThawSeal
 /// A store in an S3-compatible bucket, under an optional key prefix: each store key is an object.
 ///
 /// Requests are signed with AWS Signature V4 (`ThawAWS`) and sent over async-http-client. Reads
-/// use GET, existence checks HEAD, listings ListObjectsV2 page by page. Server errors (5xx),
+/// use GET, existence checks HEAD, listings ListObjectsV2 page by page, prefix deletion
+/// DeleteObjects 1,000 keys at a time. Server errors (5xx),
 /// throttling (429, 503 SlowDown) and network failures are retried with jittered exponential
 /// backoff; other 4xx replies fail at once with S3's own error code and message.
 public final class S3Store: ChunkStore {
@@ -111,6 +113,106 @@ public final class S3Store: ChunkStore {
         }
     }
 
+    /// Removes every object under `prefix` with S3's DeleteObjects (`POST /?delete`): one request
+    /// per 1,000 keys, where the protocol's default sends one DELETE per key, and a root holds
+    /// a few hundred thousand chunks. Thaw speaks this part of the S3 API itself, like the rest,
+    /// because there is no S3 package for Swift here.
+    ///
+    /// The keys come from `list(under:)`, which asks for `prefix/` and checks every key the server
+    /// returns, so `roots/r0001` never reaches `roots/r00011/…` (nor an object named exactly
+    /// `roots/r0001`). The listing goes on while a batch is deleted: a continuation token points
+    /// past the last key listed, so deleting listed keys does not move later pages. Batches go
+    /// one at a time; each is retried by `send` like any request. S3 answers 200 even when it
+    /// could not delete some keys, and names them in the reply: they fail the call, naming each
+    /// key, S3's code and the store, once the batch's other keys are gone.
+    ///
+    /// - Throws: `StoreError.invalidLocation` for a prefix that is not a store key (`""` would be
+    ///   the whole store); `.rejected` for keys S3 refused to delete (`.unavailable` when each
+    ///   refusal was a passing one, such as SlowDown); the errors of `list` and `send`.
+    @discardableResult
+    public func deleteAll(under prefix: String) async throws -> Int {
+        let root = try StoreKey(prefix)
+        var batch: [String] = []
+        var count = 0
+        for try await key in list(under: root.path) {
+            batch.append(objectKey(key.path))
+            if batch.count == Self.deleteBatchSize {
+                try await deleteObjects(batch)
+                count += batch.count
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty {
+            try await deleteObjects(batch)
+            count += batch.count
+        }
+        return count
+    }
+
+    /// The most keys one DeleteObjects request may name.
+    static let deleteBatchSize = 1000
+
+    /// Deletes up to `deleteBatchSize` objects, by full object key, in one DeleteObjects request.
+    func deleteObjects(_ objectKeys: [String]) async throws {
+        let body = Self.deleteRequestBody(objectKeys: objectKeys)
+        // S3 requires a body checksum on DeleteObjects; the SHA-256 in the signature is not one.
+        let reply = try await send(.POST, key: nil, query: [("delete", "")], body: body, payloadHash: .sha256(of: body),
+                                   headers: [("Content-MD5", Self.contentMD5(body)), ("Content-Type", "application/xml")],
+                                   accept: [200])
+        try checkDeleteReply(reply.body, requested: objectKeys.count)
+    }
+
+    /// The DeleteObjects body: quiet, so that the reply lists only the keys that failed.
+    static func deleteRequestBody(objectKeys: [String]) -> [UInt8] {
+        var xml = "<Delete><Quiet>true</Quiet>"
+        for key in objectKeys { xml += "<Object><Key>\(xmlEscaped(key))</Key></Object>" }
+        xml += "</Delete>"
+        return Array(xml.utf8)
+    }
+
+    /// The `Content-MD5` header's value: the base64 of the body's MD5 digest.
+    static func contentMD5(_ body: [UInt8]) -> String {
+        Data(Insecure.MD5.hash(data: body)).base64EncodedString()
+    }
+
+    static func xmlEscaped(_ text: String) -> String {
+        var escaped = ""
+        escaped.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": escaped += "&amp;"
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "\"": escaped += "&quot;"
+            case "'": escaped += "&apos;"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+
+    /// Reads a DeleteObjects reply: a `DeleteResult` whose `<Error>` entries, if any, are keys
+    /// that stayed.
+    func checkDeleteReply(_ body: [UInt8], requested: Int) throws {
+        let what = "POST \(location)/?delete"
+        let document = try S3XML(body)
+        guard document.first("DeleteResult") != nil else {
+            throw StoreError(.unavailable, "\(what): the server answered 200 without a DeleteResult\(S3Request.errorDetail(body).text)")
+        }
+        let failures = document.elements("Error")
+        guard !failures.isEmpty else { return }
+        let named = failures.prefix(5).map { failure in
+            let code = failure["Code"] ?? "no code"
+            let message = failure["Message"].map { ": \($0)" } ?? ""
+            return "s3://\(bucket)/\(failure["Key"] ?? "?") (\(code)\(message))"
+        }
+        let more = failures.count > named.count ? ", and \(failures.count - named.count) more" : ""
+        let passing = failures.allSatisfy { $0["Code"].map(Self.retryableCodes.contains) == true }
+        throw StoreError(passing ? .unavailable : .rejected,
+                         "\(what): the server did not delete \(failures.count) of \(requested) objects: "
+                             + named.joined(separator: ", ") + more)
+    }
+
     /// Creates the bucket (for first use against a fresh server); a bucket the caller already
     /// owns is fine, a name someone else holds is an error.
     public func createBucket() async throws {
@@ -136,9 +238,10 @@ public final class S3Store: ChunkStore {
         prefix.isEmpty ? key : (key.isEmpty ? prefix : prefix + "/" + key)
     }
 
-    /// Sends one request, retrying what is worth retrying; `accept` lists the statuses that are answers.
+    /// Sends one request, retrying what is worth retrying; `accept` lists the statuses that are
+    /// answers. `headers` go out unsigned (the signature covers the body through its hash).
     func send(_ method: HTTPMethod, key: StoreKey?, query: [(String, String)] = [], body: [UInt8]? = nil,
-              payloadHash: PayloadHash? = nil, accept: Set<UInt>) async throws -> Reply {
+              payloadHash: PayloadHash? = nil, headers: [(String, String)] = [], accept: Set<UInt>) async throws -> Reply {
         let target = S3Request.Target(settings: settings, bucket: bucket, key: key.map { objectKey($0.path) }, query: query)
         let what = "\(method) \(key.map { "\(location)/\($0)" } ?? location)"
         var attempt = 0
@@ -146,8 +249,9 @@ public final class S3Store: ChunkStore {
             attempt += 1
             let failure: String
             do {
-                let request = S3Request.make(method, target: target, body: body, payloadHash: payloadHash ?? .emptyBody,
+                var request = S3Request.make(method, target: target, body: body, payloadHash: payloadHash ?? .emptyBody,
                                              settings: settings, date: Date())
+                for (name, value) in headers { request.headers.add(name: name, value: value) }
                 let response = try await client.execute(request, timeout: .milliseconds(Int64(settings.responseTimeout * 1000)))
                 let status = response.status.code
                 let bytes = method == .HEAD ? [] : Array(buffer: try await response.body.collect(upTo: Self.largestReply))
