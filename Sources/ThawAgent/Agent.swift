@@ -66,9 +66,9 @@ public final class Agent: Service, Sendable {
     }
 
     /// Serves `reference` (a manifest id or unique prefix), opening it if needed: what an NBD
-    /// client naming it or `PUT /v1/images/ID` does.
-    public func open(_ reference: String) async throws -> ServedImage {
-        try await catalog.open(reference)
+    /// client naming it or `PUT /v1/images/ID` does. `privatelyMapped` is for a snapshot's RAM.
+    public func open(_ reference: String, privatelyMapped: Bool = false) async throws -> ServedImage {
+        try await catalog.open(reference, privatelyMapped: privatelyMapped)
     }
 
     /// Declares the start of `id` over: its recording (if any) is saved next to the manifest.

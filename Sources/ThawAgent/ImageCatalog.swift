@@ -57,12 +57,13 @@ public actor ImageCatalog: NBDExportCatalog {
     public func image(_ id: String) -> ServedImage? { images[id.lowercased()] }
 
     /// Serves `reference` (a manifest id or a unique prefix of 8 or more hex digits), opening it
-    /// if it is not served yet.
+    /// if it is not served yet. `privatelyMapped` serves a memory snapshot's RAM, whose FUSE file
+    /// a VMM opens read-write to map it copy-on-write (its writes still fail).
     ///
     /// - Throws: `AgentError(.cannotOpen)` naming the reference when there is no such manifest,
     ///   it is ambiguous, or it cannot be opened with the tenant's key.
     @discardableResult
-    public func open(_ reference: String) async throws -> ServedImage {
+    public func open(_ reference: String, privatelyMapped: Bool = false) async throws -> ServedImage {
         let reference = reference.lowercased()
         if let served = images[reference] { return served }
         if let pending = opening[reference] { return try await pending.value }
@@ -74,7 +75,7 @@ public actor ImageCatalog: NBDExportCatalog {
         images[loaded.id] = loaded
         await noteUse(loaded)
         do {
-            try fileSystem?.add(loaded.fileName, loaded)
+            try fileSystem?.add(loaded.fileName, loaded, writableOpens: privatelyMapped)
         } catch {
             logger.error("cannot show the image in the mount directory", metadata: ["manifest": "\(loaded.id)", "error": "\(error)"])
         }

@@ -27,6 +27,10 @@ struct Run: AsyncParsableCommand {
             the function's log (shown on standard error). A timing breakdown and the bytes fetched from \
             each tier follow on standard error. The first start of a manifest is recorded; later starts \
             prefetch what it read. SIGINT kills the sandbox and removes every mount.
+
+            When the function has a memory snapshot (thaw snapshot) and no sandbox is chosen, or with \
+            --from-snapshot, the microVM is restored from it instead of booted: its RAM is served lazily \
+            by the agent as a FUSE file and the event goes to the waiting handler. --cold boots anyway.
             """
     )
 
@@ -60,8 +64,24 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Cold starts this host runs at once; past it a start is refused at once.")
     var maxConcurrentStarts: Int = 8
 
-    @Option(help: "The sandbox: process (namespaces and a loop mount) or microvm (qemu -M microvm).")
-    var sandbox: String = "process"
+    @Option(help: "The sandbox: process (namespaces and a loop mount) or microvm (qemu -M microvm). (default: a restored microvm when the function has a memory snapshot, else process)")
+    var sandbox: String?
+
+    @Flag(help: "Restore the function's microVM from its memory snapshot (thaw snapshot); fail when it has none.")
+    var fromSnapshot = false
+
+    @Flag(help: "Boot cold even when the function has a memory snapshot.")
+    var cold = false
+
+    @Flag(inversion: .prefixedNo, help: "Boot a snapshot's guest with nokaslr: most pages of similar functions' snapshots are then identical (stored once), at the cost of a guest kernel at a known address.")
+    var nokaslr = true
+
+    @Option(help: "Chunk size, in KiB, of a snapshot's memory (4 to 512, a power of two).")
+    var memoryChunkKib: Int = 64
+
+    /// Set by `thaw snapshot`: take the snapshot instead of invoking the function.
+    @Flag(help: .hidden)
+    var snapshotOnly = false
 
     @Option(help: "The microVM's accelerator: auto (KVM where it can run guests, else TCG), kvm or tcg.")
     var accel: String = "auto"
@@ -107,7 +127,7 @@ struct Run: AsyncParsableCommand {
         defer { slot.release() }
         var configuration = try agentArguments.configuration()
         configuration.nbdAddress = nil
-        if sandbox == "microvm" && vmDisk == "nbd" && imageFile == nil {
+        if mayUseMicroVM && vmDisk == "nbd" && imageFile == nil {
             configuration.nbdAddress = .unix(path: ThawRuntime.directory + "/nbd-run-\(getpid()).sock")
         }
         configuration.controlAddress = nil
@@ -133,6 +153,7 @@ struct Run: AsyncParsableCommand {
         }
         defer { signals.cancel() }
         let (outcome, breakdown) = try await start.value
+        if snapshotOnly { return }  // takeSnapshot reported
         FileHandle.standardOutput.write(Data(outcome.response))
         if !outcome.response.isEmpty && outcome.response.last != 0x0a && isatty(1) != 0 {
             FileHandle.standardOutput.write(Data("\n".utf8))
@@ -154,8 +175,14 @@ struct Run: AsyncParsableCommand {
     }
 
     func sandboxOptions() throws -> ProcessSandbox.Options {
-        guard sandbox == "process" || sandbox == "microvm" else {
-            throw ValidationError("--sandbox must be process or microvm (got '\(sandbox)')")
+        guard sandbox == nil || sandbox == "process" || sandbox == "microvm" else {
+            throw ValidationError("--sandbox must be process or microvm (got '\(sandbox ?? "")')")
+        }
+        guard !(fromSnapshot && cold), !((fromSnapshot || snapshotOnly) && sandbox == "process") else {
+            throw ValidationError("--from-snapshot restores a microVM: it goes with neither --cold nor --sandbox process")
+        }
+        guard (4...512).contains(memoryChunkKib), memoryChunkKib & (memoryChunkKib - 1) == 0 else {
+            throw ValidationError("--memory-chunk-kib must be a power of two from 4 to 512 (got \(memoryChunkKib))")
         }
         guard vmDisk == "nbd" || vmDisk == "file" else {
             throw ValidationError("--vm-disk must be nbd or file (got '\(vmDisk)')")
@@ -176,6 +203,9 @@ struct Run: AsyncParsableCommand {
         options.stateDirectory = ThawRuntime.directory + "/sandboxes"
         return options
     }
+
+    /// Whether this start may run a microVM: asked for, or left open for a snapshot to restore.
+    var mayUseMicroVM: Bool { sandbox != "process" && imageFile == nil || sandbox == "microvm" }
 
     /// The microVM's settings: its kernel and initramfs (built on first use), accelerator and limits.
     func microVMOptions(_ process: ProcessSandbox.Options) throws -> MicroVMSandbox.Options {
@@ -304,14 +334,25 @@ struct Run: AsyncParsableCommand {
                                     environment: env)
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
         let run: Task<SandboxOutcome, any Error>
-        if self.sandbox == "microvm" {
+        let root: MicroVMSandbox.RootDisk
+        if imageFile == nil, vmDisk == "nbd", case .unix(let socket)? = endpoints.nbd {
+            root = .nbd("nbd+unix:///\(served.id)?socket=\(socket)")
+        } else {
+            root = .file(file)
+        }
+        if snapshotOnly {
+            return try await takeSnapshot(agent: agent, served: served, root: root, function: spec, options: options,
+                                          interrupt: interrupt, breakdown: &breakdown)
+        }
+        if mayUseMicroVM, !cold, let snapshot = try await findSnapshot(agent: agent, served: served) {
+            return try await restoreSnapshot(snapshot, agent: agent, served: served, root: root, directory: directory, function: spec,
+                                             options: options, event: event, interrupt: interrupt, breakdown: &breakdown)
+        }
+        if fromSnapshot {
+            throw ValidationFailure("manifest \(served.id) has no memory snapshot: take one with thaw snapshot \(function)")
+        }
+        if sandbox == "microvm" {
             let vm = try microVMOptions(options)
-            let root: MicroVMSandbox.RootDisk
-            if imageFile == nil, vmDisk == "nbd", case .unix(let socket)? = endpoints.nbd {
-                root = .nbd("nbd+unix:///\(served.id)?socket=\(socket)")
-            } else {
-                root = .file(file)
-            }
             run = Task { try await MicroVMSandbox(options: vm).run(root: root, function: spec, event: event, log: show) }
         } else {
             run = Task { try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event, log: show) }

@@ -23,6 +23,19 @@ struct StartBreakdown {
     var prefetchChunks: Int?
     /// Chunks this start's recording saved, when it was recorded.
     var recordedChunks: Int?
+    /// When a restored microVM resumed (restores only).
+    var restored: UInt64?
+    /// How a restore read its memory snapshot (restores only).
+    var memory: Memory?
+
+    /// The memory side of a restore: the RAM file served lazily, like an image.
+    struct Memory {
+        var manifestID: String
+        var size: UInt64
+        var reads: LazyImageStatistics
+        var prefetchChunks: Int?
+        var recordedChunks: Int?
+    }
 
     init(began: UInt64) { self.began = began }
 
@@ -30,6 +43,14 @@ struct StartBreakdown {
     var steps: [(name: String, seconds: Double?)] {
         let origin = agentReady ?? began
         func since(_ mark: UInt64?) -> Double? { mark.map { MonotonicTime.seconds(from: origin, to: $0) } }
+        if restored != nil || memory != nil {
+            return [
+                ("manifest fetched", since(manifestFetched)),
+                ("device ready", since(deviceReady)),
+                ("snapshot restored", since(restored)),
+                ("response received", since(finished)),
+            ]
+        }
         return [
             ("manifest fetched", since(manifestFetched)),
             ("device ready", since(deviceReady)),
@@ -62,6 +83,17 @@ struct StartBreakdown {
         } else if let recordedChunks {
             lines.append("  recorded: \(recordedChunks) chunks, prefetched from the next start on")
         }
+        if let memory {
+            let m = memory.reads
+            lines.append(String(format: "  memory %@ (%@): %d faults read %@; origin %d chunks, %@; L1 %d chunk pieces",
+                                String(memory.manifestID.prefix(16)), mib(memory.size), m.reads, mib(m.bytesRead), m.originFetches,
+                                mib(m.bytesFromOrigin), m.chunksFromL1))
+            if let prefetch = memory.prefetchChunks {
+                lines.append("  memory prefetch: \(prefetch) recorded chunks, \(m.prefetchHits) prefetch hits, \(m.originFetches - m.prefetchFetches) fetched outside the record")
+            } else if let recorded = memory.recordedChunks {
+                lines.append("  memory recorded: \(recorded) chunks, prefetched from the next restore on")
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -81,6 +113,17 @@ struct StartBreakdown {
         }
         if let prefetchChunks { object["prefetchChunks"] = prefetchChunks }
         if let recordedChunks { object["recordedChunks"] = recordedChunks }
+        if let memory {
+            var entry: [String: Any] = [
+                "manifest": memory.manifestID, "bytes": memory.size, "reads": memory.reads.reads, "bytesRead": memory.reads.bytesRead,
+                "originFetches": memory.reads.originFetches, "bytesFromOrigin": memory.reads.bytesFromOrigin,
+                "prefetchFetches": memory.reads.prefetchFetches, "prefetchHits": memory.reads.prefetchHits,
+                "chunkPiecesFromL1": memory.reads.chunksFromL1,
+            ]
+            if let prefetch = memory.prefetchChunks { entry["prefetchChunks"] = prefetch }
+            if let recorded = memory.recordedChunks { entry["recordedChunks"] = recorded }
+            object["memory"] = entry
+        }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self) + "\n"
     }

@@ -18,6 +18,9 @@ public final class FUSEFileSystem: Sendable {
         var generation: UInt64
         /// Seconds since the epoch when the name was added: the file's fixed modification time.
         var addedAt: Int
+        /// Opens for writing succeed (writes themselves still fail): for a VMM that maps the file
+        /// privately, as guest RAM, and opens it read-write to do so.
+        var writableOpens = false
     }
 
     private struct State {
@@ -40,14 +43,15 @@ public final class FUSEFileSystem: Sendable {
     }
 
     /// Serves `file` as `name`, replacing any file of that name (those who opened the old one keep
-    /// reading it).
+    /// reading it). With `writableOpens`, opens for writing succeed though every write fails:
+    /// qemu opens a guest RAM file read-write even to map it privately (copy on write).
     ///
     /// - Throws: `FUSEError` of kind `.invalidName` when `name` is not a single path component.
-    public func add(_ name: String, _ file: any FUSEFile) throws {
+    public func add(_ name: String, _ file: any FUSEFile, writableOpens: Bool = false) throws {
         try Self.validate(name)
         let replaced = state.withLock { state -> Bool in
             state.lastGeneration += 1
-            let entry = Entry(file: file, generation: state.lastGeneration, addedAt: time(nil))
+            let entry = Entry(file: file, generation: state.lastGeneration, addedAt: time(nil), writableOpens: writableOpens)
             return state.entries.updateValue(entry, forKey: name) != nil
         }
         logger.debug(replaced ? "replaced FUSE file" : "added FUSE file",

@@ -26,9 +26,11 @@ public final class FUSEMount: Sendable {
     /// The one tear-down, shared by every call of `unmount()`.
     private let teardown = Mutex<Task<Void, Never>?>(nil)
 
-    /// Read-only, open to all users with the kernel checking the files' modes, and named so that
-    /// the mount table says whose it is.
-    static let mountOptions = "ro,allow_other,default_permissions,fsname=thaw,subtype=thaw"
+    /// Open to all users with the kernel checking the files' modes, and named so that the mount
+    /// table says whose it is. Not `ro`, which would refuse the read-write open a VMM makes to map
+    /// guest RAM privately: every change is refused by the file system itself instead
+    /// (`FUSEOperations`).
+    static let mountOptions = "allow_other,default_permissions,fsname=thaw,subtype=thaw"
     /// The kernel starts the handshake as soon as the mount exists; not hearing it means the
     /// FUSE device is broken.
     static let handshakeTimeout: Duration = .seconds(10)

@@ -7,7 +7,9 @@ import Glibc
 ///
 /// Each callback is a C function pointer, so none may capture anything: they turn C arguments
 /// into Swift values, ask the `MountSession` of the request, and turn its answer back into an
-/// errno. Anything not listed (writes, links, xattrs) gets libfuse's ENOSYS.
+/// errno. Every operation that would change something is refused with EROFS: the files are
+/// read-only even where the mount is not (see `FUSEMount.mountOptions`). Anything else not
+/// listed (xattrs, locks) gets libfuse's ENOSYS.
 enum FUSEOperations {
     /// How long the kernel may trust a name lookup or a file's attributes without asking again.
     /// Files come and go while mounted, so this stays short; file data is cached separately and
@@ -85,6 +87,23 @@ enum FUSEOperations {
             if let info { MountSession.current.release(handle: info.pointee.fh) }
             return 0
         }
+
+        operations.write = { _, _, _, _, _ in -EROFS }
+        operations.create = { _, _, _ in -EROFS }
+        operations.mknod = { _, _, _ in -EROFS }
+        operations.mkdir = { _, _ in -EROFS }
+        operations.unlink = { _ in -EROFS }
+        operations.rmdir = { _ in -EROFS }
+        operations.symlink = { _, _ in -EROFS }
+        operations.link = { _, _ in -EROFS }
+        operations.rename = { _, _, _ in -EROFS }
+        operations.chmod = { _, _, _ in -EROFS }
+        operations.chown = { _, _, _, _ in -EROFS }
+        operations.truncate = { _, _, _ in -EROFS }
+        operations.utimens = { _, _, _ in -EROFS }
+        operations.fallocate = { _, _, _, _, _ in -EROFS }
+        operations.setxattr = { _, _, _, _, _ in -EROFS }
+        operations.removexattr = { _, _ in -EROFS }
 
         operations.statfs = { _, statistics in
             guard let statistics else { return -EINVAL }

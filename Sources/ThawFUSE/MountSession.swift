@@ -70,9 +70,10 @@ final class MountSession: Sendable {
 
     func open(_ path: String, flags: Int32) -> Result<OpenFileTable.Opened, RequestError> {
         guard let name = Self.name(in: path) else { return .failure(RequestError(code: EISDIR)) }
-        // The mount is read-only, so the kernel refuses writes before they get here; this holds
-        // even if it is ever mounted otherwise.
-        guard flags & O_ACCMODE == O_RDONLY else { return .failure(RequestError(code: EROFS)) }
+        // Files are read-only; only a file served for private mapping may be opened for writing,
+        // and its writes fail all the same.
+        guard flags & O_ACCMODE == O_RDONLY || fileSystem.entry(named: String(name))?.writableOpens == true,
+              flags & O_TRUNC == 0 else { return .failure(RequestError(code: EROFS)) }
         guard let opened = openFiles.open(String(name), in: fileSystem) else {
             return .failure(RequestError(code: ENOENT))
         }

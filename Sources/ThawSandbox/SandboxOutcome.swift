@@ -20,4 +20,18 @@ public struct SandboxOutcome: Sendable {
     /// Teardown that did not complete in time (a loop device still attached): empty when
     /// nothing was left behind.
     public var leftovers: [String]
+
+    public init(response: [UInt8], logTail: [UInt8], termination: Termination?, deviceAttached: UInt64? = nil, rootMounted: UInt64? = nil,
+                handlerStarted: UInt64? = nil, finished: UInt64, loopDevice: String? = nil, failure: SandboxError? = nil, leftovers: [String]) {
+        self.response = response
+        self.logTail = logTail
+        self.termination = termination
+        self.deviceAttached = deviceAttached
+        self.rootMounted = rootMounted
+        self.handlerStarted = handlerStarted
+        self.finished = finished
+        self.loopDevice = loopDevice
+        self.failure = failure
+        self.leftovers = leftovers
+    }
 }

@@ -2,7 +2,7 @@ import Crypto
 import ThawBinary
 
 /// The envelope every sealed Thaw object shares (manifests, layer records, access records,
-/// image config records):
+/// image config records, snapshot records):
 /// a public part anyone can read and a private payload only the tenant can.
 ///
 /// ```
@@ -20,6 +20,7 @@ public enum SealedObject {
         case layerRecord = 0x4c  // "L"
         case accessRecord = 0x52  // "R"
         case imageConfig = 0x43  // "C"
+        case snapshot = 0x53  // "S"
     }
 
     static let magic: [UInt8] = Array("THAW".utf8)

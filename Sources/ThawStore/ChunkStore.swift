@@ -144,6 +144,12 @@ public enum StoreLayout {
         StoreKey(unchecked: "roots/\(root)/configs/\(tenant)/\(id)")
     }
 
+    /// Where the memory snapshot of image manifest `id` lives: next to it, under the same root
+    /// (its memory manifest is with the other manifests).
+    public static func snapshot(id: String, root: RootID, tenant: Tenant) -> StoreKey {
+        StoreKey(unchecked: "roots/\(root)/snapshots/\(tenant)/\(id)")
+    }
+
     /// The chunk a chunk key names, or nil for any other key.
     public static func chunkName(in key: StoreKey) -> ChunkName? {
         let parts = key.path.split(separator: "/")

@@ -1,0 +1,197 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import ThawAgent
+import ThawBinary
+import ThawPush
+import ThawSandbox
+import ThawSandboxCore
+import ThawSeal
+import ThawServe
+import ThawStore
+
+/// `thaw snapshot FUNCTION [thaw run's options]`: boots the function's microVM until its handler
+/// waits for an event, saves it, and pushes its memory and state next to its image manifest.
+struct SnapshotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Snapshot a function's microVM once its handler is ready, and store the snapshot with its image.",
+        discussion: """
+            FUNCTION is a function name, a manifest id or an image, as for thaw run, and thaw run's options \
+            apply (--vm-memory, --tmp-size, --response-limit, --kernel, --guest, --accel, --env, \
+            --entrypoint, a command after --, the store and cache options), with --memory-chunk-kib (64) and \
+            --no-nokaslr. The guest boots with its RAM in a file; once the handler has loaded and waits for \
+            its event, qemu saves the VM. The RAM is pushed as a manifest of its own (untouched and zero \
+            pages are not stored, equal chunks are stored once across snapshots) and a sealed snapshot \
+            record beside the image manifest names it. Later thaw run FUNCTION restores it.
+            """)
+
+    @Argument(parsing: .captureForPassthrough, help: "FUNCTION, then any of thaw run's options.")
+    var arguments: [String] = []
+
+    func run() async throws {
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(Self.helpMessage())
+            return
+        }
+        var run = try Run.parse(arguments + ["--snapshot-only"])
+        try run.validate()
+        try await run.run()
+    }
+}
+
+/// A snapshot found for a served image, with its record.
+struct FoundSnapshot {
+    var record: SnapshotRecord
+    var key: StoreKey
+}
+
+extension Run {
+    /// The SHA-256 of a file on the host (the kernel, the initramfs).
+    static func fileDigest(_ path: String) throws -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationFailure("cannot read \(path)") }
+        defer { try? handle.close() }
+        var hash = SHA256()
+        while let data = try handle.read(upToCount: 8 << 20), !data.isEmpty { hash.update(data: data) }
+        return Array(hash.finalize())
+    }
+
+    /// The SHA-256 of a handler's launch: what the guest started before the snapshot.
+    static func launchDigest(_ launch: HandlerLauncher.Launch) -> [UInt8] {
+        var writer = ByteWriter()
+        for list in [launch.arguments, launch.environment, [launch.workingDirectory, launch.user]] {
+            writer.u32(UInt32(list.count))
+            for item in list { writer.blob(Array(item.utf8)) }
+        }
+        return Array(SHA256.hash(data: writer.bytes))
+    }
+
+    /// Boots the function in snapshot mode and stores what it saved.
+    func takeSnapshot(agent: Agent, served: ServedImage, root: MicroVMSandbox.RootDisk, function: FunctionSpec,
+                      options: ProcessSandbox.Options, interrupt: Interrupt, breakdown: inout StartBreakdown) async throws
+        -> (SandboxOutcome, StartBreakdown) {
+        var vm = try microVMOptions(options)
+        if nokaslr { vm.kernelArguments.append("nokaslr") }
+        let directory = ThawRuntime.directory + "/snapshots/take-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/ram", state: directory + "/state")
+        let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
+        let sandbox = MicroVMSandbox(options: vm)
+        let taking = Task { try await sandbox.snapshot(root: root, function: function, into: files, log: show) }
+        interrupt.onFire { taking.cancel() }
+        let timings: MicroVMSandbox.SnapshotTimings
+        do {
+            timings = try await taking.value
+        } catch let error as SandboxError {
+            throw ValidationFailure("cannot snapshot \(self.function): \(error.message)")
+        }
+
+        let header = served.image.manifest.header
+        var pushOptions = PushOptions()
+        pushOptions.root = header.root
+        pushOptions.tenant = header.tenant
+        pushOptions.chunkSize = UInt64(memoryChunkKib * 1024)
+        let pushed = try await Pusher(store: agent.origin.store, keys: agent.origin.keys, options: pushOptions).pushFile(at: files.ram)
+        guard let state = FileManager.default.contents(atPath: files.state) else {
+            throw ValidationFailure("cannot read the saved VM state \(files.state)")
+        }
+        let record = SnapshotRecord(
+            imageManifestID: header.id, memoryManifestID: pushed.manifestID, memoryMiB: UInt32(vm.memoryMiB),
+            responseLimit: UInt64(vm.responseLimit), tmpSize: UInt64(vm.tmpSize),
+            kernelDigest: try Self.fileDigest(vm.assets.kernel), initramfsDigest: try Self.fileDigest(vm.assets.initramfs),
+            launchDigest: Self.launchDigest(function.launch), kernelArguments: vm.kernelArguments.joined(separator: " "),
+            accelerator: vm.accelerator.rawValue, takenAtMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
+            deviceState: Array(state))
+        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
+        try await agent.origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
+        let progress = pushed.progress
+        let report = """
+            snapshot of \(header.id.prefix(16)) stored as \(key)
+              handler ready after \(String(format: "%.2f", MonotonicTime.seconds(from: timings.launched, to: timings.ready))) s, \
+            saved in \(String(format: "%.3f", MonotonicTime.seconds(from: timings.ready, to: timings.saved))) s
+              memory: \(vm.memoryMiB) MiB in \(memoryChunkKib) KiB chunks, manifest \(pushed.manifestID.prefix(16)): \
+            \(pushed.dataChunks) chunks with data, \(pushed.zeroChunks) untouched or zero; \
+            \(progress.chunksNew) uploaded (\(mib(progress.bytesUploaded))), \(progress.chunksPresent) already stored
+              device state: \(state.count / 1024) KiB; kernel arguments: \(record.kernelArguments.isEmpty ? "none" : record.kernelArguments)
+
+            """
+        FileHandle.standardError.write(Data(report.utf8))
+        breakdown.manifestID = served.id
+        return (SandboxOutcome(response: [], logTail: [], termination: .exited(0), finished: MonotonicTime.now(), leftovers: []), breakdown)
+    }
+
+    /// The snapshot of `served`'s image, if the store holds one.
+    func findSnapshot(agent: Agent, served: ServedImage) async throws -> FoundSnapshot? {
+        let header = served.image.manifest.header
+        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
+        let bytes: [UInt8]
+        do {
+            bytes = try await agent.origin.store.get(key)
+        } catch let error as StoreError where error.kind == .notFound {
+            return nil
+        }
+        do {
+            return FoundSnapshot(record: try await SnapshotRecord.open(bytes, for: header, keys: agent.origin.keys, what: "snapshot record \(key)"), key: key)
+        } catch {
+            throw ValidationFailure(CommandErrors.describe(error))
+        }
+    }
+
+    /// Restores `snapshot` with its RAM served lazily by the agent, and delivers the event.
+    ///
+    /// - Throws: `ValidationFailure` naming the difference when the snapshot was taken with
+    ///   another kernel, initramfs, handler, memory size or kernel arguments than this start has.
+    func restoreSnapshot(_ snapshot: FoundSnapshot, agent: Agent, served: ServedImage, root: MicroVMSandbox.RootDisk, directory: String,
+                         function: FunctionSpec, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,
+                         breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
+        let record = snapshot.record
+        var vm = try microVMOptions(options)
+        vm.memoryMiB = Int(record.memoryMiB)
+        vm.responseLimit = Int(record.responseLimit)
+        vm.tmpSize = Int(record.tmpSize)
+        vm.kernelArguments = record.kernelArguments.split(separator: " ").map(String.init)
+        var mismatches: [String] = []
+        if try Self.fileDigest(vm.assets.kernel) != record.kernelDigest { mismatches.append("the kernel \(vm.assets.kernel)") }
+        if try Self.fileDigest(vm.assets.initramfs) != record.initramfsDigest { mismatches.append("the initramfs (guest init or modules)") }
+        if Self.launchDigest(function.launch) != record.launchDigest { mismatches.append("the handler's command, environment, directory or user") }
+        if record.accelerator != vm.accelerator.rawValue { mismatches.append("the accelerator (\(record.accelerator), not \(vm.accelerator.rawValue))") }
+        guard mismatches.isEmpty else {
+            throw ValidationFailure("the snapshot \(snapshot.key) does not match this start: \(mismatches.joined(separator: "; ")) changed since it was taken; take it again with thaw snapshot, or start with --cold")
+        }
+        let memory: ServedImage
+        do {
+            memory = try await agent.open(record.memoryManifestID, privatelyMapped: true)
+        } catch {
+            throw ValidationFailure("cannot serve the snapshot's memory: \(CommandErrors.describe(error))")
+        }
+        let stateDirectory = ThawRuntime.directory + "/snapshots/restore-\(getpid())"
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
+        let statePath = stateDirectory + "/state"
+        guard FileManager.default.createFile(atPath: statePath, contents: Data(record.deviceState)) else {
+            throw ValidationFailure("cannot write the snapshot's device state to \(statePath)")
+        }
+        let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/" + memory.fileName, state: statePath)
+        let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
+        let sandbox = MicroVMSandbox(options: vm)
+        let restoring = Task { try await sandbox.restore(root: root, from: files, event: event, log: show) }
+        interrupt.onFire { restoring.cancel() }
+        let (outcome, restored) = try await restoring.value
+        breakdown.restored = restored
+        breakdown.finished = outcome.finished
+        breakdown.manifestID = served.id
+        breakdown.imageSize = served.size
+        breakdown.chunkSize = UInt64(served.image.manifest.header.chunkSize)
+        breakdown.reads = served.image.statistics
+        breakdown.prefetchChunks = served.prefetchRecord?.chunks.count
+        var memoryBreakdown = StartBreakdown.Memory(manifestID: memory.id, size: memory.size, reads: memory.image.statistics)
+        memoryBreakdown.prefetchChunks = memory.prefetchRecord?.chunks.count
+        if outcome.failure == nil {
+            breakdown.recordedChunks = try? await agent.finishRecording(served.id)
+            memoryBreakdown.recordedChunks = try? await agent.finishRecording(memory.id)
+        }
+        breakdown.memory = memoryBreakdown
+        return (outcome, breakdown)
+    }
+}

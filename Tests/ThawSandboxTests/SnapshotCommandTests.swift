@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import ThawSeal
+import ThawStore
+import ThawTestSupport
+
+/// `thaw snapshot` and the restores `thaw run` makes from it, as processes, with the agent
+/// serving the snapshot's memory lazily through FUSE (TCG on hosts whose KVM cannot run guests).
+@Suite(.serialized) struct SnapshotCommandTests {
+    @Test func aSnapshotIsRestoredLazilyRecordedPrefetchedAndRefusedWhenItDoesNotMatch() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let id = try await harness.pushBusybox(tag: "snap", handler: MicroVMSnapshotTests.handler,
+                                                   execution: .init(entrypoint: ["/function/handler"]))
+            let vm = ["--vm-memory", "256", "--timeout", "300"]
+            let taken = try TestSupport.thaw(["snapshot", id] + vm + harness.commonArguments, check: false)
+            #expect(taken.status == 0 && taken.output.contains("snapshot of \(id.prefix(16)) stored"), "\(taken.output)")
+            #expect(taken.output.contains("kernel arguments: nokaslr"))
+
+            // No sandbox named: the snapshot is restored. The first restore records what it read.
+            let first = try await harness.run([id, "--event", #"{"n":1}"#, "--json"] + vm + harness.commonArguments)
+            #expect(first.status == 0, "\(first.log)")
+            let answer = try JSONSerialization.jsonObject(with: Data(first.response.utf8)) as? [String: Any]
+            #expect((answer?["event"] as? [String: Any])?["n"] as? Int == 1 && answer?["started"] as? Int == 2000, "\(first.response)")
+            let firstMemory = try #require(try Self.memory(first.log), "\(first.log)")
+            #expect((firstMemory["originFetches"] as? Int ?? 0) > 0, "the RAM came from the store lazily: \(firstMemory)")
+            #expect((firstMemory["recordedChunks"] as? Int ?? 0) > 0, "\(firstMemory)")
+            #expect((firstMemory["bytesFromOrigin"] as? Int ?? .max) < 256 << 20, "only what the guest touched was fetched")
+
+            // The second restore, on a worker with an empty cache, prefetches the recorded working set.
+            let emptyCache = ["--disk-cache", "0"] + harness.commonArguments.filter { $0 != "--cache-dir" && !$0.hasSuffix("/cache") }
+            let second = try await harness.run([id, "--from-snapshot", "--event", #"{"n":2}"#, "--json"] + vm + emptyCache)
+            #expect(second.status == 0, "\(second.log)")
+            let secondMemory = try #require(try Self.memory(second.log), "\(second.log)")
+            #expect((secondMemory["prefetchHits"] as? Int ?? 0) > 0 && secondMemory["prefetchChunks"] != nil, "\(secondMemory)")
+
+            // A cold boot answers the same event with the same bytes.
+            let cold = try await harness.run([id, "--cold", "--sandbox", "microvm", "--event", #"{"n":1}"#] + vm + harness.commonArguments)
+            #expect(cold.status == 0 && cold.response == first.response, "\(cold.log)")
+
+            // Another handler than the snapshot's is refused before anything runs.
+            let changed = try await harness.run([id, "--env", "EXTRA=1", "--event", "{}"] + vm + harness.commonArguments)
+            #expect(changed.status != 0 && changed.log.contains("does not match this start") && changed.log.contains("handler"), "\(changed.log)")
+
+            // Corrupt memory is never run: every chunk of the RAM manifest is garbled in the store.
+            let store = try DirectoryStore(path: harness.store, create: false)
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let image = try await Manifest.open(try await store.get(StoreLayout.manifest(id: id, root: .initial, tenant: .default)), keys: keys)
+            let record = try await SnapshotRecord.open(try await store.get(StoreLayout.snapshot(id: id, root: .initial, tenant: .default)),
+                                                       for: image.header, keys: keys)
+            let memory = try await Manifest.open(try await store.get(StoreLayout.manifest(id: record.memoryManifestID, root: .initial,
+                                                                                          tenant: .default)), keys: keys)
+            let imageChunks = Set(image.chunks.compactMap { $0?.name })
+            for ref in memory.chunks.compactMap({ $0 }) where !imageChunks.contains(ref.name) {
+                try await store.put(StoreLayout.chunk(ref.name, root: .initial), Array(repeating: 0x5a, count: 64 << 10))
+            }
+            let corrupt = try await harness.run([id, "--from-snapshot", "--event", "{}"] + vm + emptyCache)
+            #expect(corrupt.status != 0 && corrupt.response.isEmpty, "\(corrupt.log)")
+            #expect(corrupt.log.contains("corrupt"), "the failure names the corrupt chunk: \(corrupt.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    /// The `memory` object of a `--json` breakdown in a run's standard error.
+    static func memory(_ log: String) throws -> [String: Any]? {
+        for line in log.split(separator: "\n").reversed() where line.hasPrefix("{") {
+            if let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] {
+                return object["memory"] as? [String: Any]
+            }
+        }
+        return nil
+    }
+}
