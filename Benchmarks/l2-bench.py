@@ -11,7 +11,12 @@
             the prefetch of a recorded start; bytes from each tier and wall time, median of --runs.
 
     l2-bench.py [--thaw PATH] [--bench PATH] [--corpus DIR] [--tag py] [--runs 3]
-                [--origin-latency 20] [--fetches 10000] [--l2-timeout 200] [--work DIR] [--keep]
+                [--origin-latency 20] [--fetches 10000] [--phase-limit SECONDS] [--l2-timeout 200]
+                [--only coding,latency,start] [--work DIR] [--keep]
+
+Each latency phase runs --fetches fetches; with no node parity, a stopped node makes most
+fetches wait out the node timeout, so the whole latency part takes about 35 minutes
+(--phase-limit cuts each phase short, and the fetch count is printed).
 
 Build first: `swift build -c release --product thaw --product thaw-bench`. Needs root for the
 start (namespaces, loop devices, mounts).
@@ -75,8 +80,10 @@ def bench_lines(argv: list[str], what: str) -> list[list[str]]:
 
 def latency_rows(args, cluster: Memcached) -> list[list[str]]:
     rows = []
-    lines = bench_lines([args.bench, "l2-latency", cluster.nodes, str(cluster.processes[0].pid), str(args.fetches),
-                         str(args.l2_timeout)], "thaw-bench l2-latency")
+    argv = [args.bench, "l2-latency", cluster.nodes, str(cluster.processes[0].pid), str(args.fetches), str(args.l2_timeout)]
+    if args.phase_limit:
+        argv.append(str(args.phase_limit))
+    lines = bench_lines(argv, "thaw-bench l2-latency")
     healthy_p99 = {}
     for words in lines:
         _, coding, state, *pairs = words
@@ -131,10 +138,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--origin-latency", type=float, default=20)
     parser.add_argument("--fetches", type=int, default=10_000)
+    parser.add_argument("--phase-limit", type=int, help="seconds after which a latency phase stops early")
     parser.add_argument("--l2-timeout", type=int, default=200, help="ms an L2 node may take (thaw's default)")
+    parser.add_argument("--only", default="coding,latency,start", help="parts to run, comma-separated")
     parser.add_argument("--work")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    parts = set(args.only.split(","))
+    if not parts <= {"coding", "latency", "start"}:
+        parser.error(f"--only takes coding, latency and start, not {args.only}")
     for path, product in ((args.thaw, "thaw"), (args.bench, "thaw-bench")):
         if not os.access(path, os.X_OK):
             parser.error(f"{path} is not built: swift build -c release --product {product}")
@@ -148,16 +160,20 @@ def main() -> int:
     status = 0
     print(f"# Thaw L2 cache\n\n{machine_line()}; five local memcached nodes\n", flush=True)
     try:
-        coding = dict((words[0], words[1]) for words in bench_lines([args.bench, "erasure", "3"], "thaw-bench erasure"))
-        print(f"Reed-Solomon 4+1 on one core: encode {coding['rs-4+1-encode']} MB/s, "
-              f"rebuild with a data shard lost {coding['rs-4+1-rebuild']} MB/s\n", flush=True)
-        print(f"Fetch latency in ms, one fetch at a time, node timeout {args.l2_timeout} ms "
-              f"(a phase stops at {args.fetches} fetches or 60 s):\n", flush=True)
-        print(table(["coding", "nodes", "fetches", "misses", "p50", "p99", "p99.9", "p99 / healthy"],
-                    latency_rows(args, cluster)), flush=True)
-        print(f"\nStart of {args.tag} with an empty L1, origin latency {args.origin_latency:g} ms, median of {args.runs}:\n",
-              flush=True)
-        print(table(["start", "s", "origin MiB", "L2 MiB", "fetched % of image"], start_rows(args, cluster, work)))
+        if "coding" in parts:
+            coding = dict((words[0], words[1]) for words in bench_lines([args.bench, "erasure", "3"], "thaw-bench erasure"))
+            print(f"Reed-Solomon 4+1 on one core: encode {coding['rs-4+1-encode']} MB/s, "
+                  f"rebuild with a data shard lost {coding['rs-4+1-rebuild']} MB/s\n", flush=True)
+        if "latency" in parts:
+            limit = f" or {args.phase_limit} s" if args.phase_limit else ""
+            print(f"Fetch latency in ms, one fetch at a time, node timeout {args.l2_timeout} ms "
+                  f"(a phase stops at {args.fetches} fetches{limit}):\n", flush=True)
+            print(table(["coding", "nodes", "fetches", "misses", "p50", "p99", "p99.9", "p99 / healthy"],
+                        latency_rows(args, cluster)) + "\n", flush=True)
+        if "start" in parts:
+            print(f"Start of {args.tag} with an empty L1, origin latency {args.origin_latency:g} ms, median of {args.runs}:\n",
+                  flush=True)
+            print(table(["start", "s", "origin MiB", "L2 MiB", "fetched % of image"], start_rows(args, cluster, work)))
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         status = 1

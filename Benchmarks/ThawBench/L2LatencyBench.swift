@@ -2,25 +2,25 @@ import Foundation
 import ThawL2
 import ThawSeal
 
-/// `thaw-bench l2-latency NODES PID [FETCHES] [TIMEOUT_MS]`: chunk fetch latency from L2 over
+/// `thaw-bench l2-latency NODES PID [FETCHES] [TIMEOUT_MS] [PHASE_LIMIT_S]`: chunk fetch latency from L2 over
 /// real memcached nodes (NODES: host:port,...), for 4-of-5 coding, 4-of-4 striping and a single
 /// whole copy, first with every node healthy, then with the node whose process is PID stopped
 /// (SIGSTOP, resumed with SIGCONT afterwards).
 ///
 /// Each coding stores a set of random 512 KiB chunks, then fetches them one at a time in a
 /// random order: a fetch's latency runs from the request to the verified chunk, or to the
-/// miss that would send the reader to the origin. A phase ends after FETCHES fetches or 60
-/// seconds, whichever comes first (a coding that waits out the timeout on most fetches would
-/// take half an hour for 10,000); the fetch count is printed with the percentiles. Prints one
-/// line per coding and state: `l2 CODING STATE fetches=N misses=N p50=µs p99=µs p999=µs`.
+/// miss that would send the reader to the origin. A phase ends after FETCHES fetches, or
+/// earlier when PHASE_LIMIT_S seconds are given and have passed (a coding that waits out the
+/// timeout on most fetches takes about half an hour for 10,000); the fetch count is printed
+/// with the percentiles. Prints one line per coding and state:
+/// `l2 CODING STATE fetches=N misses=N p50=µs p99=µs p999=µs`.
 enum L2LatencyBench {
     static let chunkSize = 512 * 1024
     static let distinctChunks = 256
-    static let phaseLimit = Duration.seconds(60)
 
     static func run(_ arguments: [String]) async throws {
         guard arguments.count >= 2, let pid = pid_t(arguments[1]) else {
-            throw BenchError("usage: thaw-bench l2-latency host:port,... PID [FETCHES] [TIMEOUT_MS]")
+            throw BenchError("usage: thaw-bench l2-latency host:port,... PID [FETCHES] [TIMEOUT_MS] [PHASE_LIMIT_S]")
         }
         let nodes = try arguments[0].split(separator: ",").map { entry -> (host: String, port: Int) in
             guard let colon = entry.lastIndex(of: ":"), let port = Int(entry[entry.index(after: colon)...]) else {
@@ -30,6 +30,7 @@ enum L2LatencyBench {
         }
         let fetches = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
         let timeout = Duration.milliseconds(arguments.count > 3 ? Int(arguments[3]) ?? 200 : 200)
+        let phaseLimit = arguments.count > 4 ? Int(arguments[4]).map { Duration.seconds($0) } : nil
         var generator = SystemRandomNumberGenerator()
         let chunks: [(ChunkName, [UInt8])] = (0..<distinctChunks).map { _ in
             var bytes = [UInt8](repeating: 0, count: chunkSize)
@@ -46,10 +47,10 @@ enum L2LatencyBench {
             let cache = try await L2Cache.start(configuration, chunkSize: chunkSize)
             for (chunk, bytes) in chunks { await cache.put(chunk, bytes) }
             guard cache.statistics.shardWriteFailures == 0 else { throw BenchError("\(name): shard writes failed") }
-            let healthy = await measure(cache, chunks, fetches: fetches)
+            let healthy = await measure(cache, chunks, fetches: fetches, limit: phaseLimit)
             print("l2 \(name) healthy \(healthy.line)")
             kill(pid, SIGSTOP)
-            let stopped = await measure(cache, chunks, fetches: fetches)
+            let stopped = await measure(cache, chunks, fetches: fetches, limit: phaseLimit)
             kill(pid, SIGCONT)
             print("l2 \(name) one-stopped \(stopped.line)")
             await cache.close()
@@ -72,12 +73,12 @@ enum L2LatencyBench {
         }
     }
 
-    static func measure(_ cache: L2Cache, _ chunks: [(ChunkName, [UInt8])], fetches: Int) async -> Phase {
+    static func measure(_ cache: L2Cache, _ chunks: [(ChunkName, [UInt8])], fetches: Int, limit: Duration?) async -> Phase {
         var phase = Phase(latencies: [], misses: 0)
         phase.latencies.reserveCapacity(fetches)
         let clock = ContinuousClock()
         let began = clock.now
-        while phase.latencies.count < fetches, clock.now - began < phaseLimit {
+        while phase.latencies.count < fetches, limit.map({ clock.now - began < $0 }) ?? true {
             let (name, _) = chunks[Int.random(in: 0..<chunks.count)]
             let started = clock.now
             let got = await cache.get(name)
