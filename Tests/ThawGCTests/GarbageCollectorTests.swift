@@ -135,9 +135,19 @@ final class FailingStore: ChunkStore {
             #expect(report.halted[.initial]?.contains("agent-1") == true && report.deleted.isEmpty)
             #expect(setup.exists("roots/r0001/manifests/default/\(named)"))
             #expect(try await setup.metadata.clearAlarm(root: .initial))
+            // An old agent holding the original manifest goes on reading after the deletion.
+            let old = try await Manifest.open(try await setup.store.get(StoreLayout.manifest(id: named, root: .initial, tenant: .default)),
+                                              keys: setup.keys)
 
             report = try await setup.collector().run()
             #expect((report.deleted[.initial] ?? 0) > 0, "\(report)")
+            // Its reads now fail with an error naming the missing chunk and the deleted root.
+            await #expect {
+                _ = try await Puller(store: setup.store, keys: setup.keys).pull(old, to: setup.dir + "/gone.ext4")
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("missing") && text.contains("root r0001")
+            }
             #expect(!setup.exists("roots/r0001"), "the whole root is gone")
             #expect(try await setup.metadata.root(.initial)?.state == .deleted)
             #expect(try await setup.metadata.manifests(in: .initial).isEmpty)
