@@ -6,7 +6,7 @@ import ThawTestSupport
 /// `thaw agent`, `thaw serve` and `thaw mount` as real processes, read by real clients: libnbd's
 /// nbdcopy and nbdinfo, qemu-img, the kernel's loop device over FUSE; the control endpoint,
 /// Prometheus metrics, recording, prefetch and SIGTERM.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct AgentTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct AgentTests {
     @Test func nbdClientsReadThePulledImageAndTheStartIsRecorded() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try await AgentHarness(dir)

@@ -42,7 +42,7 @@ final class FailingStore: ChunkStore {
     }
 }
 
-@Suite(.timeLimit(.minutes(3))) struct GarbageCollectorTests {
+@Suite(.timeLimit(.minutes(10))) struct GarbageCollectorTests {
     struct Setup {
         let dir: String
         let store: DirectoryStore
@@ -223,13 +223,13 @@ final class FailingStore: ChunkStore {
 
     @Test func theCommandsRotateCollectAndListRoots() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
-            try Fixtures.make("full", in: dir + "/oci")
+            try await TestSupport.onOwnThread { try Fixtures.make("full", in: dir + "/oci") }
             let common = ["--store", dir + "/store", "--keys", dir + "/keys"]
-            let pushed = try TestSupport.thaw(["push", "oci:\(dir)/oci:full", "--name", "fn"] + common).output
+            let pushed = try await TestSupport.thawOnOwnThread(["push", "oci:\(dir)/oci:full", "--name", "fn"] + common).output
             let original = try #require(pushed.split(separator: "\n").first { $0.contains(" as manifest ") }?.split(separator: " ").last)
-            #expect(try TestSupport.thaw(["gc"] + common).output.contains("nothing to do"))
-            #expect(try TestSupport.thaw(["roots", "rotate"] + common).output.contains("root r0002 is active; r0001 is retired"))
-            let gc = try TestSupport.thaw(["gc"] + common).output
+            #expect(try await TestSupport.thawOnOwnThread(["gc"] + common).output.contains("nothing to do"))
+            #expect(try await TestSupport.thawOnOwnThread(["roots", "rotate"] + common).output.contains("root r0002 is active; r0001 is retired"))
+            let gc = try await TestSupport.thawOnOwnThread(["gc"] + common).output
             #expect(gc.contains("copied forward: \(original.prefix(16))") && gc.contains("expired: r0001") && gc.contains("waiting: r0001"), "\(gc)")
 
             // An old agent still serves the original from the expired root: its reads raise the alarm.
@@ -237,37 +237,37 @@ final class FailingStore: ChunkStore {
             // It finds the manifest without being told its root: readers look in every root not deleted.
             let serve = try BackgroundProcess(TestSupport.thawExecutable, ["serve", String(original), "--nbd", "127.0.0.1:\(port)",
                                                                            "--disk-cache", "0"] + common, logPath: dir + "/serve.log")
-            try TestSupport.waitForPort(port, what: "thaw serve")
+            try await TestSupport.onOwnThread { try TestSupport.waitForPort(port, what: "thaw serve") }
             let read = try await TestSupport.runOnOwnThread("nbdcopy", ["nbd://127.0.0.1:\(port)/", dir + "/old.ext4"])
             #expect(read.status == 0, "\(read.output)")
-            #expect(serve.stop(grace: 20) == 0)
+            #expect(try await TestSupport.onOwnThread { serve.stop(grace: 20) } == 0)
             let log = (try? String(contentsOfFile: dir + "/serve.log", encoding: .utf8)) ?? ""
             #expect(log.contains("read a root garbage collection has expired"), "\(log)")
-            #expect(try TestSupport.thaw(["roots", "list"] + common).output.contains("while expired"))
-            let halted = try TestSupport.thaw(["gc", "--quiet-hours", "0"] + common).output
+            #expect(try await TestSupport.thawOnOwnThread(["roots", "list"] + common).output.contains("while expired"))
+            let halted = try await TestSupport.thawOnOwnThread(["gc", "--quiet-hours", "0"] + common).output
             #expect(halted.contains("HALTED: r0001") && !halted.contains("deleted: r0001"), "\(halted)")
             #expect(FileManager.default.fileExists(atPath: dir + "/store/roots/r0001"))
-            #expect(try TestSupport.thaw(["roots", "clear-alarm", "r0001"] + common).output.contains("cleared"))
+            #expect(try await TestSupport.thawOnOwnThread(["roots", "clear-alarm", "r0001"] + common).output.contains("cleared"))
 
             // A quiet period of 0 after the operator cleared the alarm: deleted.
-            let deleted = try TestSupport.thaw(["gc", "--quiet-hours", "0"] + common).output
+            let deleted = try await TestSupport.thawOnOwnThread(["gc", "--quiet-hours", "0"] + common).output
             #expect(deleted.contains("deleted: r0001"), "\(deleted)")
-            let list = try TestSupport.thaw(["roots", "list"] + common).output
+            let list = try await TestSupport.thawOnOwnThread(["roots", "list"] + common).output
             let lines = list.split(separator: "\n")
             #expect(lines.contains { $0.hasPrefix("r0001") && $0.contains("deleted") }, "\(list)")
             #expect(lines.contains { $0.hasPrefix("r0002") && $0.contains("active") && $0.contains(" 1 ") }, "\(list)")
-            let functions = try TestSupport.thaw(["functions", "list", "--json"] + common).output
+            let functions = try await TestSupport.thawOnOwnThread(["functions", "list", "--json"] + common).output
             let moved = try #require(try JSONSerialization.jsonObject(with: Data(functions.utf8)) as? [String: Any])
             #expect(moved["root"] as? String == "r0002")
             let copy = try #require(moved["manifest"] as? String)
-            let pulled = try TestSupport.thaw(["pull", copy, "-o", dir + "/copy.ext4"] + common, check: false)
+            let pulled = try await TestSupport.thawOnOwnThread(["pull", copy, "-o", dir + "/copy.ext4"] + common, check: false)
             #expect(pulled.status == 0, "\(pulled.output)")
-            let gone = try TestSupport.thaw(["inspect", String(original)] + common, check: false)
+            let gone = try await TestSupport.thawOnOwnThread(["inspect", String(original)] + common, check: false)
             #expect(gone.status != 0 && gone.output.contains("no manifest \(original)") && gone.output.contains("(root r0002)"), "\(gone.output)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/store/roots/r0001"))
-            let clear = try TestSupport.thaw(["roots", "clear-alarm", "r0001"] + common, check: false)
+            let clear = try await TestSupport.thawOnOwnThread(["roots", "clear-alarm", "r0001"] + common, check: false)
             #expect(clear.status != 0 && clear.output.contains("no alarm"), "\(clear.output)")
-            let taken = try TestSupport.thaw(["roots", "rotate", "--id", "r0002"] + common, check: false)
+            let taken = try await TestSupport.thawOnOwnThread(["roots", "rotate", "--id", "r0002"] + common, check: false)
             #expect(taken.status != 0 && taken.output.contains("r0002 already exists"), "\(taken.output)")
         }
     }

@@ -6,7 +6,7 @@ import ThawTestSupport
 
 /// `thaw push --name`, `thaw functions list` and `thaw functions rm` as real processes, with the
 /// metadata in the default SQLite file beside the store and in a real PostgreSQL server.
-@Suite(.timeLimit(.minutes(3))) struct FunctionCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct FunctionCommandTests {
     @Test(arguments: MetadataStoreTests.Backend.allCases) func pushNamesAManifestAndTheNameCanMoveAndGo(_ backend: MetadataStoreTests.Backend) async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             try Fixtures.make("full", in: dir + "/oci")

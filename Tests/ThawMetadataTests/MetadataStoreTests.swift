@@ -6,7 +6,7 @@ import ThawTestSupport
 
 /// One suite, run against both implementations: SQLite in a temporary file, and a real
 /// PostgreSQL server started for each test.
-@Suite(.timeLimit(.minutes(3))) struct MetadataStoreTests {
+@Suite(.timeLimit(.minutes(10))) struct MetadataStoreTests {
     enum Backend: String, CaseIterable, CustomTestStringConvertible {
         case sqlite, postgres
         var testDescription: String { rawValue }

@@ -4,7 +4,7 @@ import ThawNBD
 import ThawTestSupport
 
 /// The server against real clients: libnbd's nbdinfo and nbdcopy, qemu-img and qemu-io.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct ClientToolTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ClientToolTests {
     @Test func nbdinfoReportsSizeAndReadOnly() async throws {
         try await Harness.withServer { server in
             let result = try await TestSupport.runOnOwnThread("nbdinfo", [Harness.uri(server)])

@@ -22,9 +22,11 @@ import ThawTestSupport
             let harness = try RunHarness(dir)
             let id = try await harness.pushBusybox(tag: "snap", handler: Self.handler, execution: .init(entrypoint: ["/function/handler"]))
             let image = dir + "/image.ext4"
-            _ = try TestSupport.thaw(["pull", id, "-o", image, "--store", harness.store, "--keys", dir + "/keys"])
+            _ = try await TestSupport.thawOnOwnThread(["pull", id, "-o", image, "--store", harness.store, "--keys", dir + "/keys"])
             let function = try FunctionSpec(execution: .init(entrypoint: ["/function/handler"]), image: id)
-            let assets = try MicroVMAssets.prepare(kernel: nil, guest: TestSupport.guestExecutable, directory: dir + "/vm")
+            let assets = try await TestSupport.onOwnThread {
+                try MicroVMAssets.prepare(kernel: nil, guest: TestSupport.guestExecutable, directory: dir + "/vm")
+            }
             var options = MicroVMSandbox.Options(assets: assets, accelerator: MicroVMSandbox.chooseAccelerator().0)
             options.memoryMiB = 256
             options.timeout = .seconds(300)
@@ -37,7 +39,7 @@ import ThawTestSupport
             #expect(timings.ready >= timings.launched && timings.saved >= timings.ready)
             let state = try #require(FileManager.default.attributesOfItem(atPath: files.state)[.size] as? Int)
             #expect(state > 1000, "the device state is saved")
-            let ramDigest = try Self.digest(files.ram)
+            let ramDigest = try await TestSupport.onOwnThread { try Self.digest(files.ram) }
 
             // Two restores from the one snapshot at once, each with its own event.
             async let first = vm.restore(root: .file(image), from: files, event: Array(#"{"n":1}"#.utf8) + [0x0a])
@@ -51,7 +53,7 @@ import ThawTestSupport
                 #expect(answer?["started"] as? Int == 2000 && answer?["host"] as? String == "thaw")
                 #expect(String(decoding: outcome.logTail, as: UTF8.self).contains("handling {\"n\":\(index + 1)}"))
             }
-            #expect(try Self.digest(files.ram) == ramDigest, "a restore maps the RAM file privately: it is never written")
+            #expect(try await TestSupport.onOwnThread { try Self.digest(files.ram) } == ramDigest, "a restore maps the RAM file privately: it is never written")
 
             // A cold boot of the same function answers the same event with the same bytes.
             let event = Array(#"{"n":1}"#.utf8) + [0x0a]
@@ -67,8 +69,10 @@ import ThawTestSupport
             let id = try await harness.pushBusybox(tag: "quick", handler: "#!/bin/sh\necho too soon >&2\nexit 3\n",
                                                    execution: .init(entrypoint: ["/function/handler"]))
             let image = dir + "/image.ext4"
-            _ = try TestSupport.thaw(["pull", id, "-o", image, "--store", harness.store, "--keys", dir + "/keys"])
-            let assets = try MicroVMAssets.prepare(kernel: nil, guest: TestSupport.guestExecutable, directory: dir + "/vm")
+            _ = try await TestSupport.thawOnOwnThread(["pull", id, "-o", image, "--store", harness.store, "--keys", dir + "/keys"])
+            let assets = try await TestSupport.onOwnThread {
+                try MicroVMAssets.prepare(kernel: nil, guest: TestSupport.guestExecutable, directory: dir + "/vm")
+            }
             var options = MicroVMSandbox.Options(assets: assets, accelerator: MicroVMSandbox.chooseAccelerator().0)
             options.memoryMiB = 256
             options.timeout = .seconds(300)

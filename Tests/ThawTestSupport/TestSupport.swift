@@ -88,6 +88,14 @@ public enum TestSupport {
         }
     }
 
+    /// `thaw(arguments, ...)` on a thread of its own: a command that runs for seconds (a
+    /// collection, a microVM boot) must not hold a pool thread while it runs, or tests that
+    /// run beside it starve.
+    public static func thawOnOwnThread(_ arguments: [String], environment: [String: String] = [:],
+                                       check: Bool = true) async throws -> CommandResult {
+        try await onOwnThread { try thaw(arguments, environment: environment, check: check) }
+    }
+
     /// `run(tool, arguments, check: false)` on a thread of its own.
     public static func runOnOwnThread(_ tool: String, _ arguments: [String]) async throws -> CommandResult {
         try await onOwnThread { try run(tool, arguments, check: false) }
