@@ -39,9 +39,11 @@ import ThawTestSupport
             return ("", "")
         }
 
+        /// Chunks stored in `root` (files named by 64 hex digits; the fan-out folders are not counted).
         func chunkFiles(in root: String) -> Int {
             let path = dir + "/store/roots/\(root)/chunks"
-            return (FileManager.default.enumerator(atPath: path)?.allObjects.count ?? 0)
+            let entries = FileManager.default.enumerator(atPath: path)?.allObjects as? [String] ?? []
+            return entries.filter { ($0 as NSString).lastPathComponent.count == 64 }.count
         }
     }
 
@@ -74,21 +76,27 @@ import ThawTestSupport
             _ = try await TestSupport.thawOnOwnThread(["roots", "rotate"] + store.common)
 
             let killed = try BackgroundProcess(TestSupport.thawExecutable,
-                                               ["gc", "--origin-latency", "100", "--concurrency", "1", "--lease-seconds", "8"] + store.common,
+                                               ["gc", "--origin-latency", "200", "--concurrency", "1", "--lease-seconds", "12"] + store.common,
                                                logPath: dir + "/gc.log")
-            // Killed once a few chunks are re-sealed into the new root, in the middle of the first copy.
-            let deadline = Date().addingTimeInterval(60)
-            while store.chunkFiles(in: "r0002") < 5, killed.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(killed.isRunning, "the collection finished before it could be killed")
-            kill(killed.pid, SIGKILL)
-            #expect(try await TestSupport.onOwnThread { killed.stop() } == nil, "ended by the signal")
+            // Killed once two chunks are re-sealed into the new root, in the middle of the first
+            // copy; a second collection starts at once, while the lease is surely still held.
+            // All on a thread of its own: a pool busy with other suites must not delay the kill.
+            let (wasRunning, killedStatus, early) = try await TestSupport.onOwnThread {
+                let deadline = Date().addingTimeInterval(60)
+                while store.chunkFiles(in: "r0002") < 2, killed.isRunning, Date() < deadline { usleep(10_000) }
+                let wasRunning = killed.isRunning
+                kill(killed.pid, SIGKILL)
+                let status = killed.stop()
+                return (wasRunning, status, try TestSupport.thaw(["gc"] + store.common, check: false))
+            }
+            #expect(wasRunning, "the collection finished before it could be killed")
+            #expect(killedStatus == nil, "ended by the signal")
+            #expect(early.status != 0 && early.output.contains("holds the lease"), "\(early.output)")
             #expect(try await store.function("fn").root == "r0001", "no name moved yet")
             #expect(try await store.function("fn2").root == "r0001", "no name moved yet")
 
             // Its lease is left behind until it runs out; then the next run finishes the work.
-            let early = try await TestSupport.thawOnOwnThread(["gc"] + store.common, check: false)
-            #expect(early.status != 0 && early.output.contains("holds the lease"), "\(early.output)")
-            try await Task.sleep(for: .seconds(9))
+            try await Task.sleep(for: .seconds(13))
             let rerun = try await TestSupport.thawOnOwnThread(["gc", "--quiet-hours", "0"] + store.common).output
             #expect(rerun.contains("expired: r0001") && rerun.contains("deleted: r0001"), "\(rerun)")
             for (index, name) in ["fn", "fn2"].enumerated() {
