@@ -3,8 +3,9 @@ import ThawStore
 
 /// Re-seals one manifest into another root: every chunk decrypted with its key, checked,
 /// sealed again under the new root's salt and stored there; then the manifest, its image
-/// config and its access record, written for the new root. Writing again what is already
-/// there changes nothing, so a copy cut short is finished by running it again.
+/// config, its access record and its memory snapshot (whose memory manifest is copied the
+/// same way), written for the new root. Writing again what is already there changes nothing,
+/// so a copy cut short is finished by running it again.
 struct ManifestCopier {
     let store: any ChunkStore
     let keys: any TenantKeyProvider
@@ -64,6 +65,15 @@ struct ManifestCopier {
             try await store.put(StoreLayout.accessRecord(id: newID, root: to, tenant: tenant),
                                 try await AccessRecord(manifestID: newID, chunkCount: record.chunkCount, chunks: record.chunks)
                                     .sealed(tenant: tenant, keys: keys))
+        }
+        let snapshotKey = StoreLayout.snapshot(id: manifestID, root: from, tenant: tenant)
+        if let sealed = try? await store.get(snapshotKey) {
+            var snapshot = try await SnapshotRecord.open(sealed, for: original.header, keys: keys, what: "snapshot record \(snapshotKey)")
+            let memory = try await self.copy(manifestID: snapshot.memoryManifestID, tenant: tenant, from: from, to: to, resealed: &resealed)
+            bytes += memory.bytesResealed
+            snapshot.imageManifestID = newID
+            snapshot.memoryManifestID = memory.manifest.header.id
+            try await store.put(StoreLayout.snapshot(id: newID, root: to, tenant: tenant), try await snapshot.sealed(tenant: tenant, keys: keys))
         }
         try await store.put(StoreLayout.manifest(id: newID, root: to, tenant: tenant), try await copy.sealed(keys: keys))
         return Copy(manifest: copy, bytesResealed: bytes)

@@ -221,6 +221,55 @@ final class FailingStore: ChunkStore {
         }
     }
 
+    /// A function's memory snapshot moves forward with its image: the record is re-sealed for
+    /// the copy, naming a copy of the memory manifest that rebuilds the same RAM file.
+    @Test func aSnapshotMovesForwardWithItsImage() async throws {
+        try await Self.withSetup { setup in
+            let named = try await setup.push("full", name: "fn")
+            // A RAM file: a few pages of data among holes, as a guest leaves it.
+            let ram = setup.dir + "/ram"
+            var bytes = [UInt8](repeating: 0, count: 4 << 20)
+            var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+            for page in stride(from: 0, to: bytes.count, by: 12_288) {
+                for offset in page..<(page + 4096) {
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    bytes[offset] = UInt8(truncatingIfNeeded: state >> 56)
+                }
+            }
+            try Data(bytes).write(to: URL(fileURLWithPath: ram))
+            var options = PushOptions()
+            options.chunkSize = 64 << 10
+            let memory = try await Pusher(store: setup.store, keys: setup.keys, options: options).pushFile(at: ram)
+            let record = SnapshotRecord(imageManifestID: named, memoryManifestID: memory.manifestID, memoryMiB: 4, responseLimit: 1 << 20,
+                                        tmpSize: 1 << 20, kernelDigest: Array(repeating: 1, count: 32), initramfsDigest: Array(repeating: 2, count: 32),
+                                        launchDigest: Array(repeating: 3, count: 32), kernelArguments: "nokaslr", accelerator: "tcg",
+                                        takenAtMilliseconds: 1, deviceState: Array(repeating: 0x42, count: 5000))
+            try await setup.store.put(StoreLayout.snapshot(id: named, root: .initial, tenant: .default),
+                                      try await record.sealed(tenant: .default, keys: setup.keys))
+
+            let r2 = try RootID("r0002")
+            try await setup.metadata.rotate(to: r2, now: setup.clock.date)
+            let copy = try #require(try await setup.collector().run().copied.first)
+            let copiedImage = try await Manifest.open(try await setup.store.get(StoreLayout.manifest(id: copy.to, root: r2, tenant: .default)),
+                                                      keys: setup.keys)
+            let moved = try await SnapshotRecord.open(try await setup.store.get(StoreLayout.snapshot(id: copy.to, root: r2, tenant: .default)),
+                                                      for: copiedImage.header, keys: setup.keys)
+            #expect(moved.memoryManifestID != memory.manifestID, "the memory is re-sealed under the new root's salt")
+            #expect(moved.deviceState == record.deviceState && moved.kernelDigest == record.kernelDigest && moved.kernelArguments == "nokaslr")
+            // The old record does not open for the copy: it names the original image.
+            await #expect(throws: SealError.self) {
+                try await SnapshotRecord.open(try await setup.store.get(StoreLayout.snapshot(id: named, root: .initial, tenant: .default)),
+                                              for: copiedImage.header, keys: setup.keys)
+            }
+
+            // The first root goes; the copied memory rebuilds the RAM file from the new root alone.
+            setup.clock.advance(3 * 86_400)
+            #expect((try await setup.collector().run().deleted[.initial] ?? 0) > 0)
+            #expect(!setup.exists("roots/r0001"))
+            #expect(try await setup.pulled(moved.memoryManifestID, root: r2, as: "ram-copy") == Data(bytes))
+        }
+    }
+
     @Test func theCommandsRotateCollectAndListRoots() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             try await TestSupport.onOwnThread { try Fixtures.make("full", in: dir + "/oci") }
