@@ -161,11 +161,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Similar-page deduplication of memory snapshots (Medes): page fingerprints, page patches,
+        // and the per-page decision. Pure: no I/O.
+        .target(
+            name: "ThawMedes",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
         // Figures for the README's performance section (Benchmarks/*.py drive it).
         .executableTarget(
             name: "ThawBench",
             dependencies: [
-                "ThawSeal", "ThawCache", "ThawErasure", "ThawL2",
+                "ThawSeal", "ThawCache", "ThawErasure", "ThawL2", "ThawMedes",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -293,6 +301,7 @@ let package = Package(
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawBinary", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawAWSTests", dependencies: ["ThawAWS"], swiftSettings: strict),
+        .testTarget(name: "ThawMedesTests", dependencies: ["ThawMedes", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawNBDProtocolTests", dependencies: ["ThawNBDProtocol"], swiftSettings: strict),
         .testTarget(
             name: "ThawNBDTests",

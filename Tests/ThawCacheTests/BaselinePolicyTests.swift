@@ -1,4 +1,5 @@
 import Testing
+import ThawTestSupport
 import ThawCache
 
 @Suite struct BaselinePolicyTests {

@@ -1,4 +1,5 @@
 import Testing
+import ThawTestSupport
 import ThawCache
 
 /// LRU-K written the slow, obvious way: every victim is found by looking at every key. The

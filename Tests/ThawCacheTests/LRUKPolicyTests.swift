@@ -1,4 +1,5 @@
 import Testing
+import ThawTestSupport
 import ThawCache
 
 /// LRU-K on hand-made traces, with the clock written out: each insert or access is one tick.

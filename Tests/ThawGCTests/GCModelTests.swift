@@ -68,18 +68,6 @@ final class CrashingStore: ChunkStore {
     /// Thousands of collections would log every step; the schedule's trace says what happened.
     static let quiet = Logger(label: "thaw.gc.model") { _ in SwiftLogNoOpLogHandler() }
 
-    /// A deterministic generator, so a failing schedule can be replayed from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// A directory in memory (tmpfs) when there is one: every store write is fsynced, and a
     /// thousand schedules of them on a disk would take many minutes.
     static func withScratch(_ body: (String) async throws -> Void) async throws {
@@ -104,7 +92,7 @@ final class CrashingStore: ChunkStore {
             var steps = 0
             var counts = Counts()
             for schedule in 0..<Self.schedules {
-                var random = SplitMix(state: UInt64(schedule) &* 7919)
+                var random = SeededGenerator(seed: UInt64(schedule) &* 7919)
                 let work = dir + "/s\(schedule)"
                 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
                 let store = try DirectoryStore(path: work + "/store", create: true)
@@ -132,7 +120,7 @@ final class CrashingStore: ChunkStore {
         var copies = 0, deletions = 0, crashes = 0, alarms = 0, halts = 0, keptInUse = 0
     }
 
-    func run(schedule: Int, random: inout SplitMix, store: DirectoryStore, metadata: any MetadataStore, keys: LocalKeyProvider,
+    func run(schedule: Int, random: inout SeededGenerator, store: DirectoryStore, metadata: any MetadataStore, keys: LocalKeyProvider,
              dir: String, pushed: inout [String: (template: String, id: String)], steps: inout Int, counts: inout Counts) async throws {
         var clock = Date(timeIntervalSince1970: 0)
         let context = "schedule \(schedule)"
