@@ -17,6 +17,9 @@ import ThawSeal
 ///
 /// `thaw-bench l2-latency NODES PID [FETCHES]`: L2 fetch latency percentiles over real memcached
 /// nodes, healthy and with one node stopped (see `L2LatencyBench`).
+///
+/// `thaw-bench medes [--patch-limit BYTES] [--bases N] RAM_FILE...`: what similar-page
+/// deduplication stores for memory snapshots (see `MedesBench`).
 @main
 enum ThawBench {
     static func main() async throws {
@@ -30,8 +33,10 @@ enum ThawBench {
             try erasure(seconds: Double(arguments.dropFirst().first ?? "3") ?? 3)
         case "l2-latency":
             try await L2LatencyBench.run(Array(arguments.dropFirst()))
+        case "medes":
+            try MedesBench.run(Array(arguments.dropFirst()))
         default:
-            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS] | thaw-bench l2-latency NODES PID [FETCHES]\n".utf8))
+            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS] | thaw-bench l2-latency NODES PID [FETCHES] | thaw-bench medes [--patch-limit BYTES] [--bases N] RAM_FILE...\n".utf8))
             exit(2)
         }
     }

@@ -76,6 +76,9 @@ struct Run: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Boot a snapshot's guest with nokaslr: most pages of similar functions' snapshots are then identical (stored once), at the cost of a guest kernel at a known address.")
     var nokaslr = true
 
+    @Flag(help: "Leave transparent huge pages on for a restored microVM, to measure their effect: qemu then faults the lazily served RAM in 2 MiB pieces instead of pages.")
+    var restoreHugePages = false
+
     @Option(help: "Chunk size, in KiB, of a snapshot's memory (4 to 512, a power of two).")
     var memoryChunkKib: Int = 64
 

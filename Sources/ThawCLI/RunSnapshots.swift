@@ -175,7 +175,7 @@ extension Run {
         let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/" + memory.fileName, state: statePath)
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
         let sandbox = MicroVMSandbox(options: vm)
-        let restoring = Task { try await sandbox.restore(root: root, from: files, event: event, log: show) }
+        let restoring = Task { try await sandbox.restore(root: root, from: files, event: event, hugePages: restoreHugePages, log: show) }
         interrupt.onFire { restoring.cancel() }
         let (outcome, restored) = try await restoring.value
         breakdown.restored = restored

@@ -105,10 +105,11 @@ extension MicroVMSandbox {
     /// The VM must be configured as it was for the snapshot (memory, response limit, tmp size,
     /// kernel, initramfs and kernel arguments); the caller checks that.
     ///
-    /// Transparent huge pages are turned off for this process and its children (qemu) first:
-    /// qemu advises huge pages on guest RAM, which makes every fault read 2–4 MiB of a lazily
-    /// served RAM file instead of the page the guest touched.
-    public func restore(root: RootDisk, from files: SnapshotFiles, event: [UInt8],
+    /// Transparent huge pages are turned off for this process and its children (qemu) first,
+    /// unless `hugePages` keeps them (only to measure their effect): qemu advises huge pages on
+    /// guest RAM, which makes every fault read 2–4 MiB of a lazily served RAM file instead of
+    /// the page the guest touched.
+    public func restore(root: RootDisk, from files: SnapshotFiles, event: [UInt8], hugePages: Bool = false,
                         log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> (SandboxOutcome, restored: UInt64?) {
         let directory = try makeStateDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -116,7 +117,7 @@ extension MicroVMSandbox {
         // The event is waiting on the request disk before the guest resumes and polls it.
         try Self.writeDisks(request: try GuestProtocol.eventDisk(event), requestPath: requestPath, responsePath: responsePath,
                             responseSize: responseDiskSize)
-        _ = thaw_disable_transparent_huge_pages()
+        if !hugePages { _ = thaw_disable_transparent_huge_pages() }
         let restored = Shared<UInt64?>(nil)
         let arguments = arguments(root: root, request: requestPath, response: responsePath,
                                   memory: MemoryFile(path: files.ram, shared: false), qmp: qmp, incoming: true)
