@@ -18,7 +18,7 @@ Each latency phase runs --fetches fetches; with no node parity, a stopped node m
 fetches wait out the node timeout, so the whole latency part takes about 35 minutes
 (--phase-limit cuts each phase short, and the fetch count is printed).
 
-Build first: `swift build -c release --product thaw --product thaw-bench`. Needs root for the
+Build first: `swift build -c release --product thaw && swift build -c release --product thaw-bench`. Needs root for the
 start (namespaces, loop devices, mounts).
 """
 

@@ -33,7 +33,7 @@ on a restore (--restore-huge-pages).
                       [--origin-latency 20] [--vm-memory 256] [--chunk-sizes 4,64,512]
                       [--chunk-tag py] [--no-kaslr-compare] [--work DIR] [--keep]
 
-Build first: `swift build -c release --product thaw --product thaw-bench` and `scripts/build-guest.sh`. Needs root
+Build first: `swift build -c release --product thaw && swift build -c release --product thaw-bench` and `scripts/build-guest.sh`. Needs root
 (mounts, FUSE). Under TCG (hosts whose KVM cannot run stock guests) a cold boot takes seconds.
 """
 
@@ -304,7 +304,7 @@ def main() -> int:
         parser.error("needs root: mounts and FUSE")
     for program in (args.thaw, args.thaw_bench):
         if not os.access(program, os.X_OK):
-            parser.error(f"{program} is not built: swift build -c release --product thaw --product thaw-bench")
+            parser.error(f"{program} is not built: swift build -c release --product thaw && swift build -c release --product thaw-bench")
     work = args.work or tempfile.mkdtemp(prefix="thaw-snapshot-bench-")
     os.makedirs(work, exist_ok=True)
     bench = Bench(args, work)
