@@ -34,7 +34,10 @@ struct SnapshotCommand: AsyncParsableCommand {
             print(Self.helpMessage())
             return
         }
-        var run = try Run.parse(arguments + ["--snapshot-only"])
+        // Before any `--`: what follows it is the handler's command.
+        var options = arguments
+        options.insert("--snapshot-only", at: options.firstIndex(of: "--") ?? options.endIndex)
+        var run = try Run.parse(options)
         try run.validate()
         try await run.run()
     }
