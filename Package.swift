@@ -138,7 +138,7 @@ let package = Package(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
-                "ThawCache", "ThawL2", "ThawMetadata", "ThawGC", "ThawServe", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
+                "ThawCache", "ThawL2", "ThawMetadata", "ThawGC", "ThawServe", "ThawMedes", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -162,10 +162,10 @@ let package = Package(
         ),
 
         // Similar-page deduplication of memory snapshots (Medes): page fingerprints, page patches,
-        // and the per-page decision. Pure: no I/O.
+        // chunk deltas against a base snapshot and their rebuilding. Pure: no I/O of its own.
         .target(
             name: "ThawMedes",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ThawSeal", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
 
@@ -200,7 +200,7 @@ let package = Package(
         .target(
             name: "ThawServe",
             dependencies: [
-                "ThawSeal", "ThawStore", "ThawCache", "ThawL2", "ThawBinary",
+                "ThawSeal", "ThawStore", "ThawCache", "ThawL2", "ThawBinary", "ThawMedes",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict
@@ -275,7 +275,7 @@ let package = Package(
         .target(
             name: "ThawGC",
             dependencies: [
-                "ThawMetadata", "ThawStore", "ThawSeal",
+                "ThawMetadata", "ThawStore", "ThawSeal", "ThawMedes",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -322,7 +322,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ThawServeTests",
-            dependencies: ["ThawServe", "ThawCache", "ThawL2", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawTestSupport"],
+            dependencies: ["ThawServe", "ThawCache", "ThawL2", "ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawMedes", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(name: "ThawFUSETests", dependencies: ["ThawFUSE", "ThawTestSupport"], swiftSettings: strict),
@@ -347,7 +347,7 @@ let package = Package(
         .testTarget(
             name: "ThawGCTests",
             dependencies: [
-                "ThawGC", "ThawMetadata", "ThawPush", "ThawStore", "ThawSeal", "ThawImage", "ThawTestSupport",
+                "ThawGC", "ThawMetadata", "ThawPush", "ThawStore", "ThawSeal", "ThawImage", "ThawServe", "ThawMedes", "ThawTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -8,8 +8,19 @@ static inline struct fuse *thaw_fuse_new(struct fuse_args *args, const struct fu
     return fuse_new(args, op, sizeof(*op), private_data);
 }
 
-static inline int thaw_fuse_loop_mt(struct fuse *f, int clone_fd) {
-    return fuse_loop_mt(f, clone_fd);
+/* The 3.12 loop, whose configuration sets the worker thread count (3.1's fixes it at 10).
+   Declared here because FUSE_USE_VERSION 31 hides it; libfuse3 exports it since 3.12. */
+int fuse_loop_mt_312(struct fuse *f, struct fuse_loop_config *config);
+
+/* Runs the multi-threaded loop with at most max_threads workers. Each worker serves one request
+   at a time and a read waits for its chunk, so this bounds the reads served at once. */
+static inline int thaw_fuse_loop_mt(struct fuse *f, unsigned int max_threads) {
+    struct fuse_loop_config *config = fuse_loop_cfg_create();
+    if (config == NULL) return -1;
+    fuse_loop_cfg_set_max_threads(config, max_threads);
+    int result = fuse_loop_mt_312(f, config);
+    fuse_loop_cfg_destroy(config);
+    return result;
 }
 
 

@@ -34,6 +34,11 @@ public struct AgentConfiguration: Sendable {
     /// Chunks the prefetch of one image fetches at once (the image's read-ahead share of the
     /// origin fetches bounds it too).
     public var prefetchConcurrency = 8
+    /// The same for a memory snapshot's RAM, whose origin fetches are raised to twice this
+    /// (prefetch may hold half of them). Higher than for images: a restored guest touches
+    /// hundreds of scattered chunks within a second, and the whole recorded set should arrive
+    /// in a few origin round trips rather than one after another.
+    public var memoryPrefetchConcurrency = 64
     /// Manifests (ids or unique prefixes) opened at start, before any client asks.
     public var preload: [String] = []
     /// How long SIGTERM lets reads in flight finish before connections are cut.

@@ -37,6 +37,8 @@ public actor ImageCatalog: NBDExportCatalog {
     private var readsReported: [String: Int] = [:]
     /// Opens in progress, by the reference asked for, so concurrent requests open once.
     private var opening: [String: Task<ServedImage, any Error>] = [:]
+    /// The base snapshots' RAM images that patched snapshots rebuild chunks from, by manifest id.
+    private var bases: [String: LazyImage] = [:]
 
     public init(origin: AgentOrigin, cache: L1Cache, l2: L2Cache? = nil, configuration: AgentConfiguration,
                 metrics: ServeMetrics, fileSystem: FUSEFileSystem? = nil,
@@ -67,7 +69,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let reference = reference.lowercased()
         if let served = images[reference] { return served }
         if let pending = opening[reference] { return try await pending.value }
-        let task = Task { try await self.load(reference) }
+        let task = Task { try await self.load(reference, memory: privatelyMapped) }
         opening[reference] = task
         defer { opening[reference] = nil }
         let loaded = try await task.value
@@ -79,7 +81,9 @@ public actor ImageCatalog: NBDExportCatalog {
         } catch {
             logger.error("cannot show the image in the mount directory", metadata: ["manifest": "\(loaded.id)", "error": "\(error)"])
         }
-        if configuration.prefetching { loaded.startPrefetch(concurrency: configuration.prefetchConcurrency) }
+        if configuration.prefetching {
+            loaded.startPrefetch(concurrency: privatelyMapped ? configuration.memoryPrefetchConcurrency : configuration.prefetchConcurrency)
+        }
         logger.info("serving", metadata: [
             "manifest": "\(loaded.id)", "size": "\(loaded.size)",
             "prefetch": "\(loaded.prefetchRecord.map { "\($0.chunks.count) chunks" } ?? "none")",
@@ -88,8 +92,9 @@ public actor ImageCatalog: NBDExportCatalog {
         return loaded
     }
 
-    /// Reads and opens the manifest, and its access record if there is one.
-    private func load(_ reference: String) async throws -> ServedImage {
+    /// Reads and opens the manifest, and its access record if there is one. A `memory` image
+    /// (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
+    private func load(_ reference: String, memory: Bool) async throws -> ServedImage {
         let store = origin.store
         let manifest: Manifest
         do {
@@ -110,7 +115,7 @@ public actor ImageCatalog: NBDExportCatalog {
             // A broken record costs a prefetch, never a start: serve without it and record anew.
             logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
         }
-        let recorder = configuration.recording && record == nil ? AccessRecorder(chunkCount: manifest.chunks.count) : nil
+        let recorder = configuration.recording && record == nil ? AccessRecorder(chunkCount: manifest.chunks.count, includingZeroChunks: memory) : nil
         var l2 = self.l2
         if let checked = l2?.chunkSize, Int(header.chunkSize) > checked {
             logger.warning("serving without L2: its nodes were checked for smaller chunks", metadata: [
@@ -118,9 +123,43 @@ public actor ImageCatalog: NBDExportCatalog {
             ])
             l2 = nil
         }
-        let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2, configuration: configuration.image,
-                              metrics: metrics, recorder: recorder)
+        var imageConfiguration = configuration.image
+        if memory {
+            imageConfiguration.maximumOriginFetches = max(imageConfiguration.maximumOriginFetches, 2 * configuration.memoryPrefetchConcurrency)
+        }
+        let patches = memory ? try await loadPatches(of: header, l2: l2) : nil
+        let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2, configuration: imageConfiguration,
+                              metrics: metrics, recorder: recorder, patches: patches)
         return ServedImage(id: header.id, image: image, prefetchRecord: record)
+    }
+
+    /// The patch table of a snapshot's RAM and its base's image, or nil when it has none (it is
+    /// stored whole). Bases are opened once and shared by every snapshot patched against them;
+    /// they are not served to clients.
+    private func loadPatches(of header: ManifestHeader, l2: L2Cache?) async throws -> ChunkPatches? {
+        let store = origin.store
+        let key = StoreLayout.patchTable(id: header.id, root: header.root, tenant: header.tenant)
+        let table: PatchTable
+        do {
+            table = try await PatchTable.open(try await store.get(key), for: header, keys: origin.keys, what: "patch table \(key)")
+        } catch let error as StoreError where error.kind == .notFound {
+            return nil
+        } catch {
+            throw AgentError(.cannotOpen, "cannot serve manifest \(header.id): \(error)")
+        }
+        if let base = bases[table.baseManifestID] { return ChunkPatches(table: table, base: base) }
+        let baseKey = StoreLayout.manifest(id: table.baseManifestID, root: header.root, tenant: header.tenant)
+        let baseManifest: Manifest
+        do {
+            baseManifest = try await Manifest.open(try await store.get(baseKey), keys: origin.keys, what: "base manifest \(baseKey)")
+        } catch {
+            throw AgentError(.cannotOpen, "cannot serve manifest \(header.id): its chunks are patched against base \(table.baseManifestID), which cannot be opened: \(error)")
+        }
+        var configuration = configuration.image
+        configuration.maximumOriginFetches = max(configuration.maximumOriginFetches, 2 * self.configuration.memoryPrefetchConcurrency)
+        let base = LazyImage(manifest: baseManifest, store: store, cache: cache, l2: l2, configuration: configuration, metrics: metrics)
+        bases[table.baseManifestID] = base
+        return ChunkPatches(table: table, base: base)
     }
 
     /// Ends the recording of `id`'s start and saves it next to the manifest.

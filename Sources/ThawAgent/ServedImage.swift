@@ -57,7 +57,9 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
         prefetchTask.withLock { $0 = task }
     }
 
-    func stopPrefetch() {
+    /// Stops the prefetch of the access record (a restore of a memory snapshot does not read
+    /// what a cold boot reads: the guest's page cache comes back with its memory).
+    public func stopPrefetch() {
         prefetchTask.withLock { $0 }?.cancel()
     }
 }

@@ -53,6 +53,9 @@ struct AgentArguments: ParsableArguments {
     @Option(help: "Chunks one image's prefetch fetches at once.")
     var prefetchConcurrency: Int = 8
 
+    @Option(help: "Chunks the prefetch of a memory snapshot's RAM fetches at once (its origin fetches are raised to twice this).")
+    var memoryPrefetchConcurrency: Int = 64
+
     @Option(help: "Seconds SIGTERM lets reads in flight finish before connections are cut.")
     var drainTimeout: Double = 10
 
@@ -68,9 +71,9 @@ struct AgentArguments: ParsableArguments {
         let disk = try ByteCount.parse(diskCache, option: "--disk-cache")
         configuration.cache = L1Configuration(memoryCapacity: memory, diskCapacity: disk,
                                               diskDirectory: disk > 0 ? (cacheDir ?? ThawHome.path + "/cache") : nil)
-        guard readAhead >= 0, originFetches >= 1, deadline > 0, recordIdle > 0, prefetchConcurrency >= 1, originLatency >= 0,
+        guard readAhead >= 0, originFetches >= 1, deadline > 0, recordIdle > 0, prefetchConcurrency >= 1, memoryPrefetchConcurrency >= 1, originLatency >= 0,
               drainTimeout >= 0 else {
-            throw ValidationError("--read-ahead must be >= 0, --origin-fetches and --prefetch-concurrency >= 1, --deadline and --record-idle > 0, --origin-latency and --drain-timeout >= 0")
+            throw ValidationError("--read-ahead must be >= 0, --origin-fetches, --prefetch-concurrency and --memory-prefetch-concurrency >= 1, --deadline and --record-idle > 0, --origin-latency and --drain-timeout >= 0")
         }
         configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
         configuration.image = LazyImageConfiguration(readAhead: readAhead, maximumOriginFetches: originFetches,
@@ -79,6 +82,7 @@ struct AgentArguments: ParsableArguments {
         configuration.recording = !noRecord
         configuration.prefetching = !noPrefetch
         configuration.prefetchConcurrency = prefetchConcurrency
+        configuration.memoryPrefetchConcurrency = memoryPrefetchConcurrency
         configuration.l2 = try l2Configuration()
         return configuration
     }

@@ -76,11 +76,20 @@ struct Run: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Boot a snapshot's guest with nokaslr: most pages of similar functions' snapshots are then identical (stored once), at the cost of a guest kernel at a known address.")
     var nokaslr = true
 
-    @Flag(help: "Leave transparent huge pages on for a restored microVM, to measure their effect: qemu then faults the lazily served RAM in 2 MiB pieces instead of pages.")
+    @Option(name: .customLong("kernel-arg"), help: "An extra argument for the microVM's guest kernel command line (repeatable); a snapshot keeps the ones it was taken with.")
+    var kernelArgs: [String] = []
+
+    @Flag(help: "Let a restored microVM's qemu advise huge pages on its RAM, to measure their effect: each fault then reads 4 MiB of the lazily served RAM file instead of a page.")
     var restoreHugePages = false
 
     @Option(help: "Chunk size, in KiB, of a snapshot's memory (4 to 512, a power of two).")
     var memoryChunkKib: Int = 64
+
+    @Option(help: "thaw snapshot: store the memory as deltas against this base snapshot where pages are similar (Medes): a function name or image manifest id whose snapshot was taken without --base, in the same root.")
+    var base: String?
+
+    @Option(help: "thaw snapshot --base: the largest patch of one 4 KiB page kept, in bytes; a page with no patch this small is stored as it is.")
+    var patchLimit: Int = 1024
 
     /// Set by `thaw snapshot`: take the snapshot instead of invoking the function.
     @Flag(help: .hidden)
@@ -187,6 +196,12 @@ struct Run: AsyncParsableCommand {
         guard (4...512).contains(memoryChunkKib), memoryChunkKib & (memoryChunkKib - 1) == 0 else {
             throw ValidationError("--memory-chunk-kib must be a power of two from 4 to 512 (got \(memoryChunkKib))")
         }
+        guard base == nil || snapshotOnly else {
+            throw ValidationError("--base is for thaw snapshot: it chooses the snapshot a new snapshot's memory is stored against")
+        }
+        guard patchLimit >= 8, patchLimit <= 4096 else {
+            throw ValidationError("--patch-limit must be from 8 to 4096 bytes (got \(patchLimit))")
+        }
         guard vmDisk == "nbd" || vmDisk == "file" else {
             throw ValidationError("--vm-disk must be nbd or file (got '\(vmDisk)')")
         }
@@ -237,6 +252,7 @@ struct Run: AsyncParsableCommand {
         options.timeout = process.timeout
         options.responseLimit = process.responseLimit
         options.stateDirectory = ThawRuntime.directory + "/vms"
+        options.kernelArguments += kernelArgs
         return options
     }
 

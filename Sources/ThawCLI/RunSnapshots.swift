@@ -3,6 +3,8 @@ import Crypto
 import Foundation
 import ThawAgent
 import ThawBinary
+import ThawMedes
+import ThawMetadata
 import ThawPush
 import ThawSandbox
 import ThawSandboxCore
@@ -19,11 +21,14 @@ struct SnapshotCommand: AsyncParsableCommand {
         discussion: """
             FUNCTION is a function name, a manifest id or an image, as for thaw run, and thaw run's options \
             apply (--vm-memory, --tmp-size, --response-limit, --kernel, --guest, --accel, --env, \
-            --entrypoint, a command after --, the store and cache options), with --memory-chunk-kib (64) and \
-            --no-nokaslr. The guest boots with its RAM in a file; once the handler has loaded and waits for \
-            its event, qemu saves the VM. The RAM is pushed as a manifest of its own (untouched and zero \
-            pages are not stored, equal chunks are stored once across snapshots) and a sealed snapshot \
-            record beside the image manifest names it. Later thaw run FUNCTION restores it.
+            --entrypoint, --kernel-arg, a command after --, the store and cache options), with \
+            --memory-chunk-kib (64), --no-nokaslr, --base and --patch-limit (1024). The guest boots with its RAM \
+            in a file; once the handler has loaded and waits for its event, qemu saves the VM. The RAM is pushed \
+            as a manifest of its own (untouched and zero pages are not stored, equal chunks are stored once \
+            across snapshots) and a sealed snapshot record beside the image manifest names it. With --base \
+            BASE (a function or image whose snapshot is stored whole), chunks the store lacks are kept as \
+            deltas against BASE's memory where its pages are identical or similar. Later thaw run FUNCTION \
+            restores it.
             """)
 
     @Argument(parsing: .captureForPassthrough, help: "FUNCTION, then any of thaw run's options.")
@@ -75,6 +80,10 @@ extension Run {
         -> (SandboxOutcome, StartBreakdown) {
         var vm = try microVMOptions(options)
         if nokaslr { vm.kernelArguments.append("nokaslr") }
+        let header = served.image.manifest.header
+        // The base is checked and read before the boot, so a wrong one costs no boot.
+        var patching: FilePatching?
+        if let base { patching = try await loadBase(base, agent: agent, for: header) }
         let directory = ThawRuntime.directory + "/snapshots/take-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -90,12 +99,12 @@ extension Run {
             throw ValidationFailure("cannot snapshot \(self.function): \(error.message)")
         }
 
-        let header = served.image.manifest.header
         var pushOptions = PushOptions()
         pushOptions.root = header.root
         pushOptions.tenant = header.tenant
         pushOptions.chunkSize = UInt64(memoryChunkKib * 1024)
-        let pushed = try await Pusher(store: agent.origin.store, keys: agent.origin.keys, options: pushOptions).pushFile(at: files.ram)
+        let pushed = try await Pusher(store: agent.origin.store, keys: agent.origin.keys, options: pushOptions)
+            .pushFile(at: files.ram, patching: patching)
         guard let state = FileManager.default.contents(atPath: files.state) else {
             throw ValidationFailure("cannot read the saved VM state \(files.state)")
         }
@@ -115,13 +124,83 @@ extension Run {
             saved in \(String(format: "%.3f", MonotonicTime.seconds(from: timings.ready, to: timings.saved))) s
               memory: \(vm.memoryMiB) MiB in \(memoryChunkKib) KiB chunks, manifest \(pushed.manifestID.prefix(16)): \
             \(pushed.dataChunks) chunks with data, \(pushed.zeroChunks) untouched or zero; \
-            \(progress.chunksNew) uploaded (\(mib(progress.bytesUploaded))), \(progress.chunksPresent) already stored
+            \(progress.chunksNew) uploaded (\(mib(progress.bytesUploaded))), \(progress.chunksPresent) already stored\
+            \(patching.map { ", \(pushed.patchedChunks) of them as deltas against base \($0.baseManifestID.prefix(16))" } ?? "")
               device state: \(state.count / 1024) KiB; kernel arguments: \(record.kernelArguments.isEmpty ? "none" : record.kernelArguments)
 
             """
         FileHandle.standardError.write(Data(report.utf8))
         breakdown.manifestID = served.id
         return (SandboxOutcome(response: [], logTail: [], termination: .exited(0), finished: MonotonicTime.now(), leftovers: []), breakdown)
+    }
+
+    /// The base snapshot `reference` names (a function name or an image manifest id in the
+    /// image's root), read whole into pages to encode deltas against.
+    ///
+    /// - Throws: `ValidationFailure` when there is no such image or snapshot, it is in another
+    ///   root or of another tenant, or its memory is itself patched (a base is stored whole).
+    func loadBase(_ reference: String, agent: Agent, for image: ManifestHeader) async throws -> FilePatching {
+        let store = agent.origin.store, keys = agent.origin.keys
+        do {
+            var manifestReference = reference
+            if let name = try? FunctionName(reference),
+               let named = try await storeArguments.withMetadata(create: false, { try await $0?.function(named: name) }) {
+                guard named.root == image.root else {
+                    throw ValidationFailure("the base \(reference) is in root \(named.root), not in \(image.root) with this image: garbage collection has not copied it forward yet")
+                }
+                manifestReference = named.manifestID
+            }
+            let found = try await ManifestLookup.find(manifestReference, in: store, root: image.root)
+            let baseImage = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)").header
+            guard baseImage.tenant == image.tenant else {
+                throw ValidationFailure("the base \(reference) belongs to tenant \(baseImage.tenant), not \(image.tenant)")
+            }
+            let recordKey = StoreLayout.snapshot(id: baseImage.id, root: image.root, tenant: image.tenant)
+            let record: SnapshotRecord
+            do {
+                record = try await SnapshotRecord.open(try await store.get(recordKey), for: baseImage, keys: keys, what: "snapshot record \(recordKey)")
+            } catch let error as StoreError where error.kind == .notFound {
+                throw ValidationFailure("the base \(reference) (manifest \(baseImage.id.prefix(16))) has no snapshot: take one with thaw snapshot first")
+            }
+            let patchKey = StoreLayout.patchTable(id: record.memoryManifestID, root: image.root, tenant: image.tenant)
+            if (try? await store.exists(patchKey)) == true {
+                throw ValidationFailure("the snapshot of \(reference) is itself stored against a base; a base must be stored whole: take it again without --base")
+            }
+            let memoryKey = StoreLayout.manifest(id: record.memoryManifestID, root: image.root, tenant: image.tenant)
+            let memory = try await Manifest.open(try await store.get(memoryKey), keys: keys, what: "memory manifest \(memoryKey)")
+            let pages = try await Self.basePages(of: memory, store: store, patchLimit: patchLimit)
+            return FilePatching(baseManifestID: memory.header.id) { chunk in pages.delta(for: chunk) }
+        } catch let failure as ValidationFailure {
+            throw failure
+        } catch {
+            throw ValidationFailure("cannot use \(reference) as the base: \(CommandErrors.describe(error))")
+        }
+    }
+
+    /// Every non-zero page of a base snapshot's RAM, fetched from the store eight chunks at once.
+    static func basePages(of memory: Manifest, store: any ChunkStore, patchLimit: Int) async throws -> BaseSnapshotPages {
+        var pages = BaseSnapshotPages(patchLimit: patchLimit)
+        let stored = memory.chunks.enumerated().compactMap { index, ref in ref.map { (index, $0) } }
+        let chunkSize = Int(memory.header.chunkSize), pageSize = pages.pageSize
+        try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            var next = 0
+            func start() {
+                guard next < stored.count else { return }
+                let (index, ref) = stored[next]
+                next += 1
+                group.addTask {
+                    (index, try ChunkSealer.open(try await store.getChunk(ref.name, root: memory.header.root), name: ref.name, key: ref.key))
+                }
+            }
+            for _ in 0..<8 { start() }
+            while let (index, chunk) = try await group.next() {
+                for start in stride(from: 0, to: chunk.count, by: pageSize) {
+                    pages.add(page: chunk[start..<min(start + pageSize, chunk.count)], number: (index * chunkSize + start) / pageSize)
+                }
+                start()
+            }
+        }
+        return pages
     }
 
     /// The snapshot of `served`'s image, if the store holds one.
@@ -148,6 +227,9 @@ extension Run {
     func restoreSnapshot(_ snapshot: FoundSnapshot, agent: Agent, served: ServedImage, root: MicroVMSandbox.RootDisk, directory: String,
                          function: FunctionSpec, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,
                          breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
+        // The image's record is what a cold boot read; the restored guest has that in its page
+        // cache already, and the memory's prefetch should have the origin to itself.
+        served.stopPrefetch()
         let record = snapshot.record
         var vm = try microVMOptions(options)
         vm.memoryMiB = Int(record.memoryMiB)
@@ -178,7 +260,13 @@ extension Run {
         let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/" + memory.fileName, state: statePath)
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
         let sandbox = MicroVMSandbox(options: vm)
-        let restoring = Task { try await sandbox.restore(root: root, from: files, event: event, hugePages: restoreHugePages, log: show) }
+        // The recorded working set goes into the page cache as well as L1: the guest's faults
+        // then map cached pages instead of each asking the agent for 4 KiB through FUSE.
+        let chunkSize = UInt64(memory.image.manifest.header.chunkSize)
+        let warm = (memory.prefetchRecord?.chunks ?? []).map { (offset: UInt64($0) * chunkSize, length: Int(chunkSize)) }
+        let restoring = Task {
+            try await sandbox.restore(root: root, from: files, event: event, hugePages: restoreHugePages, warm: warm, log: show)
+        }
         interrupt.onFire { restoring.cancel() }
         let (outcome, restored) = try await restoring.value
         breakdown.restored = restored
@@ -198,3 +286,4 @@ extension Run {
         return (outcome, breakdown)
     }
 }
+

@@ -85,11 +85,11 @@ struct StartBreakdown {
         }
         if let memory {
             let m = memory.reads
-            lines.append(String(format: "  memory %@ (%@): %d faults read %@; origin %d chunks, %@; L1 %d chunk pieces",
+            lines.append(String(format: "  memory %@ (%@): %d reads through FUSE (faults and page-cache loads), %@; origin %d chunks, %@; L1 %d chunk pieces",
                                 String(memory.manifestID.prefix(16)), mib(memory.size), m.reads, mib(m.bytesRead), m.originFetches,
                                 mib(m.bytesFromOrigin), m.chunksFromL1))
             if let prefetch = memory.prefetchChunks {
-                lines.append("  memory prefetch: \(prefetch) recorded chunks, \(m.prefetchHits) prefetch hits, \(m.originFetches - m.prefetchFetches) fetched outside the record")
+                lines.append("  memory prefetch: \(prefetch) recorded chunks, \(m.prefetchHits) prefetch hits, \(m.recordedChunksRead) recorded chunks read, \(m.fetchesOutsideRecord) fetched outside the record")
             } else if let recorded = memory.recordedChunks {
                 lines.append("  memory recorded: \(recorded) chunks, prefetched from the next restore on")
             }
@@ -118,7 +118,8 @@ struct StartBreakdown {
                 "manifest": memory.manifestID, "bytes": memory.size, "reads": memory.reads.reads, "bytesRead": memory.reads.bytesRead,
                 "originFetches": memory.reads.originFetches, "bytesFromOrigin": memory.reads.bytesFromOrigin,
                 "prefetchFetches": memory.reads.prefetchFetches, "prefetchHits": memory.reads.prefetchHits,
-                "chunkPiecesFromL1": memory.reads.chunksFromL1,
+                "recordedChunksRead": memory.reads.recordedChunksRead, "fetchesOutsideRecord": memory.reads.fetchesOutsideRecord,
+                "chunkPiecesFromL1": memory.reads.chunksFromL1, "chunksRebuilt": memory.reads.chunksRebuilt,
             ]
             if let prefetch = memory.prefetchChunks { entry["prefetchChunks"] = prefetch }
             if let recorded = memory.recordedChunks { entry["recordedChunks"] = recorded }

@@ -37,10 +37,15 @@ struct FUSEHandle: @unchecked Sendable {
         fuse_mount(pointer, directory) == 0
     }
 
+    /// Worker threads the loop may run: each blocks on one read until its chunk arrives, so
+    /// this is how many reads wait on fetches at once. As many as the kernel may queue in the
+    /// background (`FUSEOperations`), plus room for the reads of faulting guests and loop mounts.
+    static let maximumThreads: UInt32 = 96
+
     /// Serves requests on the calling thread and libfuse's worker threads until the mount goes
     /// away or `exit()` is noticed.
     func runLoop() -> Int32 {
-        thaw_fuse_loop_mt(pointer, 0)
+        thaw_fuse_loop_mt(pointer, Self.maximumThreads)
     }
 
     /// Asks the loop to stop after the request each of its threads is serving.

@@ -24,6 +24,11 @@ enum FUSEOperations {
             // device under a filesystem, a VMM) already reads ahead as much as it wants, and
             // every extra page here can cost a chunk fetched from the origin.
             connection?.pointee.max_readahead = 0
+            // Reads the kernel sends without a waiting reader (page-cache loads of a restore's
+            // recorded memory) are queued here; the default of 12 would let only 12 wait for
+            // their chunks at once, each for an origin round trip.
+            connection?.pointee.max_background = 64
+            connection?.pointee.congestion_threshold = 48
             if let config {
                 config.pointee.entry_timeout = FUSEOperations.lookupTimeout
                 config.pointee.attr_timeout = FUSEOperations.lookupTimeout

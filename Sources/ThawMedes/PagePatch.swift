@@ -187,24 +187,29 @@ struct GramTable {
     static func slot(_ value: UInt64, _ shift: UInt64) -> Int { Int(truncatingIfNeeded: (value &* 0x9e37_79b9_7f4a_7c15) >> shift) }
 }
 
-/// Reads a patch, throwing `PatchError(.truncated)` past its end.
+/// Reads a patch (or a chunk delta), throwing `PatchError(.truncated)` past its end.
 struct PatchReader {
     let bytes: [UInt8]
+    /// What is read, for messages: "patch" or "chunk delta".
+    let what: String
     private(set) var offset = 0
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8], what: String = "patch") {
+        self.bytes = bytes
+        self.what = what
+    }
 
     var remaining: Int { bytes.count - offset }
 
     mutating func byte(_ field: String) throws(PatchError) -> UInt8 {
-        guard offset < bytes.count else { throw PatchError(.truncated, "the patch ends before its \(field) (at byte \(offset))") }
+        guard offset < bytes.count else { throw PatchError(.truncated, "the \(what) ends before its \(field) (at byte \(offset))") }
         offset += 1
         return bytes[offset - 1]
     }
 
     mutating func bytes(_ count: Int, _ field: String) throws(PatchError) -> ArraySlice<UInt8> {
         guard count <= remaining else {
-            throw PatchError(.truncated, "the patch ends \(count - remaining) bytes into its \(field) (at byte \(offset))")
+            throw PatchError(.truncated, "the \(what) ends \(count - remaining) bytes into its \(field) (at byte \(offset))")
         }
         offset += count
         return bytes[(offset - count)..<offset]
@@ -220,6 +225,6 @@ struct PatchReader {
             value |= bits << UInt64(shift)
             if byte & 0x80 == 0 { return value }
         }
-        throw PatchError(.malformed, "the \(field) at byte \(start) of the patch is not a 64-bit varint")
+        throw PatchError(.malformed, "the \(field) at byte \(start) of the \(what) is not a 64-bit varint")
     }
 }

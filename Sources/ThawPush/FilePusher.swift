@@ -13,6 +13,22 @@ public struct FilePushReport: Sendable {
     /// Chunks holding data, against chunks that are holes or zeros in the file.
     public var dataChunks: Int
     public var zeroChunks: Int
+    /// Chunks stored as deltas against the base (see `FilePatching`).
+    public var patchedChunks: Int
+}
+
+/// How a snapshot's RAM is pushed against a base snapshot (similar-page deduplication): each
+/// chunk the store lacks is offered to `delta`, which returns the chunk's delta against the
+/// base when that is worth storing instead (ThawMedes' `BaseSnapshotPages.delta`), or nil.
+public struct FilePatching: Sendable {
+    /// The base snapshot's memory manifest, in the same root, stored whole.
+    public var baseManifestID: String
+    public var delta: @Sendable ([UInt8]) -> [UInt8]?
+
+    public init(baseManifestID: String, delta: @escaping @Sendable ([UInt8]) -> [UInt8]?) {
+        self.baseManifestID = baseManifestID
+        self.delta = delta
+    }
 }
 
 extension Pusher {
@@ -27,8 +43,12 @@ extension Pusher {
     /// The header's digest is SHA-256 over the file's size, the chunk size and each stored
     /// chunk's index and convergent key, so equal contents give the same manifest id.
     ///
+    /// With `patching`, chunks the store lacks may be stored as deltas against a base snapshot;
+    /// their patch table (`PatchTable`) is written before the manifest, so the manifest never
+    /// appears without it.
+    ///
     /// - Throws: `PushError` when the file cannot be read; store errors as they come.
-    public func pushFile(at path: String) async throws -> FilePushReport {
+    public func pushFile(at path: String, patching: FilePatching? = nil) async throws -> FilePushReport {
         let chunkSize = Int(options.chunkSize)
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw PushError("cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -41,6 +61,7 @@ extension Pusher {
         let tenant = options.tenant
         let salt = Salt(root: options.root, replica: Salt.replica(forTenant: tenant.name, replicas: options.saltReplicas))
         let state = PushState()
+        let patched = Locked<[Int: ChunkRef]>([:])
         let channel = ChunkChannel(capacity: options.concurrency + 4)
         let reading = Task.detached { () throws -> Void in
             try await Self.onThread {
@@ -69,7 +90,7 @@ extension Pusher {
         }
         let table: [Int: ChunkRef]
         do {
-            table = try await sealAndUpload(channel, salt: salt, state: state)
+            table = try await sealAndUpload(channel, salt: salt, state: state, patching: patching, patched: patched)
         } catch {
             channel.close()
             _ = try? await reading.value
@@ -93,8 +114,14 @@ extension Pusher {
                                     chunkSize: UInt32(chunkSize), root: options.root, saltReplica: salt.replica, tenant: tenant, layers: [])
         let manifest = Manifest(header: header, chunks: (0..<chunkCount).map { table[$0] })
         try await store.sync()
+        let deltas = patched.withLock { $0 }
+        if let patching, !deltas.isEmpty {
+            let patches = PatchTable(memoryManifestID: header.id, baseManifestID: patching.baseManifestID, chunkCount: chunkCount, deltas: deltas)
+            try await store.put(StoreLayout.patchTable(id: header.id, root: options.root, tenant: tenant),
+                                try await patches.sealed(tenant: tenant, keys: keys))
+        }
         try await store.put(StoreLayout.manifest(id: header.id, root: options.root, tenant: tenant), try await manifest.sealed(keys: keys))
         return FilePushReport(manifestID: header.id, header: header, progress: state.snapshot(), dataChunks: table.count,
-                              zeroChunks: chunkCount - table.count)
+                              zeroChunks: chunkCount - table.count, patchedChunks: deltas.count)
     }
 }

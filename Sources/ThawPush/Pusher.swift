@@ -174,7 +174,11 @@ public struct Pusher: Sendable {
     }
 
     /// Consumes the channel: seals each chunk, checks the store, uploads what is missing.
-    func sealAndUpload(_ channel: ChunkChannel, salt: Salt, state: PushState) async throws -> [Int: ChunkRef] {
+    /// - Parameter patching: for a snapshot's RAM pushed against a base: a chunk the store
+    ///   lacks is offered to it, and when it gives a delta, the delta is sealed and stored in the
+    ///   chunk's place and noted in `patched` (the chunk's own ref still goes into the table).
+    func sealAndUpload(_ channel: ChunkChannel, salt: Salt, state: PushState, patching: FilePatching? = nil,
+                       patched: Locked<[Int: ChunkRef]>? = nil) async throws -> [Int: ChunkRef] {
         let store = store
         let root = options.root
         let report = progress
@@ -197,11 +201,23 @@ public struct Pusher: Sendable {
                     } else {
                         let sealed = ChunkSealer.seal(job.plaintext, salt: salt)
                         ref = ChunkRef(name: sealed.name, key: sealed.key)
-                        let first = claimed.withLock { $0.insert(sealed.name).inserted }
+                        // Against a base, a chunk seen before in this push may have gone in as a
+                        // delta: each one is looked up, and equal chunks give equal deltas.
+                        let first = patching != nil || claimed.withLock { $0.insert(sealed.name).inserted }
                         var present = !first
                         if !present { present = try await store.hasChunk(sealed.name, root: root) }
                         if present {
                             outcome = .present
+                        } else if let patching, let patched, let delta = patching.delta(job.plaintext) {
+                            let sealedDelta = ChunkSealer.seal(delta, salt: salt)
+                            let deltaRef = ChunkRef(name: sealedDelta.name, key: sealedDelta.key)
+                            patched.withLock { $0[job.index] = deltaRef }
+                            if try await store.hasChunk(sealedDelta.name, root: root) {
+                                outcome = .present
+                            } else {
+                                try await store.putChunk(sealedDelta.name, sealedDelta.ciphertext, root: root)
+                                outcome = .uploaded(UInt64(sealedDelta.ciphertext.count))
+                            }
                         } else {
                             try await store.putChunk(sealed.name, sealed.ciphertext, root: root)
                             outcome = .uploaded(UInt64(sealed.ciphertext.count))

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import Synchronization
@@ -11,6 +12,25 @@ public final class ChildProcess: Sendable {
     /// Starts `executable` (see `Spawn.start`).
     public init(executable: String, arguments: [String], environment: [String], descriptors: [Int32: Int32]) throws {
         pid = try Spawn.start(executable, arguments: arguments, environment: environment, descriptors: descriptors)
+    }
+
+    private init(pid: Int32) { self.pid = pid }
+
+    /// Starts `executable` with `madvise(MADV_HUGEPAGE)` refused in it (see
+    /// `thaw_refuse_huge_page_advice` in CLinux): from a thread of its own that takes the
+    /// seccomp filter, starts the child, which inherits it, and ends. The rest of this process
+    /// keeps its own madvise.
+    ///
+    /// - Throws: `SandboxError(.setupFailed)` when the filter cannot be installed; `Spawn.start`'s errors.
+    public static func refusingHugePageAdvice(executable: String, arguments: [String], environment: [String],
+                                              descriptors: [Int32: Int32]) async throws -> ChildProcess {
+        let started = await OwnThread.run { () -> Result<Int32, any Error> in
+            guard thaw_refuse_huge_page_advice() == 0 else {
+                return .failure(SandboxError(.setupFailed, "cannot refuse huge-page advice to \(executable) (seccomp): \(String(cString: strerror(errno)))"))
+            }
+            return Result { try Spawn.start(executable, arguments: arguments, environment: environment, descriptors: descriptors) }
+        }
+        return ChildProcess(pid: try started.get())
     }
 
     /// Sends `signal` unless the process has been reaped (its pid may be reused by then).

@@ -151,6 +151,7 @@ public struct MicroVMSandbox: Sendable {
     /// (called once qemu runs) may stop the VM through the stopper they are given.
     func launch(_ arguments: [String], log: @escaping @Sendable ([UInt8]) -> Void,
                 onStep: @escaping @Sendable (String, SandboxStopper) -> Void = { _, _ in },
+                refuseHugePageAdvice: Bool = false,
                 whenStarted: (@Sendable (SandboxStopper) -> Void)? = nil) async throws -> QemuRun {
         let qemu = try Self.hostProgram(options.qemu)
         var arguments = arguments
@@ -160,9 +161,11 @@ public struct MicroVMSandbox: Sendable {
         defer { close(null) }
         let child: ChildProcess
         do {
-            child = try ChildProcess(executable: qemu, arguments: arguments,
-                                     environment: ["PATH=/usr/local/bin:/usr/bin:/bin"],
-                                     descriptors: [0: null, 1: console.write, 2: console.write])
+            let environment = ["PATH=/usr/local/bin:/usr/bin:/bin"], descriptors: [Int32: Int32] = [0: null, 1: console.write, 2: console.write]
+            child = refuseHugePageAdvice
+                ? try await ChildProcess.refusingHugePageAdvice(executable: qemu, arguments: arguments, environment: environment,
+                                                                descriptors: descriptors)
+                : try ChildProcess(executable: qemu, arguments: arguments, environment: environment, descriptors: descriptors)
         } catch {
             close(console.read)
             close(console.write)

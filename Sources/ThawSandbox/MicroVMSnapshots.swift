@@ -1,4 +1,3 @@
-import CLinux
 import Foundation
 import Glibc
 import ThawSandboxCore
@@ -105,11 +104,18 @@ extension MicroVMSandbox {
     /// The VM must be configured as it was for the snapshot (memory, response limit, tmp size,
     /// kernel, initramfs and kernel arguments); the caller checks that.
     ///
-    /// Transparent huge pages are turned off for this process and its children (qemu) first,
-    /// unless `hugePages` keeps them (only to measure their effect): qemu advises huge pages on
-    /// guest RAM, which makes every fault read 2–4 MiB of a lazily served RAM file instead of
-    /// the page the guest touched.
+    /// qemu is started with its huge-page advice refused, unless `hugePages` keeps it (only to
+    /// measure its effect): qemu advises huge pages on all guest RAM, and on a file mapping the
+    /// kernel then reads two 2 MiB folios for every fault, so each fault would fetch 4 MiB of
+    /// the lazily served RAM file instead of the page the guest touched. Turning transparent
+    /// huge pages off (per process or for the system) does not stop that read; refusing the
+    /// advice does (`ChildProcess.refusingHugePageAdvice`).
+    ///
+    /// - Parameter warm: byte ranges of the RAM file (the recorded working set, in first-touch
+    ///   order) loaded into the page cache from the moment qemu has opened the file, alongside
+    ///   the state load and the guest (`PageCacheWarmer`).
     public func restore(root: RootDisk, from files: SnapshotFiles, event: [UInt8], hugePages: Bool = false,
+                        warm: [(offset: UInt64, length: Int)] = [],
                         log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> (SandboxOutcome, restored: UInt64?) {
         let directory = try makeStateDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -117,15 +123,18 @@ extension MicroVMSandbox {
         // The event is waiting on the request disk before the guest resumes and polls it.
         try Self.writeDisks(request: try GuestProtocol.eventDisk(event), requestPath: requestPath, responsePath: responsePath,
                             responseSize: responseDiskSize)
-        if !hugePages { _ = thaw_disable_transparent_huge_pages() }
         let restored = Shared<UInt64?>(nil)
         let arguments = arguments(root: root, request: requestPath, response: responsePath,
                                   memory: MemoryFile(path: files.ram, shared: false), qmp: qmp, incoming: true)
-        let stateFile = files.state
-        let run = try await launch(arguments, log: log, whenStarted: { stopper in
+        let stateFile = files.state, ramPath = files.ram
+        let warmer = Shared<PageCacheWarmer?>(nil)
+        defer { warmer.withLock { $0?.stop() } }
+        let run = try await launch(arguments, log: log, refuseHugePageAdvice: !hugePages, whenStarted: { stopper in
             Thread {
                 do {
                     let control = try QMPConnection(path: qmp)
+                    // qemu answers its monitor only after it has opened and mapped the RAM file.
+                    if !warm.isEmpty { warmer.withLock { $0 = PageCacheWarmer.start(path: ramPath, ranges: warm) } }
                     try control.execute("migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
                     try control.execute("migrate-incoming", ["uri": "exec:cat '\(stateFile)'"])
                     var status = "inmigrate"

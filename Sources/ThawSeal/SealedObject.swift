@@ -21,6 +21,7 @@ public enum SealedObject {
         case accessRecord = 0x52  // "R"
         case imageConfig = 0x43  // "C"
         case snapshot = 0x53  // "S"
+        case patchTable = 0x50  // "P"
     }
 
     static let magic: [UInt8] = Array("THAW".utf8)

@@ -4,7 +4,9 @@ import Synchronization
 /// the start is declared over (an API call, or no read for an idle timeout). The order is what
 /// the next start prefetches.
 ///
-/// Zero chunks are not noted: reading them costs nothing, so there is nothing to prefetch.
+/// Zero chunks are not noted for an image: reading them costs nothing, so there is nothing to
+/// prefetch. For a memory snapshot's RAM they are (`includingZeroChunks`): the guest's faults on
+/// them still each cost a FUSE round trip, which loading the record into the page cache saves.
 public final class AccessRecorder: Sendable {
     private struct State {
         var seen: [Bool]
@@ -15,9 +17,13 @@ public final class AccessRecorder: Sendable {
 
     private let state: Mutex<State>
 
+    /// Whether reads of zero chunks are noted too.
+    public let includingZeroChunks: Bool
+
     /// - Parameter chunkCount: the manifest's chunk count; indices at or above it are ignored.
-    public init(chunkCount: Int) {
+    public init(chunkCount: Int, includingZeroChunks: Bool = false) {
         state = Mutex(State(seen: Array(repeating: false, count: chunkCount), lastTouch: .now))
+        self.includingZeroChunks = includingZeroChunks
     }
 
     /// Notes a read of chunk `index` (a no-op once finished or when it was read before).

@@ -1,5 +1,6 @@
 import ThawCache
 import ThawL2
+import ThawMedes
 public import ThawSeal
 import ThawStore
 
@@ -7,7 +8,8 @@ extension LazyImage {
     /// The verified ciphertext of stored chunk `index` and the tier that gave it: L1 (or the
     /// holding area), else L2 or the origin through the single-flight table, bounded by the deadline.
     func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> ([UInt8], ServeTier) {
-        let wasPrefetched = state.withLock { $0.prefetched.remove(index) != nil }
+        let (wasPrefetched, firstRecordedRead) = state.withLock { ($0.prefetched.remove(index) != nil, $0.recordedUnread.remove(index) != nil) }
+        if firstRecordedRead { counters.withLock { $0.recordedChunksRead += 1 } }
         if wasPrefetched {
             counters.withLock { $0.prefetchHits += 1 }
             metrics.prefetchHits.increment()
@@ -87,6 +89,9 @@ extension LazyImage {
             finishFlight(index, with: .success(FetchedChunk(bytes: bytes, tier: .memory)))
             return
         }
+        if state.withLock({ $0.record.map { !$0.contains(index) } ?? false }) {
+            counters.withLock { $0.fetchesOutsideRecord += 1 }
+        }
         if let l2, let bytes = await lookUp(ref, in: l2) {
             keep(index, ref, bytes)
             finishFlight(index, with: .success(FetchedChunk(bytes: bytes, tier: .l2)))
@@ -106,12 +111,17 @@ extension LazyImage {
         metrics.originFetchesInFlight.increment()
         let result: Result<FetchedChunk, any Error>
         do {
-            let bytes = try await store.getChunk(ref.name, root: manifest.header.root)
+            let bytes: [UInt8]
+            if let patches, let delta = patches.table.deltas[index] {
+                bytes = try await rebuild(index, ref, from: delta, patches: patches)
+            } else {
+                bytes = try await store.getChunk(ref.name, root: manifest.header.root)
+                counters.withLock { $0.bytesFromOrigin += UInt64(bytes.count) }
+            }
             guard bytes.count == Int(chunkSize) else {
                 throw ChunkFetchError(chunkIndex: index, chunk: ref.name, store: store.location, kind: nil,
                                       reason: "it is \(bytes.count) bytes, not the chunk size \(chunkSize)")
             }
-            counters.withLock { $0.bytesFromOrigin += UInt64(bytes.count) }
             keep(index, ref, bytes)
             result = .success(FetchedChunk(bytes: bytes, tier: .origin))
         } catch let error as ChunkFetchError {
@@ -133,6 +143,26 @@ extension LazyImage {
         if case .success(let fetched) = result {
             l2?.putInBackground(ref.name, fetched.bytes)
             if let cache { await cache.putOnDisk(ref.name, fetched.bytes) }
+        }
+    }
+
+    /// The ciphertext of a chunk the store keeps as a delta: the delta from the origin, the
+    /// base pages it names through the base snapshot's image (its L1, L2 and origin), rebuilt
+    /// and sealed again, and checked against the chunk's own name.
+    func rebuild(_ index: Int, _ ref: ChunkRef, from delta: ChunkRef, patches: ChunkPatches) async throws -> [UInt8] {
+        let deltaCiphertext = try await store.getChunk(delta.name, root: manifest.header.root)
+        counters.withLock { $0.bytesFromOrigin += UInt64(deltaCiphertext.count) }
+        let base = patches.base
+        let plaintext: [UInt8]
+        do {
+            plaintext = try await PatchedChunk.rebuild(deltaCiphertext: deltaCiphertext, delta: delta) { page, size in
+                try await base.read(offset: page * UInt64(size), length: size)
+            }
+            let sealed = try PatchedChunk.seal(plaintext, salt: manifest.header.salt, expecting: ref)
+            counters.withLock { $0.chunksRebuilt += 1 }
+            return sealed.ciphertext
+        } catch let error as PatchedChunk.RebuildError {
+            throw ChunkFetchError(chunkIndex: index, chunk: ref.name, store: store.location, kind: nil, reason: error.description)
         }
     }
 
@@ -230,6 +260,11 @@ extension LazyImage {
     /// are skipped. A later read of a chunk this fetched counts as a prefetch hit.
     public func prefetch(_ record: AccessRecord, concurrency: Int) async {
         let width = max(1, concurrency)
+        state.withLock {
+            let recorded = Set(record.chunks.map(Int.init))
+            $0.record = recorded
+            $0.recordedUnread = recorded
+        }
         await withTaskGroup(of: Void.self) { group in
             var running = 0
             for index in record.chunks.map(Int.init) where index < manifest.chunks.count {

@@ -28,6 +28,9 @@ public final class LazyImage: Sendable {
     public let metrics: ServeMetrics
     /// Notes this start's first reads for the next start's prefetch; nil when not recording.
     public let recorder: AccessRecorder?
+    /// For a snapshot's RAM stored partly as deltas: the patch table and the base snapshot's
+    /// RAM to rebuild those chunks from.
+    public let patches: ChunkPatches?
 
     /// - Parameters:
     ///   - manifest: an opened manifest (`Manifest.open` with the tenant's keys).
@@ -36,9 +39,10 @@ public final class LazyImage: Sendable {
     ///   - l2: the shared L2 cache: asked on an L1 miss, and given what the origin returns.
     ///   - metrics: where reads, tiers, latencies and fetches are reported.
     ///   - recorder: notes the chunks read, in first-touch order, while it records.
+    ///   - patches: the manifest's patch table and its base's image, when it has one.
     public init(manifest: Manifest, store: any ChunkStore, cache: L1Cache? = nil, l2: L2Cache? = nil,
                 configuration: LazyImageConfiguration = LazyImageConfiguration(),
-                metrics: ServeMetrics = ServeMetrics(), recorder: AccessRecorder? = nil) {
+                metrics: ServeMetrics = ServeMetrics(), recorder: AccessRecorder? = nil, patches: ChunkPatches? = nil) {
         self.manifest = manifest
         self.store = store
         self.cache = cache
@@ -46,6 +50,7 @@ public final class LazyImage: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.recorder = recorder
+        self.patches = patches
         chunkSize = UInt64(manifest.header.chunkSize)
         limiter = FetchLimiter(limit: configuration.maximumOriginFetches,
                                readAheadLimit: configuration.readAheadFetchLimit)
@@ -95,6 +100,7 @@ public final class LazyImage: Sendable {
                 let upper = Int(min(end, chunkStart + chunkSize) - chunkStart)
                 let pieceStarted = ContinuousClock.now
                 guard let ref = manifest.chunks[index] else {
+                    if let recorder, recorder.includingZeroChunks { recorder.touch(index) }
                     counters.withLock { $0.chunksFromZero += 1 }
                     sink.appendZeros(upper - lower)
                     metrics.served(.zero, bytes: upper - lower, since: pieceStarted)
@@ -110,5 +116,17 @@ public final class LazyImage: Sendable {
             throw error
         }
         metrics.readDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+    }
+}
+
+/// A memory manifest's chunks kept as deltas (its `PatchTable`) and the image of the base
+/// snapshot's RAM their base pages are read from.
+public struct ChunkPatches: Sendable {
+    public let table: PatchTable
+    public let base: LazyImage
+
+    public init(table: PatchTable, base: LazyImage) {
+        self.table = table
+        self.base = base
     }
 }

@@ -31,6 +31,14 @@ public struct LazyImageStatistics: Sendable, Hashable, Codable {
     public var prefetchFetches = 0
     /// Chunk reads that found their chunk fetched, or being fetched, by the prefetch.
     public var prefetchHits = 0
+    /// Chunks of a prefetched access record read for the first time (however they were
+    /// fetched: the record planned them), and fetches from L2 or the origin of chunks the record
+    /// does not list. Together they say how much of a start the record foresaw.
+    public var recordedChunksRead = 0
+    public var fetchesOutsideRecord = 0
+    /// Chunks rebuilt from a delta against a base snapshot (their deltas' bytes count in
+    /// `bytesFromOrigin`, the base pages in the base image's figures).
+    public var chunksRebuilt = 0
     /// Origin fetches that failed (missing, corrupt or unreachable chunks).
     public var fetchErrors = 0
     /// Reads that gave up on a chunk at the deadline.

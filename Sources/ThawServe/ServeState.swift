@@ -26,6 +26,10 @@ struct ServeState {
     /// Chunks the prefetcher fetched (or is fetching) that no reader has asked for yet; a
     /// read removes its chunk and counts a prefetch hit.
     var prefetched: Set<Int> = []
+    /// The chunks of the access record being prefetched (nil without one), and those of them
+    /// not read yet.
+    var record: Set<Int>?
+    var recordedUnread: Set<Int> = []
     var heldOrder: [Int] = []
 
     mutating func hold(_ index: Int, _ ciphertext: [UInt8], capacity: Int) {

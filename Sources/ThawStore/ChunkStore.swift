@@ -150,6 +150,12 @@ public enum StoreLayout {
         StoreKey(unchecked: "roots/\(root)/snapshots/\(tenant)/\(id)")
     }
 
+    /// Where the patch table of memory manifest `id` lives (which of its chunks are stored as
+    /// deltas against a base snapshot): next to it, under the same root.
+    public static func patchTable(id: String, root: RootID, tenant: Tenant) -> StoreKey {
+        StoreKey(unchecked: "roots/\(root)/patches/\(tenant)/\(id)")
+    }
+
     /// The chunk a chunk key names, or nil for any other key.
     public static func chunkName(in key: StoreKey) -> ChunkName? {
         let parts = key.path.split(separator: "/")

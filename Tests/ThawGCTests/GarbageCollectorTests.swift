@@ -3,9 +3,11 @@ import Synchronization
 import Testing
 import ThawGC
 import ThawImage
+import ThawMedes
 import ThawMetadata
 import ThawPush
 import ThawSeal
+import ThawServe
 import ThawStore
 import ThawTestSupport
 
@@ -267,6 +269,57 @@ final class FailingStore: ChunkStore {
             #expect((try await setup.collector().run().deleted[.initial] ?? 0) > 0)
             #expect(!setup.exists("roots/r0001"))
             #expect(try await setup.pulled(moved.memoryManifestID, root: r2, as: "ram-copy") == Data(bytes))
+        }
+    }
+
+    @Test func aPatchedSnapshotTakesItsBaseAlong() async throws {
+        try await Self.withSetup { setup in
+            let named = try await setup.push("full", name: "fn")
+            let (base, derived) = SimilarMemory.pair(size: 4 << 20, seed: 13)
+            try Data(base).write(to: URL(fileURLWithPath: setup.dir + "/base.ram"))
+            try Data(derived).write(to: URL(fileURLWithPath: setup.dir + "/derived.ram"))
+            var options = PushOptions()
+            options.chunkSize = 64 << 10
+            let pusher = Pusher(store: setup.store, keys: setup.keys, options: options)
+            // The base belongs to no named function: only the patches keep it.
+            let baseReport = try await pusher.pushFile(at: setup.dir + "/base.ram")
+            var pages = BaseSnapshotPages()
+            for start in stride(from: 0, to: base.count, by: 4096) { pages.add(page: base[start..<(start + 4096)], number: start / 4096) }
+            let basePages = pages
+            let memory = try await pusher.pushFile(at: setup.dir + "/derived.ram",
+                                                   patching: FilePatching(baseManifestID: baseReport.manifestID) { basePages.delta(for: $0) })
+            #expect(memory.patchedChunks > 0)
+            let record = SnapshotRecord(imageManifestID: named, memoryManifestID: memory.manifestID, memoryMiB: 4, responseLimit: 1 << 20,
+                                        tmpSize: 1 << 20, kernelDigest: Array(repeating: 1, count: 32), initramfsDigest: Array(repeating: 2, count: 32),
+                                        launchDigest: Array(repeating: 3, count: 32), kernelArguments: "nokaslr", accelerator: "tcg",
+                                        takenAtMilliseconds: 1, deviceState: [7])
+            try await setup.store.put(StoreLayout.snapshot(id: named, root: .initial, tenant: .default),
+                                      try await record.sealed(tenant: .default, keys: setup.keys))
+
+            let r2 = try RootID("r0002")
+            try await setup.metadata.rotate(to: r2, now: setup.clock.date)
+            let copy = try #require(try await setup.collector().run().copied.first)
+            setup.clock.advance(3 * 86_400)
+            #expect((try await setup.collector().run().deleted[.initial] ?? 0) > 0)
+            #expect(!setup.exists("roots/r0001"))
+
+            // From the new root alone: the record, the memory, its patch table, its deltas and its base.
+            func open(_ id: String) async throws -> Manifest {
+                try await Manifest.open(try await setup.store.get(StoreLayout.manifest(id: id, root: r2, tenant: .default)), keys: setup.keys)
+            }
+            let image = try await open(copy.to)
+            let moved = try await SnapshotRecord.open(try await setup.store.get(StoreLayout.snapshot(id: copy.to, root: r2, tenant: .default)),
+                                                      for: image.header, keys: setup.keys)
+            let copiedMemory = try await open(moved.memoryManifestID)
+            let table = try await PatchTable.open(try await setup.store.get(StoreLayout.patchTable(id: copiedMemory.header.id, root: r2, tenant: .default)),
+                                                  for: copiedMemory.header, keys: setup.keys)
+            #expect(table.deltas.count == memory.patchedChunks)
+            #expect(table.baseManifestID != baseReport.manifestID, "the base is re-sealed under the new root's salt")
+            let copiedBase = try await open(table.baseManifestID)
+            let read = LazyImage(manifest: copiedMemory, store: setup.store,
+                                 patches: ChunkPatches(table: table, base: LazyImage(manifest: copiedBase, store: setup.store)))
+            #expect(try await read.read(offset: 0, length: derived.count) == derived)
+            #expect(read.statistics.chunksRebuilt == table.deltas.count)
         }
     }
 

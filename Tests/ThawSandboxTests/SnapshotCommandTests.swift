@@ -62,6 +62,41 @@ import ThawTestSupport
         }
     }
 
+    @Test func aSnapshotStoredAgainstABaseRestoresFromItsDeltas() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let base = try await harness.pushBusybox(tag: "base", handler: MicroVMSnapshotTests.handler,
+                                                     execution: .init(entrypoint: ["/function/handler"]))
+            // A similar function: another image, its handler given after -- (the snapshot keeps it).
+            let derived = try await harness.pushBusybox(tag: "derived", handler: MicroVMSnapshotTests.handler.replacingOccurrences(of: "2000", with: "2500"),
+                                                        execution: .init(entrypoint: ["/bin/sh"]))
+            let vm = ["--vm-memory", "256", "--timeout", "300"]
+            let common = harness.commonArguments
+            let takenBase = try await TestSupport.thawOnOwnThread(["snapshot", base] + vm + common, check: false)
+            #expect(takenBase.status == 0, "\(takenBase.output)")
+            let taken = try await TestSupport.thawOnOwnThread(["snapshot", derived, "--base", base] + vm + common + ["--", "/function/handler"],
+                                                              check: false)
+            #expect(taken.status == 0, "\(taken.output)")
+            let patched = taken.output.firstMatch(of: /(\d+) of them as deltas against base/).map { Int($0.1) ?? 0 } ?? 0
+            #expect(patched > 0, "similar chunks are stored as deltas: \(taken.output)")
+
+            // A restore on a worker with an empty cache rebuilds them from the deltas and the base.
+            let emptyCache = ["--disk-cache", "0"] + common.filter { $0 != "--cache-dir" && !$0.hasSuffix("/cache") }
+            let restored = try await harness.run([derived, "--from-snapshot", "--event", #"{"n":3}"#, "--json"] + vm + emptyCache + ["--", "/function/handler"])
+            #expect(restored.status == 0, "\(restored.log)")
+            let answer = try JSONSerialization.jsonObject(with: Data(restored.response.utf8)) as? [String: Any]
+            #expect((answer?["event"] as? [String: Any])?["n"] as? Int == 3 && answer?["started"] as? Int == 2500, "\(restored.response)")
+            let memory = try #require(try Self.memory(restored.log), "\(restored.log)")
+            #expect((memory["chunksRebuilt"] as? Int ?? 0) > 0, "\(memory)")
+
+            // A base must be stored whole: a snapshot patched against another is refused as one,
+            // before any boot.
+            let refused = try await TestSupport.thawOnOwnThread(["snapshot", base, "--base", derived] + vm + common, check: false)
+            #expect(refused.status != 0 && refused.output.contains("a base must be stored whole"), "\(refused.output)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
     /// The `memory` object of a `--json` breakdown in a run's standard error.
     static func memory(_ log: String) throws -> [String: Any]? {
         for line in log.split(separator: "\n").reversed() where line.hasPrefix("{") {

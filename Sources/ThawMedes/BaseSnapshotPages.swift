@@ -1,0 +1,64 @@
+import Crypto
+
+/// The non-zero pages of one base snapshot's RAM, indexed for `ChunkDelta`: by content for
+/// identical pages and by `PageFingerprint` samples for similar ones. What a snapshot taken
+/// against the base is encoded with.
+public struct BaseSnapshotPages: Sendable {
+    public let pageSize: Int
+    /// The largest patch kept; a page whose best patch is longer is stored as it is.
+    public let patchLimit: Int
+    private var pages: [Int: [UInt8]] = [:]
+    private var byDigest: [[UInt8]: Int] = [:]
+    private var index = BasePageIndex()
+
+    public init(pageSize: Int = SnapshotDeduplicator.pageSize, patchLimit: Int = 1024) {
+        self.pageSize = pageSize
+        self.patchLimit = patchLimit
+    }
+
+    /// Base pages held.
+    public var count: Int { pages.count }
+
+    /// Adds page `number` (its offset in the RAM file / page size) of the base; zero pages and
+    /// pages of another size are left out.
+    public mutating func add(page: some Collection<UInt8>, number: Int) {
+        guard page.count == pageSize, !page.allSatisfy({ $0 == 0 }) else { return }
+        let bytes = Array(page)
+        pages[number] = bytes
+        let digest = Array(SHA256.hash(data: bytes))
+        if byDigest[digest] == nil { byDigest[digest] = number }
+        index.add(PageFingerprint(page: bytes), at: BasePageIndex.Location(base: 0, page: number))
+    }
+
+    /// The base page to patch `page` against and the patch, or nil when no base page gives a
+    /// patch within the limit. An identical base page gives the shortest patch there is.
+    public func patch(for page: some Collection<UInt8>) -> (basePage: UInt64, patch: [UInt8])? {
+        let target = Array(page)
+        if let same = byDigest[Array(SHA256.hash(data: target))] {
+            return (UInt64(same), PagePatch.encode(target, against: target))
+        }
+        var best: (basePage: UInt64, patch: [UInt8])?
+        for location in index.candidates(for: PageFingerprint(page: target)) {
+            guard let base = pages[location.page],
+                  let patch = PagePatch.encode(target, against: base, limit: min(patchLimit, best?.patch.count ?? .max)) else { continue }
+            best = (UInt64(location.page), patch)
+        }
+        return best
+    }
+
+    /// `chunk` as a `ChunkDelta` against these pages when that is worth it: at least one page
+    /// is patched and the delta is at most `limit` bytes (half the chunk by default, since every
+    /// rebuilt chunk costs its reader extra fetches of base pages). Nil otherwise: the chunk is
+    /// stored as it is.
+    public func delta(for chunk: [UInt8], limit: Int? = nil) -> [UInt8]? {
+        guard chunk.count % pageSize == 0, chunk.count <= ChunkDelta.maximumChunkLength else { return nil }
+        var patched = 0
+        let delta = ChunkDelta.encode(chunk, pageSize: pageSize) { page in
+            guard let found = patch(for: page) else { return nil }
+            patched += 1
+            return found
+        }
+        guard patched > 0, delta.count <= (limit ?? chunk.count / 2) else { return nil }
+        return delta
+    }
+}
