@@ -334,7 +334,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--thaw", default=DEFAULT_THAW)
     parser.add_argument("--thaw-bench", default=os.path.join(os.path.dirname(DEFAULT_THAW), "thaw-bench"))
-    parser.add_argument("--patch-limit", type=int, default=1024, help="largest patch kept, in bytes (else the page is stored whole)")
+    parser.add_argument("--patch-limit", type=int, default=2048, help="largest patch kept, in bytes (else the page is stored whole)")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     parser.add_argument("--tags", default="py,perl,web")
     parser.add_argument("--runs", type=int, default=3)

@@ -12,7 +12,7 @@ import ThawMedes
 enum MedesBench {
     static func run(_ arguments: [String]) throws {
         var files: [String] = []
-        var limit = 1024, bases = 1
+        var limit = 2048, bases = 1
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             switch argument {
@@ -30,9 +30,9 @@ enum MedesBench {
         let planning = try clock.measure {
             for file in files.prefix(bases) { dedup.addBase(pages: try pages(of: file)) }
             for file in files.dropFirst(bases) {
-                for page in try pages(of: file) {
-                    if case .patch = dedup.add(page: page), patches.count < 20_000,
-                       let (location, patch) = dedup.bestPatch(for: page), let base = dedup.basePage(at: location) {
+                for (number, page) in try pages(of: file).enumerated() {
+                    if case .patch = dedup.add(page: page, number: number), patches.count < 20_000,
+                       let (location, patch) = dedup.bestPatch(for: page, number: number), let base = dedup.basePage(at: location) {
                         patches.append((base, patch, page))
                     }
                 }

@@ -89,7 +89,7 @@ struct Run: AsyncParsableCommand {
     var base: String?
 
     @Option(help: "thaw snapshot --base: the largest patch of one 4 KiB page kept, in bytes; a page with no patch this small is stored as it is.")
-    var patchLimit: Int = 1024
+    var patchLimit: Int = 2048
 
     /// Set by `thaw snapshot`: take the snapshot instead of invoking the function.
     @Flag(help: .hidden)

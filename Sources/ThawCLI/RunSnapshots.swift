@@ -22,7 +22,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             FUNCTION is a function name, a manifest id or an image, as for thaw run, and thaw run's options \
             apply (--vm-memory, --tmp-size, --response-limit, --kernel, --guest, --accel, --env, \
             --entrypoint, --kernel-arg, a command after --, the store and cache options), with \
-            --memory-chunk-kib (64), --no-nokaslr, --base and --patch-limit (1024). The guest boots with its RAM \
+            --memory-chunk-kib (64), --no-nokaslr, --base and --patch-limit (2048). The guest boots with its RAM \
             in a file; once the handler has loaded and waits for its event, qemu saves the VM. The RAM is pushed \
             as a manifest of its own (untouched and zero pages are not stored, equal chunks are stored once \
             across snapshots) and a sealed snapshot record beside the image manifest names it. With --base \
@@ -169,7 +169,10 @@ extension Run {
             let memoryKey = StoreLayout.manifest(id: record.memoryManifestID, root: image.root, tenant: image.tenant)
             let memory = try await Manifest.open(try await store.get(memoryKey), keys: keys, what: "memory manifest \(memoryKey)")
             let pages = try await Self.basePages(of: memory, store: store, patchLimit: patchLimit)
-            return FilePatching(baseManifestID: memory.header.id) { chunk in pages.delta(for: chunk) }
+            let pageSize = pages.pageSize
+            return FilePatching(baseManifestID: memory.header.id) { chunk, index in
+                pages.delta(for: chunk, firstPage: index * chunk.count / pageSize)
+            }
         } catch let failure as ValidationFailure {
             throw failure
         } catch {

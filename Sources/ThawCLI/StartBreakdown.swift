@@ -87,7 +87,8 @@ struct StartBreakdown {
             let m = memory.reads
             lines.append(String(format: "  memory %@ (%@): %d reads through FUSE (faults and page-cache loads), %@; origin %d chunks, %@; L1 %d chunk pieces",
                                 String(memory.manifestID.prefix(16)), mib(memory.size), m.reads, mib(m.bytesRead), m.originFetches,
-                                mib(m.bytesFromOrigin), m.chunksFromL1))
+                                mib(m.bytesFromOrigin), m.chunksFromL1)
+                         + (m.chunksRebuilt > 0 ? "; \(m.chunksRebuilt) rebuilt from deltas against the base" : ""))
             if let prefetch = memory.prefetchChunks {
                 lines.append("  memory prefetch: \(prefetch) recorded chunks, \(m.prefetchHits) prefetch hits, \(m.recordedChunksRead) recorded chunks read, \(m.fetchesOutsideRecord) fetched outside the record")
             } else if let recorded = memory.recordedChunks {

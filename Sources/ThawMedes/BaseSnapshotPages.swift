@@ -11,7 +11,7 @@ public struct BaseSnapshotPages: Sendable {
     private var byDigest: [[UInt8]: Int] = [:]
     private var index = BasePageIndex()
 
-    public init(pageSize: Int = SnapshotDeduplicator.pageSize, patchLimit: Int = 1024) {
+    public init(pageSize: Int = SnapshotDeduplicator.pageSize, patchLimit: Int = 2048) {
         self.pageSize = pageSize
         self.patchLimit = patchLimit
     }
@@ -31,14 +31,20 @@ public struct BaseSnapshotPages: Sendable {
     }
 
     /// The base page to patch `page` against and the patch, or nil when no base page gives a
-    /// patch within the limit. An identical base page gives the shortest patch there is.
-    public func patch(for page: some Collection<UInt8>) -> (basePage: UInt64, patch: [UInt8])? {
+    /// patch within the limit. An identical base page gives the shortest patch there is. The
+    /// candidates are the pages the fingerprint finds and, given the page's `number` in its RAM
+    /// file, the base page at the same number (see `SnapshotDeduplicator.bestPatch`).
+    public func patch(for page: some Collection<UInt8>, number: Int? = nil) -> (basePage: UInt64, patch: [UInt8])? {
         let target = Array(page)
         if let same = byDigest[Array(SHA256.hash(data: target))] {
             return (UInt64(same), PagePatch.encode(target, against: target))
         }
         var best: (basePage: UInt64, patch: [UInt8])?
-        for location in index.candidates(for: PageFingerprint(page: target)) {
+        var candidates = index.candidates(for: PageFingerprint(page: target))
+        if let number, !candidates.contains(where: { $0.page == number }) {
+            candidates.append(BasePageIndex.Location(base: 0, page: number))
+        }
+        for location in candidates {
             guard let base = pages[location.page],
                   let patch = PagePatch.encode(target, against: base, limit: min(patchLimit, best?.patch.count ?? .max)) else { continue }
             best = (UInt64(location.page), patch)
@@ -50,11 +56,13 @@ public struct BaseSnapshotPages: Sendable {
     /// is patched and the delta is at most `limit` bytes (half the chunk by default, since every
     /// rebuilt chunk costs its reader extra fetches of base pages). Nil otherwise: the chunk is
     /// stored as it is.
-    public func delta(for chunk: [UInt8], limit: Int? = nil) -> [UInt8]? {
+    /// `firstPage` is the number of the chunk's first page in its RAM file.
+    public func delta(for chunk: [UInt8], firstPage: Int? = nil, limit: Int? = nil) -> [UInt8]? {
         guard chunk.count % pageSize == 0, chunk.count <= ChunkDelta.maximumChunkLength else { return nil }
         var patched = 0
         let delta = ChunkDelta.encode(chunk, pageSize: pageSize) { page in
-            guard let found = patch(for: page) else { return nil }
+            let number = firstPage.map { $0 + (page.startIndex - chunk.startIndex) / pageSize }
+            guard let found = patch(for: page, number: number) else { return nil }
             patched += 1
             return found
         }

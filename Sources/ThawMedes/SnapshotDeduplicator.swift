@@ -47,7 +47,7 @@ public struct SnapshotDeduplicator: Sendable {
     private var index = BasePageIndex()
     private var bases = 0
 
-    public init(patchLimit: Int = 1024) {
+    public init(patchLimit: Int = 2048) {
         self.patchLimit = patchLimit
     }
 
@@ -72,15 +72,17 @@ public struct SnapshotDeduplicator: Sendable {
         return base
     }
 
-    /// Decides how `page` of a snapshot that is not a base is stored, and counts it.
-    public mutating func add(page: [UInt8]) -> Decision {
+    /// Decides how `page` of a snapshot that is not a base is stored, and counts it. `number`
+    /// is the page's index in its RAM file: the page at the same index of each base is tried
+    /// too (see `bestPatch`).
+    public mutating func add(page: [UInt8], number: Int? = nil) -> Decision {
         guard !Self.isZero(page) else { return .zero }
         totals.nonZeroPages += 1
         guard stored.insert(Self.digest(page)).inserted else {
             totals.identicalPages += 1
             return .identical
         }
-        if let (location, patch) = bestPatch(for: page) {
+        if let (location, patch) = bestPatch(for: page, number: number) {
             totals.patchedPages += 1
             totals.patchBytes += patch.count
             return .patch(location, bytes: patch.count)
@@ -89,10 +91,19 @@ public struct SnapshotDeduplicator: Sendable {
         return .whole
     }
 
-    /// The shortest patch within the limit against the candidates the fingerprint finds.
-    public func bestPatch(for page: [UInt8]) -> (BasePageIndex.Location, [UInt8])? {
+    /// The shortest patch within the limit against the candidates the fingerprint finds and,
+    /// given the page's `number`, the page at the same index of each base: with `nokaslr` a
+    /// page often holds, at the same guest address, a near copy of what the base holds there,
+    /// even when it shares no sampled window with it.
+    public func bestPatch(for page: [UInt8], number: Int? = nil) -> (BasePageIndex.Location, [UInt8])? {
         var best: (BasePageIndex.Location, [UInt8])?
-        for location in index.candidates(for: PageFingerprint(page: page)) {
+        var candidates = index.candidates(for: PageFingerprint(page: page))
+        if let number {
+            for base in 0..<bases where !candidates.contains(BasePageIndex.Location(base: base, page: number)) {
+                candidates.append(BasePageIndex.Location(base: base, page: number))
+            }
+        }
+        for location in candidates {
             guard let base = basePages[location],
                   let patch = PagePatch.encode(page, against: base, limit: min(patchLimit, best?.1.count ?? .max)) else { continue }
             best = (location, patch)

@@ -18,14 +18,15 @@ public struct FilePushReport: Sendable {
 }
 
 /// How a snapshot's RAM is pushed against a base snapshot (similar-page deduplication): each
-/// chunk the store lacks is offered to `delta`, which returns the chunk's delta against the
-/// base when that is worth storing instead (ThawMedes' `BaseSnapshotPages.delta`), or nil.
+/// chunk the store lacks is offered to `delta` with its index, which returns the chunk's delta
+/// against the base when that is worth storing instead (ThawMedes' `BaseSnapshotPages.delta`),
+/// or nil.
 public struct FilePatching: Sendable {
     /// The base snapshot's memory manifest, in the same root, stored whole.
     public var baseManifestID: String
-    public var delta: @Sendable ([UInt8]) -> [UInt8]?
+    public var delta: @Sendable (_ chunk: [UInt8], _ index: Int) -> [UInt8]?
 
-    public init(baseManifestID: String, delta: @escaping @Sendable ([UInt8]) -> [UInt8]?) {
+    public init(baseManifestID: String, delta: @escaping @Sendable (_ chunk: [UInt8], _ index: Int) -> [UInt8]?) {
         self.baseManifestID = baseManifestID
         self.delta = delta
     }

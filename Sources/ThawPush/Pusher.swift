@@ -208,7 +208,7 @@ public struct Pusher: Sendable {
                         if !present { present = try await store.hasChunk(sealed.name, root: root) }
                         if present {
                             outcome = .present
-                        } else if let patching, let patched, let delta = patching.delta(job.plaintext) {
+                        } else if let patching, let patched, let delta = patching.delta(job.plaintext, job.index) {
                             let sealedDelta = ChunkSealer.seal(delta, salt: salt)
                             let deltaRef = ChunkRef(name: sealedDelta.name, key: sealedDelta.key)
                             patched.withLock { $0[job.index] = deltaRef }

@@ -287,7 +287,7 @@ final class FailingStore: ChunkStore {
             for start in stride(from: 0, to: base.count, by: 4096) { pages.add(page: base[start..<(start + 4096)], number: start / 4096) }
             let basePages = pages
             let memory = try await pusher.pushFile(at: setup.dir + "/derived.ram",
-                                                   patching: FilePatching(baseManifestID: baseReport.manifestID) { basePages.delta(for: $0) })
+                                                   patching: FilePatching(baseManifestID: baseReport.manifestID) { chunk, index in basePages.delta(for: chunk, firstPage: index * 16) })
             #expect(memory.patchedChunks > 0)
             let record = SnapshotRecord(imageManifestID: named, memoryManifestID: memory.manifestID, memoryMiB: 4, responseLimit: 1 << 20,
                                         tmpSize: 1 << 20, kernelDigest: Array(repeating: 1, count: 32), initramfsDigest: Array(repeating: 2, count: 32),

@@ -37,7 +37,7 @@ import ThawTestSupport
             for start in stride(from: 0, to: base.count, by: 4096) { pages.add(page: base[start..<(start + 4096)], number: start / 4096) }
             let basePages = pages
             report = try await pusher.pushFile(at: dir + "/derived.ram",
-                                               patching: FilePatching(baseManifestID: baseReport.manifestID) { basePages.delta(for: $0) })
+                                               patching: FilePatching(baseManifestID: baseReport.manifestID) { chunk, index in basePages.delta(for: chunk, firstPage: index * 16) })
             baseManifest = try await Manifest.open(try await store.get(StoreLayout.manifest(id: baseReport.manifestID, root: .initial, tenant: .default)), keys: keys)
             manifest = try await Manifest.open(try await store.get(StoreLayout.manifest(id: report.manifestID, root: .initial, tenant: .default)), keys: keys)
             table = try await PatchTable.open(try await store.get(StoreLayout.patchTable(id: report.manifestID, root: .initial, tenant: .default)),
