@@ -116,7 +116,7 @@ let package = Package(
         .target(
             name: "ThawPush",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary",
+                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary", "ThawMedes",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -165,7 +165,7 @@ let package = Package(
         // chunk deltas against a base snapshot and their rebuilding. Pure: no I/O of its own.
         .target(
             name: "ThawMedes",
-            dependencies: ["ThawSeal", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ThawSeal", "ThawStore", "CZstd", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
 
@@ -337,7 +337,7 @@ let package = Package(
         .testTarget(
             name: "ThawSandboxTests",
             dependencies: [
-                "ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawTestSupport",
+                "ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawMedes", "ThawTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

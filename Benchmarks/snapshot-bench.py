@@ -24,13 +24,14 @@ outside it is a fetch the record did not plan).
 
 Then what storing costs, for the same functions' snapshots in one store: the raw non-zero
 4 KiB pages of their RAM files; the bytes the store holds for them (64 KiB chunks, equal chunks
-stored once); equal pages stored once; and similar pages as patches against the first
+stored once, zstd-compressed as `thaw snapshot` stores them by default, and for comparison
+whole, `--no-memory-compression`); equal pages stored once; and similar pages as patches against the first
 function's snapshot as the base (`thaw-bench medes`, --patch-limit bytes at most, computed from
 the RAM files at page granularity); with `nokaslr` (the default) and, for comparison, without
 it. Then the same snapshots taken into a fresh store with the first as the base and the others
 with `thaw snapshot --base`: the bytes the store really holds, and restores of the patched
 snapshots (their chunks rebuilt from deltas and the base) against the same functions stored
-whole. Then --chunk-sizes: for one function, the stored bytes, chunk count and restore times for
+without a base. Then --chunk-sizes: for one function, the stored bytes, chunk count and restore times for
 each memory chunk size. Then the effect of qemu's huge-page advice on a restore
 (--restore-huge-pages keeps it). --sections picks parts: starts, storage, patches, chunks, huge.
 
@@ -242,12 +243,12 @@ class Bench:
 
     def storage(self, tags: list[str], kaslr_compare: bool, first: Store) -> list[list[str]]:
         rows = []
-        variants = [("nokaslr", [], first)]
+        variants = [("nokaslr", "compressed", [], first), ("nokaslr", "whole", ["--no-memory-compression"], None)]
         if kaslr_compare:
-            variants.append(("kaslr", ["--no-nokaslr"], None))
-        for name, extra, store in variants:
+            variants.append(("kaslr", "compressed", ["--no-nokaslr"], None))
+        for name, stored_as, extra, store in variants:
             if store is None:
-                store = Store(self, "store-" + name)
+                store = Store(self, f"store-{name}-{stored_as}")
                 for tag in tags:
                     store.push(tag)
                 before = store.stored_bytes()
@@ -260,9 +261,9 @@ class Bench:
                 stored = self.snapshot_bytes
             f = self.medes(store, [store.manifests[t + ":memory"] for t in tags])
             raw = f["raw-bytes"]
-            if name == "nokaslr":
+            if store is first:
                 self.raw_bytes = raw
-            rows.append([name, fmt(raw / MIB), fmt(stored / MIB), fmt(100 * stored / raw) + "%",
+            rows.append([name, stored_as, fmt(raw / MIB), fmt(stored / MIB), fmt(100 * stored / raw) + "%",
                          fmt(f["identical-only-bytes"] / MIB), fmt(100 * f["identical-only-bytes"] / raw) + "%",
                          fmt(f["with-patches-bytes"] / MIB), fmt(100 * f["with-patches-bytes"] / raw) + "%",
                          str(int(f["patched-pages"])), fmt(f["rebuild-us-per-page"], 2)])
@@ -311,7 +312,7 @@ class Bench:
         whole_bytes = getattr(self, "snapshot_bytes", None)
         summary = [f"stored for the {len(tags)} snapshots with patches against {tags[0]}: {stored / MIB:.1f} MiB"
                    + (f", {100 * stored / raw:.1f}% of their {raw / MIB:.1f} MiB of non-zero pages" if raw else "")
-                   + (f"; stored whole: {whole_bytes / MIB:.1f} MiB" if whole_bytes else "")]
+                   + (f"; without --base: {whole_bytes / MIB:.1f} MiB" if whole_bytes else "")]
         return rows, summary
 
     def huge_pages(self, store: Store, tag: str) -> list[list[str]]:
@@ -379,7 +380,7 @@ def main() -> int:
                          "cold / prefetch"], rows), flush=True)
         if "storage" in sections and "starts" in sections:
             print("\n## Stored bytes for the snapshots of " + ", ".join(tags) + "\n")
-            print(table(["guest kernel", "raw non-zero MiB", "stored MiB (64 KiB chunks)", "stored / raw",
+            print(table(["guest kernel", "chunks stored", "raw non-zero MiB", "stored MiB (64 KiB chunks)", "stored / raw",
                          "pages once MiB", "pages once / raw", "with patches MiB", "with patches / raw", "patched pages",
                          "rebuild µs/page"],
                         bench.storage(tags, not args.no_kaslr_compare, store)), flush=True)
@@ -387,7 +388,7 @@ def main() -> int:
             rows, summary = bench.patches(tags)
             print(f"\n## Snapshots stored with patches against {tags[0]} (thaw snapshot --base)\n")
             print("\n".join(summary) + "\n")
-            print(table(["function", "restore s", "restore s, stored whole", "prefetch s", "prefetch s, stored whole",
+            print(table(["function", "restore s", "restore s, without --base", "prefetch s", "prefetch s, without --base",
                          "chunks rebuilt", "served by record"], rows), flush=True)
         if sizes and "chunks" in sections:
             print(f"\n## Memory chunk size ({args.chunk_tag})\n")

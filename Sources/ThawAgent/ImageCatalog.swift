@@ -123,20 +123,27 @@ public actor ImageCatalog: NBDExportCatalog {
             ])
             l2 = nil
         }
-        var imageConfiguration = configuration.image
-        if memory {
-            imageConfiguration.maximumOriginFetches = max(imageConfiguration.maximumOriginFetches, 2 * configuration.memoryPrefetchConcurrency)
-        }
         let patches = memory ? try await loadPatches(of: header, l2: l2) : nil
-        let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2, configuration: imageConfiguration,
+        let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2,
+                              configuration: memory ? memoryImageConfiguration : configuration.image,
                               metrics: metrics, recorder: recorder, patches: patches)
         return ServedImage(id: header.id, image: image, prefetchRecord: record)
     }
 
-    /// The patch table of a snapshot's RAM and its base's image, or nil when it has none (it is
-    /// stored whole). Bases are opened once and shared by every snapshot patched against them;
-    /// they are not served to clients.
-    private func loadPatches(of header: ManifestHeader, l2: L2Cache?) async throws -> ChunkPatches? {
+    /// How a snapshot's RAM (and a base's) is served: as images are, with twice the memory
+    /// prefetch's width of origin fetches, so demand faults find room beside the prefetch.
+    private var memoryImageConfiguration: LazyImageConfiguration {
+        var memory = configuration.image
+        memory.maximumOriginFetches = max(memory.maximumOriginFetches, 2 * configuration.memoryPrefetchConcurrency)
+        return memory
+    }
+
+    /// The patch table of a snapshot's RAM and, when its deltas name one, its base's image, or
+    /// nil when it has none (every chunk is stored whole). Bases are opened once and shared by
+    /// every snapshot patched against them; they are not served to clients.
+    ///
+    /// - Parameter base: the snapshot is itself a base, which must be patched against no base.
+    private func loadPatches(of header: ManifestHeader, l2: L2Cache?, base isBase: Bool = false) async throws -> ChunkPatches? {
         let store = origin.store
         let key = StoreLayout.patchTable(id: header.id, root: header.root, tenant: header.tenant)
         let table: PatchTable
@@ -147,18 +154,23 @@ public actor ImageCatalog: NBDExportCatalog {
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(header.id): \(error)")
         }
-        if let base = bases[table.baseManifestID] { return ChunkPatches(table: table, base: base) }
-        let baseKey = StoreLayout.manifest(id: table.baseManifestID, root: header.root, tenant: header.tenant)
+        guard let baseID = table.baseManifestID else { return ChunkPatches(table: table, base: nil) }
+        guard !isBase else {
+            throw AgentError(.cannotOpen, "base \(header.id) is itself patched against \(baseID): a base is patched against no base")
+        }
+        if let base = bases[baseID] { return ChunkPatches(table: table, base: base) }
+        let baseKey = StoreLayout.manifest(id: baseID, root: header.root, tenant: header.tenant)
         let baseManifest: Manifest
+        let basePatches: ChunkPatches?
         do {
             baseManifest = try await Manifest.open(try await store.get(baseKey), keys: origin.keys, what: "base manifest \(baseKey)")
+            basePatches = try await loadPatches(of: baseManifest.header, l2: l2, base: true)
         } catch {
-            throw AgentError(.cannotOpen, "cannot serve manifest \(header.id): its chunks are patched against base \(table.baseManifestID), which cannot be opened: \(error)")
+            throw AgentError(.cannotOpen, "cannot serve manifest \(header.id): its chunks are patched against base \(baseID), which cannot be opened: \(error)")
         }
-        var configuration = configuration.image
-        configuration.maximumOriginFetches = max(configuration.maximumOriginFetches, 2 * self.configuration.memoryPrefetchConcurrency)
-        let base = LazyImage(manifest: baseManifest, store: store, cache: cache, l2: l2, configuration: configuration, metrics: metrics)
-        bases[table.baseManifestID] = base
+        let base = LazyImage(manifest: baseManifest, store: store, cache: cache, l2: l2, configuration: memoryImageConfiguration,
+                             metrics: metrics, patches: basePatches)
+        bases[baseID] = base
         return ChunkPatches(table: table, base: base)
     }
 

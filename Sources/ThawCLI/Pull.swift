@@ -39,7 +39,7 @@ struct Pull: AsyncParsableCommand {
             let report = try await puller.pull(opened, to: output)
             let elapsed = ContinuousClock.now - started
             print("pulled manifest \(found.key.name) → \(output) in \(String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s")
-            print("  \(mib(report.header.imageSize)): \(report.chunksFetched) chunks fetched and verified (\(mib(report.bytesFetched))), \(report.zeroChunks) zero")
+            print("  \(mib(report.header.imageSize)): \(report.chunksFetched) chunks fetched and verified (\(mib(report.bytesFetched))), \(report.zeroChunks) zero\(report.chunksRebuilt > 0 ? ", \(report.chunksRebuilt) rebuilt from deltas" : "")")
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }

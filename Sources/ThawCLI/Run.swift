@@ -88,6 +88,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "thaw snapshot: store the memory as deltas against this base snapshot where pages are similar (Medes): a function name or image manifest id whose snapshot was taken without --base, in the same root.")
     var base: String?
 
+    @Flag(inversion: .prefixedNo, help: "thaw snapshot: store memory chunks zstd-compressed (as deltas that name no base page) when that saves at least an eighth of a chunk. With --base, deltas are always compressed.")
+    var memoryCompression = true
+
     @Option(help: "thaw snapshot --base: the largest patch of one 4 KiB page kept, in bytes; a page with no patch this small is stored as it is.")
     var patchLimit: Int = 2048
 

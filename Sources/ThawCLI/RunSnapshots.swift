@@ -22,11 +22,12 @@ struct SnapshotCommand: AsyncParsableCommand {
             FUNCTION is a function name, a manifest id or an image, as for thaw run, and thaw run's options \
             apply (--vm-memory, --tmp-size, --response-limit, --kernel, --guest, --accel, --env, \
             --entrypoint, --kernel-arg, a command after --, the store and cache options), with \
-            --memory-chunk-kib (64), --no-nokaslr, --base and --patch-limit (2048). The guest boots with its RAM \
-            in a file; once the handler has loaded and waits for its event, qemu saves the VM. The RAM is pushed \
-            as a manifest of its own (untouched and zero pages are not stored, equal chunks are stored once \
-            across snapshots) and a sealed snapshot record beside the image manifest names it. With --base \
-            BASE (a function or image whose snapshot is stored whole), chunks the store lacks are kept as \
+            --memory-chunk-kib (64), --no-nokaslr, --base, --patch-limit (2048) and --no-memory-compression. \
+            The guest boots with its RAM in a file; once the handler has loaded and waits for its event, qemu \
+            saves the VM. The RAM is pushed as a manifest of its own (untouched and zero pages are not stored, \
+            equal chunks are stored once across snapshots, chunks are stored zstd-compressed where that saves \
+            an eighth) and a sealed snapshot record beside the image manifest names it. With --base BASE (a \
+            function or image whose snapshot was taken without --base), chunks the store lacks are kept as \
             deltas against BASE's memory where its pages are identical or similar. Later thaw run FUNCTION \
             restores it.
             """)
@@ -83,7 +84,11 @@ extension Run {
         let header = served.image.manifest.header
         // The base is checked and read before the boot, so a wrong one costs no boot.
         var patching: FilePatching?
-        if let base { patching = try await loadBase(base, agent: agent, for: header) }
+        if let base {
+            patching = try await loadBase(base, agent: agent, for: header)
+        } else if memoryCompression {
+            patching = FilePatching(baseManifestID: nil) { chunk, _ in ChunkDelta.compressed(chunk, pageSize: SnapshotDeduplicator.pageSize) }
+        }
         let directory = ThawRuntime.directory + "/snapshots/take-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -125,7 +130,7 @@ extension Run {
               memory: \(vm.memoryMiB) MiB in \(memoryChunkKib) KiB chunks, manifest \(pushed.manifestID.prefix(16)): \
             \(pushed.dataChunks) chunks with data, \(pushed.zeroChunks) untouched or zero; \
             \(progress.chunksNew) uploaded (\(mib(progress.bytesUploaded))), \(progress.chunksPresent) already stored\
-            \(patching.map { ", \(pushed.patchedChunks) of them as deltas against base \($0.baseManifestID.prefix(16))" } ?? "")
+            \(patching.map { ", \(pushed.patchedChunks) of them as deltas" + ($0.baseManifestID.map { " (compressed, or patched against base \($0.prefix(16)))" } ?? " (compressed)") } ?? "")
               device state: \(state.count / 1024) KiB; kernel arguments: \(record.kernelArguments.isEmpty ? "none" : record.kernelArguments)
 
             """
@@ -138,7 +143,7 @@ extension Run {
     /// image's root), read whole into pages to encode deltas against.
     ///
     /// - Throws: `ValidationFailure` when there is no such image or snapshot, it is in another
-    ///   root or of another tenant, or its memory is itself patched (a base is stored whole).
+    ///   root or of another tenant, or its memory is itself stored against a base.
     func loadBase(_ reference: String, agent: Agent, for image: ManifestHeader) async throws -> FilePatching {
         let store = agent.origin.store, keys = agent.origin.keys
         do {
@@ -162,13 +167,13 @@ extension Run {
             } catch let error as StoreError where error.kind == .notFound {
                 throw ValidationFailure("the base \(reference) (manifest \(baseImage.id.prefix(16))) has no snapshot: take one with thaw snapshot first")
             }
-            let patchKey = StoreLayout.patchTable(id: record.memoryManifestID, root: image.root, tenant: image.tenant)
-            if (try? await store.exists(patchKey)) == true {
-                throw ValidationFailure("the snapshot of \(reference) is itself stored against a base; a base must be stored whole: take it again without --base")
-            }
             let memoryKey = StoreLayout.manifest(id: record.memoryManifestID, root: image.root, tenant: image.tenant)
             let memory = try await Manifest.open(try await store.get(memoryKey), keys: keys, what: "memory manifest \(memoryKey)")
-            let pages = try await Self.basePages(of: memory, store: store, patchLimit: patchLimit)
+            let stored = try await StoredMemory.open(memory, store: store, keys: keys)
+            if let itsBase = stored.patches?.baseManifestID {
+                throw ValidationFailure("the snapshot of \(reference) is itself stored against base \(itsBase.prefix(16)); a base is stored against no base: take it again without --base")
+            }
+            let pages = try await Self.basePages(of: stored, patchLimit: patchLimit)
             let pageSize = pages.pageSize
             return FilePatching(baseManifestID: memory.header.id) { chunk, index in
                 pages.delta(for: chunk, firstPage: index * chunk.count / pageSize)
@@ -180,26 +185,22 @@ extension Run {
         }
     }
 
-    /// Every non-zero page of a base snapshot's RAM, fetched from the store eight chunks at once.
-    static func basePages(of memory: Manifest, store: any ChunkStore, patchLimit: Int) async throws -> BaseSnapshotPages {
+    /// Every non-zero page of a base snapshot's RAM, read from the store eight chunks at once.
+    static func basePages(of memory: StoredMemory, patchLimit: Int) async throws -> BaseSnapshotPages {
         var pages = BaseSnapshotPages(patchLimit: patchLimit)
-        let stored = memory.chunks.enumerated().compactMap { index, ref in ref.map { (index, $0) } }
-        let chunkSize = Int(memory.header.chunkSize), pageSize = pages.pageSize
+        let stored = memory.manifest.chunks.indices.filter { memory.manifest.chunks[$0] != nil }
+        let chunkSize = Int(memory.manifest.header.chunkSize), pageSize = pages.pageSize
         try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
             var next = 0
             func start() {
                 guard next < stored.count else { return }
-                let (index, ref) = stored[next]
+                let index = stored[next]
                 next += 1
-                group.addTask {
-                    (index, try ChunkSealer.open(try await store.getChunk(ref.name, root: memory.header.root), name: ref.name, key: ref.key))
-                }
+                group.addTask { (index, try await memory.chunk(index)) }
             }
             for _ in 0..<8 { start() }
             while let (index, chunk) = try await group.next() {
-                for start in stride(from: 0, to: chunk.count, by: pageSize) {
-                    pages.add(page: chunk[start..<min(start + pageSize, chunk.count)], number: (index * chunkSize + start) / pageSize)
-                }
+                pages.add(memory: chunk, firstPage: index * chunkSize / pageSize)
                 start()
             }
         }

@@ -1,4 +1,3 @@
-import Synchronization
 import ThawMedes
 import ThawSeal
 import ThawStore
@@ -32,12 +31,14 @@ struct ManifestCopier {
         let patchKey = StoreLayout.patchTable(id: manifestID, root: from, tenant: tenant)
         var patches: PatchTable?
         var baseCopy: Copy?
-        if let sealed = try await getIfPresent(patchKey) {
+        if let sealed = try await store.getIfPresent(patchKey) {
             let table = try await PatchTable.open(sealed, for: original.header, keys: keys, what: "patch table \(patchKey)")
-            let copied = try await self.copy(manifestID: table.baseManifestID, tenant: tenant, from: from, to: to, resealed: &resealed)
-            bytes += copied.bytesResealed
+            if let baseID = table.baseManifestID {
+                let copied = try await self.copy(manifestID: baseID, tenant: tenant, from: from, to: to, resealed: &resealed)
+                bytes += copied.bytesResealed
+                baseCopy = copied
+            }
             patches = table
-            baseCopy = copied
         }
         let patchedNames = Set((patches.map { Array($0.deltas.keys) } ?? []).compactMap { original.chunks[$0]?.name })
         let pending = Array(Set(original.chunks.compactMap { $0 }.filter { resealed[$0.name] == nil && !patchedNames.contains($0.name) }
@@ -74,27 +75,27 @@ struct ManifestCopier {
         try await store.sync()
         let copy = Manifest(header: header, chunks: original.chunks.map { $0.map { rebuilt[$0.name] ?? resealed[$0.name]! } })
         let newID = header.id
-        if let patches, let baseCopy {
-            let table = PatchTable(memoryManifestID: newID, baseManifestID: baseCopy.manifest.header.id, chunkCount: patches.chunkCount,
+        if let patches {
+            let table = PatchTable(memoryManifestID: newID, baseManifestID: baseCopy?.manifest.header.id, chunkCount: patches.chunkCount,
                                    deltas: newDeltas)
             try await store.put(StoreLayout.patchTable(id: newID, root: to, tenant: tenant), try await table.sealed(tenant: tenant, keys: keys))
         }
         // The config and the record first: the manifest is what makes the copy visible.
         let configKey = StoreLayout.imageConfig(id: manifestID, root: from, tenant: tenant)
-        if let sealed = try await getIfPresent(configKey) {
+        if let sealed = try await store.getIfPresent(configKey) {
             let config = try await ImageConfigRecord.open(sealed, for: original.header, keys: keys, what: "image config \(configKey)")
             try await store.put(StoreLayout.imageConfig(id: newID, root: to, tenant: tenant),
                                 try await ImageConfigRecord(manifestID: newID, configJSON: config.configJSON).sealed(tenant: tenant, keys: keys))
         }
         let recordKey = StoreLayout.accessRecord(id: manifestID, root: from, tenant: tenant)
-        if let sealed = try await getIfPresent(recordKey) {
+        if let sealed = try await store.getIfPresent(recordKey) {
             let record = try await AccessRecord.open(sealed, for: original.header, keys: keys, what: "access record \(recordKey)")
             try await store.put(StoreLayout.accessRecord(id: newID, root: to, tenant: tenant),
                                 try await AccessRecord(manifestID: newID, chunkCount: record.chunkCount, chunks: record.chunks)
                                     .sealed(tenant: tenant, keys: keys))
         }
         let snapshotKey = StoreLayout.snapshot(id: manifestID, root: from, tenant: tenant)
-        if let sealed = try await getIfPresent(snapshotKey) {
+        if let sealed = try await store.getIfPresent(snapshotKey) {
             var snapshot = try await SnapshotRecord.open(sealed, for: original.header, keys: keys, what: "snapshot record \(snapshotKey)")
             let memory = try await self.copy(manifestID: snapshot.memoryManifestID, tenant: tenant, from: from, to: to, resealed: &resealed)
             bytes += memory.bytesResealed
@@ -108,27 +109,15 @@ struct ManifestCopier {
 }
 
 extension ManifestCopier {
-    /// The object at `key`, or nil when the store has none; any other error is thrown, so a
-    /// store that cannot be read never passes for an object that is absent.
-    func getIfPresent(_ key: StoreKey) async throws -> [UInt8]? {
-        do {
-            return try await store.get(key)
-        } catch let error as StoreError where error.kind == .notFound {
-            return nil
-        }
-    }
-
     /// Copies the deltas of a patched memory manifest into `to`: each patched chunk rebuilt
-    /// from its delta and the base's pages in `from` and checked against its name, so that its
+    /// from its delta and the base's pages (if it names any) in `from` and checked against its name, so that its
     /// name and key under the new salt are known; its delta (whose page numbers do not depend
     /// on the root) re-sealed and stored. The rebuilt chunk itself is not stored.
     ///
     /// - Returns: the new ref of each patched chunk by its old name, and the new deltas by chunk index.
     func copyDeltas(_ patches: PatchTable, of original: Manifest, from: RootID, to: RootID) async throws
         -> (rebuilt: [ChunkName: ChunkRef], deltas: [Int: ChunkRef]) {
-        let baseKey = StoreLayout.manifest(id: patches.baseManifestID, root: from, tenant: original.header.tenant)
-        let base = try await Manifest.open(try await store.get(baseKey), keys: keys, what: "base manifest \(baseKey)")
-        let pages = BasePageReader(store: store, manifest: base, root: from)
+        let memory = try await StoredMemory.open(original, store: store, keys: keys)
         let oldSalt = original.header.salt
         var newHeader = original.header
         newHeader.root = to
@@ -147,9 +136,7 @@ extension ManifestCopier {
                         throw PatchedChunk.RebuildError(description: "the patch table lists chunk \(index), a zero chunk of manifest \(original.header.id)")
                     }
                     let ciphertext = try await store.getChunk(delta.name, root: from)
-                    let plaintext = try await PatchedChunk.rebuild(deltaCiphertext: ciphertext, delta: delta) { page, size in
-                        try await pages.page(page, size: size)
-                    }
+                    let plaintext = try await memory.rebuild(delta: delta, ciphertext: ciphertext)
                     _ = try PatchedChunk.seal(plaintext, salt: oldSalt, expecting: ref)
                     let newChunk = ChunkSealer.seal(plaintext, salt: newSalt)
                     let newDelta = ChunkSealer.seal(try ChunkSealer.open(ciphertext, name: delta.name, key: delta.key), salt: newSalt)
@@ -167,40 +154,6 @@ extension ManifestCopier {
             }
         }
         return (rebuilt, deltas)
-    }
-}
-
-/// Reads pages of a base snapshot's RAM straight from the store (garbage collection has no
-/// agent), keeping the last chunks it opened, since neighbouring patched chunks mostly name
-/// pages of the same base chunks.
-final class BasePageReader: Sendable {
-    let store: any ChunkStore
-    let manifest: Manifest
-    let root: RootID
-    static let keptChunks = 64
-    private let kept = Mutex<(chunks: [Int: [UInt8]], order: [Int])>(([:], []))
-
-    init(store: any ChunkStore, manifest: Manifest, root: RootID) {
-        self.store = store
-        self.manifest = manifest
-        self.root = root
-    }
-
-    func page(_ number: UInt64, size: Int) async throws -> [UInt8] {
-        let chunkSize = UInt64(manifest.header.chunkSize)
-        let offset = number * UInt64(size)
-        let index = Int(offset / chunkSize), within = Int(offset % chunkSize)
-        guard index < manifest.chunks.count, within + size <= Int(chunkSize) else {
-            throw PatchedChunk.RebuildError(description: "base page \(number) is outside base manifest \(manifest.header.id)")
-        }
-        guard let ref = manifest.chunks[index] else { return [UInt8](repeating: 0, count: size) }
-        if let chunk = kept.withLock({ $0.chunks[index] }) { return Array(chunk[within..<(within + size)]) }
-        let chunk = try ChunkSealer.open(try await store.getChunk(ref.name, root: root), name: ref.name, key: ref.key)
-        kept.withLock { kept in
-            if kept.chunks.updateValue(chunk, forKey: index) == nil { kept.order.append(index) }
-            while kept.order.count > Self.keptChunks { kept.chunks.removeValue(forKey: kept.order.removeFirst()) }
-        }
-        return Array(chunk[within..<(within + size)])
     }
 }
 

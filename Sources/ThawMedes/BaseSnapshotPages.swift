@@ -30,6 +30,13 @@ public struct BaseSnapshotPages: Sendable {
         index.add(PageFingerprint(page: bytes), at: BasePageIndex.Location(base: 0, page: number))
     }
 
+    /// Adds every page of `memory`, a run of the base's RAM starting at page `firstPage`.
+    public mutating func add(memory: [UInt8], firstPage: Int) {
+        for start in stride(from: 0, to: memory.count - pageSize + 1, by: pageSize) {
+            add(page: memory[start..<(start + pageSize)], number: firstPage + start / pageSize)
+        }
+    }
+
     /// The base page to patch `page` against and the patch, or nil when no base page gives a
     /// patch within the limit. An identical base page gives the shortest patch there is. The
     /// candidates are the pages the fingerprint finds and, given the page's `number` in its RAM
@@ -39,26 +46,22 @@ public struct BaseSnapshotPages: Sendable {
         if let same = byDigest[Array(SHA256.hash(data: target))] {
             return (UInt64(same), PagePatch.encode(target, against: target))
         }
-        var best: (basePage: UInt64, patch: [UInt8])?
         var candidates = index.candidates(for: PageFingerprint(page: target))
         if let number, !candidates.contains(where: { $0.page == number }) {
             candidates.append(BasePageIndex.Location(base: 0, page: number))
         }
-        for location in candidates {
-            guard let base = pages[location.page],
-                  let patch = PagePatch.encode(target, against: base, limit: min(patchLimit, best?.patch.count ?? .max)) else { continue }
-            best = (UInt64(location.page), patch)
-        }
-        return best
+        return PagePatch.shortest(for: target, among: candidates, limit: patchLimit) { pages[$0.page] }
+            .map { (UInt64($0.page), $1) }
     }
 
-    /// `chunk` as a `ChunkDelta` against these pages when that is worth it: at least one page
-    /// is patched and the delta is at most `limit` bytes (half the chunk by default, since every
-    /// rebuilt chunk costs its reader extra fetches of base pages). Nil otherwise: the chunk is
-    /// stored as it is.
+    /// `chunk` as a `ChunkDelta`, when that is worth storing instead of the chunk: patched
+    /// against these pages when at least one page is and the delta is at most `limit` bytes
+    /// (half the chunk by default, since every rebuilt chunk costs its reader extra fetches of
+    /// base pages), or just compressed (`ChunkDelta.compressed`), whichever is smaller. Nil
+    /// when neither is: the chunk is stored as it is.
     /// `firstPage` is the number of the chunk's first page in its RAM file.
     public func delta(for chunk: [UInt8], firstPage: Int? = nil, limit: Int? = nil) -> [UInt8]? {
-        guard chunk.count % pageSize == 0, chunk.count <= ChunkDelta.maximumChunkLength else { return nil }
+        guard chunk.count % pageSize == 0, chunk.count <= ChunkDelta.maximumChunkLength, !chunk.allSatisfy({ $0 == 0 }) else { return nil }
         var patched = 0
         let delta = ChunkDelta.encode(chunk, pageSize: pageSize) { page in
             let number = firstPage.map { $0 + (page.startIndex - chunk.startIndex) / pageSize }
@@ -66,7 +69,10 @@ public struct BaseSnapshotPages: Sendable {
             patched += 1
             return found
         }
-        guard patched > 0, delta.count <= (limit ?? chunk.count / 2) else { return nil }
+        // With no page patched, `delta` is the chunk just compressed.
+        let compressed = patched > 0 ? ChunkDelta.compressed(chunk, pageSize: pageSize)
+            : ChunkDelta.isWorthStoring(delta, chunkLength: chunk.count) ? delta : nil
+        guard patched > 0, delta.count <= (limit ?? chunk.count / 2), delta.count < compressed?.count ?? .max else { return compressed }
         return delta
     }
 }

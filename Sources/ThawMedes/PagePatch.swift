@@ -139,6 +139,23 @@ public enum PagePatch {
 }
 
 /// Why a patch could not be applied.
+extension PagePatch {
+    /// The shortest patch of `page`, at most `limit` bytes, against the candidate base pages
+    /// (`base` gives each one's bytes, nil when it has none), with the candidate it is against;
+    /// nil when no candidate gives one. Each candidate is encoded with the best length so far
+    /// as its limit, so a poor one stops early.
+    static func shortest<Location>(for page: [UInt8], among candidates: [Location], limit: Int,
+                                   base: (Location) -> [UInt8]?) -> (Location, [UInt8])? {
+        var best: (Location, [UInt8])?
+        for location in candidates {
+            guard let bytes = base(location),
+                  let patch = encode(page, against: bytes, limit: min(limit, best?.1.count ?? .max)) else { continue }
+            best = (location, patch)
+        }
+        return best
+    }
+}
+
 public struct PatchError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable { case unsupportedVersion, truncated, malformed }
     public let kind: Kind

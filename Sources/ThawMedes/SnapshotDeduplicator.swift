@@ -96,19 +96,13 @@ public struct SnapshotDeduplicator: Sendable {
     /// page often holds, at the same guest address, a near copy of what the base holds there,
     /// even when it shares no sampled window with it.
     public func bestPatch(for page: [UInt8], number: Int? = nil) -> (BasePageIndex.Location, [UInt8])? {
-        var best: (BasePageIndex.Location, [UInt8])?
         var candidates = index.candidates(for: PageFingerprint(page: page))
         if let number {
             for base in 0..<bases where !candidates.contains(BasePageIndex.Location(base: base, page: number)) {
                 candidates.append(BasePageIndex.Location(base: base, page: number))
             }
         }
-        for location in candidates {
-            guard let base = basePages[location],
-                  let patch = PagePatch.encode(page, against: base, limit: min(patchLimit, best?.1.count ?? .max)) else { continue }
-            best = (location, patch)
-        }
-        return best
+        return PagePatch.shortest(for: page, among: candidates, limit: patchLimit) { basePages[$0] }
     }
 
     /// The base page at `location`, for rebuilding a patched page.

@@ -13,20 +13,21 @@ public struct FilePushReport: Sendable {
     /// Chunks holding data, against chunks that are holes or zeros in the file.
     public var dataChunks: Int
     public var zeroChunks: Int
-    /// Chunks stored as deltas against the base (see `FilePatching`).
+    /// Chunks stored as deltas: compressed, and patched against the base if there is one (see `FilePatching`).
     public var patchedChunks: Int
 }
 
-/// How a snapshot's RAM is pushed against a base snapshot (similar-page deduplication): each
-/// chunk the store lacks is offered to `delta` with its index, which returns the chunk's delta
-/// against the base when that is worth storing instead (ThawMedes' `BaseSnapshotPages.delta`),
-/// or nil.
+/// How a snapshot's RAM is pushed as deltas (compressed, and against a base snapshot when
+/// there is one: similar-page deduplication): each chunk the store lacks is offered to `delta`
+/// with its index, which returns the chunk's delta when that is worth storing instead
+/// (ThawMedes' `ChunkDelta.compressed` and `BaseSnapshotPages.delta`), or nil.
 public struct FilePatching: Sendable {
-    /// The base snapshot's memory manifest, in the same root, stored whole.
-    public var baseManifestID: String
+    /// The base snapshot's memory manifest the deltas name pages of; nil when they name none
+    /// (they are only compressed).
+    public var baseManifestID: String?
     public var delta: @Sendable (_ chunk: [UInt8], _ index: Int) -> [UInt8]?
 
-    public init(baseManifestID: String, delta: @escaping @Sendable (_ chunk: [UInt8], _ index: Int) -> [UInt8]?) {
+    public init(baseManifestID: String?, delta: @escaping @Sendable (_ chunk: [UInt8], _ index: Int) -> [UInt8]?) {
         self.baseManifestID = baseManifestID
         self.delta = delta
     }

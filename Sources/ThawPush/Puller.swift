@@ -2,11 +2,13 @@ import Glibc
 import Synchronization
 public import ThawSeal
 public import ThawStore
+import ThawMedes
 import SystemPackage
 
 /// Rebuilds an image file from a manifest, verifying every chunk twice: the ciphertext against
 /// its name (as every read does), and the plaintext against its convergent key (the key is the
-/// hash of the salted plaintext, so a wrong key or a decryption slip cannot pass).
+/// hash of the salted plaintext, so a wrong key or a decryption slip cannot pass). A snapshot's
+/// RAM whose chunks the store keeps as deltas is rebuilt from them (`StoredMemory`).
 public struct Puller: Sendable {
     public var store: any ChunkStore
     public var keys: any TenantKeyProvider
@@ -22,6 +24,8 @@ public struct Puller: Sendable {
         public var chunksFetched: Int
         public var bytesFetched: UInt64
         public var zeroChunks: Int
+        /// Chunks rebuilt from the deltas the store keeps in their place.
+        public var chunksRebuilt: Int
     }
 
     /// Writes the image of `manifest` to `destination`, replacing it only when every chunk verified.
@@ -47,7 +51,8 @@ public struct Puller: Sendable {
         let salt = header.salt
         let chunkSize = Int(header.chunkSize)
         let store = store
-        let fetched = Locked((count: 0, bytes: UInt64(0)))
+        let fetched = Locked((count: 0, bytes: UInt64(0), rebuilt: 0))
+        let memory = try await StoredMemory.open(manifest, store: store, keys: keys)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for (index, chunk) in manifest.chunks.enumerated() {
@@ -58,8 +63,14 @@ public struct Puller: Sendable {
                 }
                 running += 1
                 group.addTask {
-                    let ciphertext = try await store.getChunk(chunk.name, root: salt.root)
-                    let plaintext = try ChunkSealer.open(ciphertext, name: chunk.name, key: chunk.key)
+                    let ciphertext: [UInt8], plaintext: [UInt8]
+                    if let delta = memory.patches?.deltas[index] {
+                        ciphertext = try await store.getChunk(delta.name, root: salt.root)
+                        plaintext = try await memory.rebuild(delta: delta, ciphertext: ciphertext)
+                    } else {
+                        ciphertext = try await store.getChunk(chunk.name, root: salt.root)
+                        plaintext = try ChunkSealer.open(ciphertext, name: chunk.name, key: chunk.key)
+                    }
                     guard plaintext.count == chunkSize, ChunkSealer.key(for: plaintext, salt: salt) == chunk.key else {
                         throw PushError("chunk \(index) (\(chunk.name)) in \(store.location) decrypts to the wrong plaintext")
                     }
@@ -71,6 +82,7 @@ public struct Puller: Sendable {
                     fetched.withLock {
                         $0.count += 1
                         $0.bytes += UInt64(ciphertext.count)
+                        if memory.patches?.deltas[index] != nil { $0.rebuilt += 1 }
                     }
                 }
             }
@@ -90,6 +102,6 @@ public struct Puller: Sendable {
         }
         let totals = fetched.withLock { $0 }
         return Report(header: header, chunksFetched: totals.count, bytesFetched: totals.bytes,
-                      zeroChunks: manifest.chunks.count(where: { $0 == nil }))
+                      zeroChunks: manifest.chunks.count(where: { $0 == nil }), chunksRebuilt: totals.rebuilt)
     }
 }

@@ -1,7 +1,8 @@
 import ThawBinary
 
-/// Which chunks of a memory manifest the store keeps as deltas against a base snapshot's RAM
-/// (similar-page deduplication, Medes), and where each delta is.
+/// Which chunks of a memory manifest the store keeps as deltas (compressed, and patched against
+/// a base snapshot's RAM when it has one: similar-page deduplication, Medes), and where each
+/// delta is.
 ///
 /// The memory manifest itself is unchanged: it names every chunk by its convergent name and
 /// key, as if it were stored whole. A patched chunk is not in the store under that name; its
@@ -13,7 +14,8 @@ import ThawBinary
 /// so garbage collection can follow every reference without a key; the delta keys are sealed.
 ///
 /// ```
-/// public:  memory manifest id (short string) | base memory manifest id (short string)
+/// public:  memory manifest id (short string) | base memory manifest id (short string, empty
+///          for none: the deltas are only compressed)
 ///          | chunk count u32 | entry count u32 | per entry: chunk index u32, delta name (32)
 /// payload: per entry: delta key (32)
 /// ```
@@ -23,13 +25,14 @@ public struct PatchTable: Sendable, Equatable {
 
     /// The memory manifest whose chunks are patched.
     public var memoryManifestID: String
-    /// The memory manifest of the base snapshot, in the same root, stored whole.
-    public var baseManifestID: String
+    /// The memory manifest of the base snapshot, in the same root, itself patched against no
+    /// base; nil when the deltas name no base page.
+    public var baseManifestID: String?
     public var chunkCount: Int
     /// Per patched chunk index, its delta (a sealed chunk of the same root).
     public var deltas: [Int: ChunkRef]
 
-    public init(memoryManifestID: String, baseManifestID: String, chunkCount: Int, deltas: [Int: ChunkRef]) {
+    public init(memoryManifestID: String, baseManifestID: String?, chunkCount: Int, deltas: [Int: ChunkRef]) {
         self.memoryManifestID = memoryManifestID
         self.baseManifestID = baseManifestID
         self.chunkCount = chunkCount
@@ -39,7 +42,7 @@ public struct PatchTable: Sendable, Equatable {
     func publicPart() -> [UInt8] {
         var writer = ByteWriter()
         writer.shortString(memoryManifestID)
-        writer.shortString(baseManifestID)
+        writer.shortString(baseManifestID ?? "")
         writer.u32(UInt32(chunkCount))
         writer.u32(UInt32(deltas.count))
         for (index, ref) in deltas.sorted(by: { $0.key < $1.key }) {
@@ -60,7 +63,7 @@ public struct PatchTable: Sendable, Equatable {
     /// What a sealed table names, read without a key (garbage collection).
     public struct References: Sendable, Equatable {
         public var memoryManifestID: String
-        public var baseManifestID: String
+        public var baseManifestID: String?
         public var chunkCount: Int
         /// Chunk index and delta name of each entry, in chunk order.
         public var deltas: [(index: Int, name: ChunkName)]
@@ -97,7 +100,7 @@ public struct PatchTable: Sendable, Equatable {
             guard reader.remaining == 0 else {
                 throw SealError(.malformedManifest, "\(what) has \(reader.remaining) bytes after its end")
             }
-            return References(memoryManifestID: memory, baseManifestID: base, chunkCount: chunkCount, deltas: deltas)
+            return References(memoryManifestID: memory, baseManifestID: base.isEmpty ? nil : base, chunkCount: chunkCount, deltas: deltas)
         }
     }
 

@@ -147,8 +147,8 @@ extension LazyImage {
     }
 
     /// The ciphertext of a chunk the store keeps as a delta: the delta from the origin, the
-    /// base pages it names through the base snapshot's image (its L1, L2 and origin), rebuilt
-    /// and sealed again, and checked against the chunk's own name.
+    /// base pages it names (if any) through the base snapshot's image (its L1, L2 and origin),
+    /// rebuilt and sealed again, and checked against the chunk's own name.
     func rebuild(_ index: Int, _ ref: ChunkRef, from delta: ChunkRef, patches: ChunkPatches) async throws -> [UInt8] {
         let deltaCiphertext = try await store.getChunk(delta.name, root: manifest.header.root)
         counters.withLock { $0.bytesFromOrigin += UInt64(deltaCiphertext.count) }
@@ -156,7 +156,10 @@ extension LazyImage {
         let plaintext: [UInt8]
         do {
             plaintext = try await PatchedChunk.rebuild(deltaCiphertext: deltaCiphertext, delta: delta) { page, size in
-                try await base.read(offset: page * UInt64(size), length: size)
+                guard let base else {
+                    throw PatchedChunk.RebuildError(description: "its delta names base page \(page), but the snapshot has no base")
+                }
+                return try await base.read(offset: page * UInt64(size), length: size)
             }
             let sealed = try PatchedChunk.seal(plaintext, salt: manifest.header.salt, expecting: ref)
             counters.withLock { $0.chunksRebuilt += 1 }

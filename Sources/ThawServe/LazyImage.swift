@@ -119,13 +119,13 @@ public final class LazyImage: Sendable {
     }
 }
 
-/// A memory manifest's chunks kept as deltas (its `PatchTable`) and the image of the base
-/// snapshot's RAM their base pages are read from.
+/// A memory manifest's chunks kept as deltas (its `PatchTable`) and, when they name base pages,
+/// the image of the base snapshot's RAM those are read from.
 public struct ChunkPatches: Sendable {
     public let table: PatchTable
-    public let base: LazyImage
+    public let base: LazyImage?
 
-    public init(table: PatchTable, base: LazyImage) {
+    public init(table: PatchTable, base: LazyImage?) {
         self.table = table
         self.base = base
     }

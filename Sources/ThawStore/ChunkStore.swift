@@ -74,6 +74,16 @@ extension ChunkStore {
         return bytes
     }
 
+    /// The object at `key`, or nil when the store has none; any other error is thrown, so a
+    /// store that cannot be read never passes for an object that is absent.
+    public func getIfPresent(_ key: StoreKey) async throws -> [UInt8]? {
+        do {
+            return try await get(key)
+        } catch let error as StoreError where error.kind == .notFound {
+            return nil
+        }
+    }
+
     public func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
         try await put(StoreLayout.chunk(name, root: root), ciphertext)
     }

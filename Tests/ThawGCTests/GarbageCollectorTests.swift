@@ -281,10 +281,14 @@ final class FailingStore: ChunkStore {
             var options = PushOptions()
             options.chunkSize = 64 << 10
             let pusher = Pusher(store: setup.store, keys: setup.keys, options: options)
-            // The base belongs to no named function: only the patches keep it.
-            let baseReport = try await pusher.pushFile(at: setup.dir + "/base.ram")
+            // The base belongs to no named function: only the patches keep it. It is stored
+            // compressed (deltas that name no base), as thaw snapshot stores memory by default.
+            let baseReport = try await pusher.pushFile(at: setup.dir + "/base.ram", patching: FilePatching(baseManifestID: nil) { chunk, _ in
+                ChunkDelta.compressed(chunk, pageSize: 4096)
+            })
+            #expect(baseReport.patchedChunks > 0, "a third of the base's pages are zeros: its chunks compress")
             var pages = BaseSnapshotPages()
-            for start in stride(from: 0, to: base.count, by: 4096) { pages.add(page: base[start..<(start + 4096)], number: start / 4096) }
+            pages.add(memory: base, firstPage: 0)
             let basePages = pages
             let memory = try await pusher.pushFile(at: setup.dir + "/derived.ram",
                                                    patching: FilePatching(baseManifestID: baseReport.manifestID) { chunk, index in basePages.delta(for: chunk, firstPage: index * 16) })
@@ -315,11 +319,17 @@ final class FailingStore: ChunkStore {
                                                   for: copiedMemory.header, keys: setup.keys)
             #expect(table.deltas.count == memory.patchedChunks)
             #expect(table.baseManifestID != baseReport.manifestID, "the base is re-sealed under the new root's salt")
-            let copiedBase = try await open(table.baseManifestID)
-            let read = LazyImage(manifest: copiedMemory, store: setup.store,
-                                 patches: ChunkPatches(table: table, base: LazyImage(manifest: copiedBase, store: setup.store)))
+            let copiedBase = try await open(try #require(table.baseManifestID))
+            let baseTable = try await PatchTable.open(try await setup.store.get(StoreLayout.patchTable(id: copiedBase.header.id, root: r2, tenant: .default)),
+                                                      for: copiedBase.header, keys: setup.keys)
+            #expect(baseTable.baseManifestID == nil && baseTable.deltas.count == baseReport.patchedChunks)
+            let baseImage = LazyImage(manifest: copiedBase, store: setup.store, patches: ChunkPatches(table: baseTable, base: nil))
+            let read = LazyImage(manifest: copiedMemory, store: setup.store, patches: ChunkPatches(table: table, base: baseImage))
             #expect(try await read.read(offset: 0, length: derived.count) == derived)
             #expect(read.statistics.chunksRebuilt == table.deltas.count)
+            // Read straight from the store too, as thaw pull does.
+            #expect(try await setup.pulled(copiedMemory.header.id, root: r2, as: "derived-copy") == Data(derived))
+            #expect(try await setup.pulled(copiedBase.header.id, root: r2, as: "base-copy") == Data(base))
         }
     }
 

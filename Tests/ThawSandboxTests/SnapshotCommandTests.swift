@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ThawMedes
 import ThawSeal
 import ThawStore
 import ThawTestSupport
@@ -43,17 +44,24 @@ import ThawTestSupport
             let changed = try await harness.run([id, "--env", "EXTRA=1", "--event", "{}"] + vm + harness.commonArguments)
             #expect(changed.status != 0 && changed.log.contains("does not match this start") && changed.log.contains("handler"), "\(changed.log)")
 
-            // Corrupt memory is never run: every chunk of the RAM manifest is garbled in the store.
+            // The memory is stored compressed: most chunks are deltas that name no base, and
+            // `thaw pull` rebuilds the RAM from them.
             let store = try DirectoryStore(path: harness.store, create: false)
             let keys = LocalKeyProvider(directory: dir + "/keys")
+            let memory = try await Self.memoryManifest(of: id, store: store, keys: keys)
+            let stored = try await StoredMemory.open(memory, store: store, keys: keys)
+            let deltas = try #require(stored.patches?.deltas)
+            #expect(stored.patches?.baseManifestID == nil && deltas.count * 2 > memory.chunks.count(where: { $0 != nil }), "\(deltas.count) deltas")
+            let pulled = try await TestSupport.thawOnOwnThread(["pull", memory.header.id, "-o", dir + "/ram", "--store", harness.store,
+                                                               "--keys", dir + "/keys"]).output
+            #expect(pulled.contains("\(deltas.count) rebuilt from deltas"), "\(pulled)")
+            #expect(try FileManager.default.attributesOfItem(atPath: dir + "/ram")[.size] as? Int == 256 << 20)
+
+            // Corrupt memory is never run: every chunk and delta of the RAM manifest is garbled in the store.
             let image = try await Manifest.open(try await store.get(StoreLayout.manifest(id: id, root: .initial, tenant: .default)), keys: keys)
-            let record = try await SnapshotRecord.open(try await store.get(StoreLayout.snapshot(id: id, root: .initial, tenant: .default)),
-                                                       for: image.header, keys: keys)
-            let memory = try await Manifest.open(try await store.get(StoreLayout.manifest(id: record.memoryManifestID, root: .initial,
-                                                                                          tenant: .default)), keys: keys)
             let imageChunks = Set(image.chunks.compactMap { $0?.name })
-            for ref in memory.chunks.compactMap({ $0 }) where !imageChunks.contains(ref.name) {
-                try await store.put(StoreLayout.chunk(ref.name, root: .initial), Array(repeating: 0x5a, count: 64 << 10))
+            for name in memory.chunks.compactMap({ $0?.name }) + deltas.values.map(\.name) where !imageChunks.contains(name) {
+                try await store.put(StoreLayout.chunk(name, root: .initial), Array(repeating: 0x5a, count: 64 << 10))
             }
             let corrupt = try await harness.run([id, "--from-snapshot", "--event", "{}"] + vm + emptyCache)
             #expect(corrupt.status != 0 && corrupt.response.isEmpty, "\(corrupt.log)")
@@ -77,8 +85,18 @@ import ThawTestSupport
             let taken = try await TestSupport.thawOnOwnThread(["snapshot", derived, "--base", base] + vm + common + ["--", "/function/handler"],
                                                               check: false)
             #expect(taken.status == 0, "\(taken.output)")
-            let patched = taken.output.firstMatch(of: /(\d+) of them as deltas against base/).map { Int($0.1) ?? 0 } ?? 0
-            #expect(patched > 0, "similar chunks are stored as deltas: \(taken.output)")
+            // Similar chunks are stored as deltas that name pages of the base.
+            let store = try DirectoryStore(path: harness.store, create: false)
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let memory = try await StoredMemory.open(try await Self.memoryManifest(of: derived, store: store, keys: keys), store: store, keys: keys)
+            let baseMemory = try await Self.memoryManifest(of: base, store: store, keys: keys)
+            #expect(memory.patches?.baseManifestID == baseMemory.header.id && memory.base != nil)
+            var namingBasePages = 0
+            for delta in Array(memory.patches?.deltas.values ?? [:].values) {
+                let plaintext = try ChunkSealer.open(try await store.getChunk(delta.name, root: .initial), name: delta.name, key: delta.key)
+                if try !ChunkDelta.parse(plaintext).basePages.isEmpty { namingBasePages += 1 }
+            }
+            #expect(namingBasePages > 0, "\(taken.output)")
 
             // A restore on a worker with an empty cache rebuilds them from the deltas and the base.
             let emptyCache = ["--disk-cache", "0"] + common.filter { $0 != "--cache-dir" && !$0.hasSuffix("/cache") }
@@ -86,15 +104,24 @@ import ThawTestSupport
             #expect(restored.status == 0, "\(restored.log)")
             let answer = try JSONSerialization.jsonObject(with: Data(restored.response.utf8)) as? [String: Any]
             #expect((answer?["event"] as? [String: Any])?["n"] as? Int == 3 && answer?["started"] as? Int == 2500, "\(restored.response)")
-            let memory = try #require(try Self.memory(restored.log), "\(restored.log)")
-            #expect((memory["chunksRebuilt"] as? Int ?? 0) > 0, "\(memory)")
+            let breakdown = try #require(try Self.memory(restored.log), "\(restored.log)")
+            #expect((breakdown["chunksRebuilt"] as? Int ?? 0) > 0, "\(breakdown)")
 
-            // A base must be stored whole: a snapshot patched against another is refused as one,
-            // before any boot.
+            // A snapshot stored against a base is refused as one, before any boot: a chain is
+            // never more than one delta deep.
             let refused = try await TestSupport.thawOnOwnThread(["snapshot", base, "--base", derived] + vm + common, check: false)
-            #expect(refused.status != 0 && refused.output.contains("a base must be stored whole"), "\(refused.output)")
+            #expect(refused.status != 0 && refused.output.contains("a base is stored against no base"), "\(refused.output)")
             #expect(await harness.leftoversAfterSettling() == [])
         }
+    }
+
+    /// The memory manifest of the snapshot of image manifest `id`.
+    static func memoryManifest(of id: String, store: DirectoryStore, keys: LocalKeyProvider) async throws -> Manifest {
+        let image = try await Manifest.open(try await store.get(StoreLayout.manifest(id: id, root: .initial, tenant: .default)), keys: keys)
+        let record = try await SnapshotRecord.open(try await store.get(StoreLayout.snapshot(id: id, root: .initial, tenant: .default)),
+                                                   for: image.header, keys: keys)
+        return try await Manifest.open(try await store.get(StoreLayout.manifest(id: record.memoryManifestID, root: .initial, tenant: .default)),
+                                       keys: keys)
     }
 
     /// The `memory` object of a `--json` breakdown in a run's standard error.

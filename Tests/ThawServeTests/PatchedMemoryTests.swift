@@ -34,7 +34,7 @@ import ThawTestSupport
             let pusher = Pusher(store: store, keys: keys, options: options)
             let baseReport = try await pusher.pushFile(at: dir + "/base.ram")
             var pages = BaseSnapshotPages()
-            for start in stride(from: 0, to: base.count, by: 4096) { pages.add(page: base[start..<(start + 4096)], number: start / 4096) }
+            pages.add(memory: base, firstPage: 0)
             let basePages = pages
             report = try await pusher.pushFile(at: dir + "/derived.ram",
                                                patching: FilePatching(baseManifestID: baseReport.manifestID) { chunk, index in basePages.delta(for: chunk, firstPage: index * 16) })
