@@ -118,7 +118,6 @@ extension ManifestCopier {
     func copyDeltas(_ patches: PatchTable, of original: Manifest, from: RootID, to: RootID) async throws
         -> (rebuilt: [ChunkName: ChunkRef], deltas: [Int: ChunkRef]) {
         let memory = try await StoredMemory.open(original, store: store, keys: keys)
-        let oldSalt = original.header.salt
         var newHeader = original.header
         newHeader.root = to
         let newSalt = newHeader.salt
@@ -137,7 +136,7 @@ extension ManifestCopier {
                     }
                     let ciphertext = try await store.getChunk(delta.name, root: from)
                     let plaintext = try await memory.rebuild(delta: delta, ciphertext: ciphertext)
-                    _ = try PatchedChunk.seal(plaintext, salt: oldSalt, expecting: ref)
+                    _ = try PatchedChunk.seal(plaintext, expecting: ref)
                     let newChunk = ChunkSealer.seal(plaintext, salt: newSalt)
                     let newDelta = ChunkSealer.seal(try ChunkSealer.open(ciphertext, name: delta.name, key: delta.key), salt: newSalt)
                     if try await !store.hasChunk(newDelta.name, root: to) {

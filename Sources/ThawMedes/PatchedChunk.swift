@@ -26,9 +26,9 @@ public enum PatchedChunk {
         } catch {
             throw RebuildError(description: "its delta \(delta.name) is malformed: \(error)")
         }
-        let pageSize = parsed.pageSize
-        let pages = try await withThrowingTaskGroup(of: (UInt64, [UInt8]).self) { group in
-            for page in parsed.basePages {
+        let pageSize = parsed.pageSize, named = parsed.basePages
+        let pages: [UInt64: [UInt8]] = named.isEmpty ? [:] : try await withThrowingTaskGroup(of: (UInt64, [UInt8]).self) { group in
+            for page in named {
                 group.addTask { (page, try await basePage(page, pageSize)) }
             }
             var pages: [UInt64: [UInt8]] = [:]
@@ -42,15 +42,15 @@ public enum PatchedChunk {
         }
     }
 
-    /// Seals a rebuilt chunk under `salt` and checks it is the chunk `expected` names.
+    /// The ciphertext of a rebuilt chunk, checked to be the chunk `expected` names
+    /// (`ChunkSealer.encrypt(_:as:)`).
     ///
     /// - Throws: `RebuildError` when it is not: the delta or the base is not what the manifest
     ///   was pushed with.
-    public static func seal(_ plaintext: [UInt8], salt: Salt, expecting expected: ChunkRef) throws -> SealedChunk {
-        let sealed = ChunkSealer.seal(plaintext, salt: salt)
-        guard sealed.name == expected.name else {
-            throw RebuildError(description: "rebuilt from its delta it is \(sealed.name), not the chunk \(expected.name) the manifest names")
+    public static func seal(_ plaintext: [UInt8], expecting expected: ChunkRef) throws -> [UInt8] {
+        guard let ciphertext = ChunkSealer.encrypt(plaintext, as: expected) else {
+            throw RebuildError(description: "rebuilt from its delta it is not the chunk \(expected.name) the manifest names")
         }
-        return sealed
+        return ciphertext
     }
 }

@@ -64,13 +64,13 @@ public final class StoredMemory: Sendable {
             return try ChunkSealer.open(try await store.getChunk(ref.name, root: header.root), name: ref.name, key: ref.key)
         }
         let plaintext = try await rebuild(delta: delta, ciphertext: try await store.getChunk(delta.name, root: header.root))
-        _ = try PatchedChunk.seal(plaintext, salt: header.salt, expecting: ref)
+        _ = try PatchedChunk.seal(plaintext, expecting: ref)
         return plaintext
     }
 
     /// The plaintext of a delta of this RAM's patch table (its `ciphertext` fetched and checked
     /// by the caller), rebuilt with the base pages it names. Not yet checked against the chunk's
-    /// name: `PatchedChunk.seal` does that.
+    /// name: `PatchedChunk.seal` does that, and gives the ciphertext.
     public func rebuild(delta: ChunkRef, ciphertext: [UInt8]) async throws -> [UInt8] {
         try await PatchedChunk.rebuild(deltaCiphertext: ciphertext, delta: delta) { [base, manifest] number, size in
             guard let base else {

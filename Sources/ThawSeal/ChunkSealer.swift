@@ -52,6 +52,15 @@ public enum ChunkSealer {
         plaintext.withUnsafeBytes { seal($0, salt: salt) }
     }
 
+    /// The ciphertext of a chunk whose plaintext was rebuilt (from a delta), encrypted with the
+    /// key `expected` gives, or nil when it does not have the name `expected` gives. One hash,
+    /// where `seal` takes two: the key need not be derived again, since a ciphertext with the
+    /// chunk's name decrypts under the chunk's key to the chunk's plaintext.
+    public static func encrypt(_ plaintext: [UInt8], as expected: ChunkRef) -> [UInt8]? {
+        let ciphertext = plaintext.withUnsafeBytes { crypt($0, key: expected.key, blockIndex: 0) }
+        return expected.name.matches(ciphertext) ? ciphertext : nil
+    }
+
     /// Decrypts a whole chunk after checking it against its name.
     ///
     /// - Throws: `SealError.chunkMismatch` when the bytes are not the named chunk.

@@ -161,9 +161,9 @@ extension LazyImage {
                 }
                 return try await base.read(offset: page * UInt64(size), length: size)
             }
-            let sealed = try PatchedChunk.seal(plaintext, salt: manifest.header.salt, expecting: ref)
+            let ciphertext = try PatchedChunk.seal(plaintext, expecting: ref)
             counters.withLock { $0.chunksRebuilt += 1 }
-            return sealed.ciphertext
+            return ciphertext
         } catch let error as PatchedChunk.RebuildError {
             throw ChunkFetchError(chunkIndex: index, chunk: ref.name, store: store.location, kind: nil, reason: error.description)
         }

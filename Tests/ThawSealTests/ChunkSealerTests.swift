@@ -66,6 +66,19 @@ import ThawTestSupport
         #expect(error?.message.contains(sealed.name.hex) == true)
     }
 
+    /// A rebuilt plaintext re-encrypted under the manifest's key gives the sealed ciphertext
+    /// exactly when it is the sealed plaintext.
+    @Test func aRebuiltChunkIsEncryptedOnlyAsTheChunkItNames() {
+        let plaintext = (0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 17) }
+        let sealed = ChunkSealer.seal(plaintext, salt: salt)
+        let ref = ChunkRef(name: sealed.name, key: sealed.key)
+        #expect(ChunkSealer.encrypt(plaintext, as: ref) == sealed.ciphertext)
+        var other = plaintext
+        other[40_000] ^= 0x80
+        #expect(ChunkSealer.encrypt(other, as: ref) == nil)
+        #expect(ChunkSealer.encrypt(Array(plaintext.dropLast()), as: ref) == nil)
+    }
+
     /// CTR lets a reader decrypt any range alone; it must equal the same range of the whole.
     @Test func decryptsAnyRangeAlone() {
         let plaintext = (0..<(64 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
