@@ -47,6 +47,7 @@ if [ "$what" != build ]; then
   pip_missing=()
   command -v moto_server >/dev/null && python3 -c "import flask, flask_cors" 2>/dev/null || pip_missing+=("moto[server]")
   command -v aws >/dev/null || pip_missing+=(awscli)
+  python3 -c "import botocore" 2>/dev/null || pip_missing+=(botocore)
   if [ ${#pip_missing[@]} -gt 0 ]; then
     echo "installing from PyPI: ${pip_missing[*]}"
     python3 -m pip install -q "${pip_missing[@]}" 2>/dev/null \
