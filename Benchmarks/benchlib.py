@@ -1,19 +1,23 @@
 """What the benchmarks under Benchmarks/ share: running a command and measuring its wall time
 and its own peak RSS, reading the corpus's OCI layout, and printing tables.
 
-Imported by flatten-bench.py and push-bench.py (Python puts the script's directory on the path).
+Imported by the scripts beside it (Python puts the script's directory on the path).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MIB = 1 << 20
@@ -26,6 +30,36 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docke
 
 class BenchError(Exception):
     """Stops the benchmark with one clear line."""
+
+
+def check_arguments(parser: argparse.ArgumentParser, tags: list[str], starts: dict, root_for: str,
+                    programs: list[str], build: str) -> None:
+    """Stops with the parser's error when a tag has no start defined, the user is not root
+    (`root_for` says why root is needed), or a program is not built (`build` says how)."""
+    for tag in tags:
+        if tag not in starts:
+            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(starts)})")
+    if os.geteuid() != 0:
+        parser.error(f"needs root: {root_for}")
+    for program in programs:
+        if not os.access(program, os.X_OK):
+            parser.error(f"{program} is not built: {build}")
+
+
+def run_in_work_directory(args: argparse.Namespace, prefix: str, body: Callable[[str], None]) -> int:
+    """Runs `body` with a work directory (--work, or a new temporary one), removed afterwards
+    unless --keep; a `BenchError` becomes one line on standard error and exit status 1."""
+    work = args.work or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(work, exist_ok=True)
+    try:
+        body(work)
+        return 0
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

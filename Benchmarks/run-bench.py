@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table
+from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, fmt, machine_line, run_in_work_directory, table
 
 # The start each corpus image's function makes: what a handler of that kind loads.
 STARTS = {
@@ -135,34 +133,21 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     tags = [t for t in args.tags.split(",") if t]
-    for tag in tags + ([args.microvm_tag] if args.microvm_tag else []):
-        if tag not in STARTS:
-            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
-    if os.geteuid() != 0:
-        parser.error("needs root: namespaces, loop devices and mounts")
-    if not os.access(args.thaw, os.X_OK):
-        parser.error(f"{args.thaw} is not built: swift build -c release --product thaw")
-    work = args.work or tempfile.mkdtemp(prefix="thaw-run-bench-")
-    os.makedirs(work, exist_ok=True)
-    bench = Bench(args, work)
-    print(f"# Thaw cold starts (process sandbox)\n\n{machine_line()}; origin latency {args.origin_latency:g} ms "
-          f"per request; median of {args.runs}\n", flush=True)
-    status = 0
-    try:
+    check_arguments(parser, tags + ([args.microvm_tag] if args.microvm_tag else []), STARTS,
+                    "namespaces, loop devices and mounts", [args.thaw], "swift build -c release --product thaw")
+
+    def body(work: str) -> None:
+        bench = Bench(args, work)
+        print(f"# Thaw cold starts (process sandbox)\n\n{machine_line()}; origin latency {args.origin_latency:g} ms "
+              f"per request; median of {args.runs}\n", flush=True)
         rows = [bench.image(tag) for tag in tags]
         if args.microvm_tag:
             rows.append(bench.image(args.microvm_tag, ["--sandbox", "microvm", "--timeout", "300", "--guest", args.guest],
                                     args.microvm_runs))
         print(table(["image", "MiB", "lazy s", "lazy fetched %", "prefetch s", "prefetch fetched %", "full download s",
                      "full / prefetch"], rows))
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        status = 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return status
 
+    return run_in_work_directory(args, "thaw-run-bench-", body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,15 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
-from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, free_port, machine_line, table, tool_version,
+from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, fmt, run_in_work_directory, free_port, machine_line, table, tool_version,
                       wait_for, wait_for_port)
 
 # What each corpus image's function does when it starts.
@@ -263,30 +261,16 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     args.tags = [t for t in args.tags.split(",") if t]
-    for tag in args.tags:
-        if tag not in STARTS:
-            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
-    if os.geteuid() != 0:
-        parser.error("needs root: loop devices, mounts and chroot")
-    if not os.access(args.thaw, os.X_OK):
-        parser.error(f"{args.thaw} is not built: swift build -c release --product thaw")
-    work = args.work or tempfile.mkdtemp(prefix="thaw-serve-bench-")
-    os.makedirs(work, exist_ok=True)
-    bench = Bench(args, work)
-    print(f"# Thaw serving benchmark\n\n{machine_line()}; {tool_version(['nbdcopy', '--version'])}; "
-          f"{tool_version(['nbdkit', '--version'])}\n", flush=True)
-    status = 0
-    try:
+    check_arguments(parser, args.tags, STARTS, "loop devices, mounts and chroot", [args.thaw], "swift build -c release --product thaw")
+
+    def body(work: str) -> None:
+        bench = Bench(args, work)
+        print(f"# Thaw serving benchmark\n\n{machine_line()}; {tool_version(['nbdcopy', '--version'])}; "
+              f"{tool_version(['nbdkit', '--version'])}\n", flush=True)
         for section in args.sections.split(","):
             print(getattr(bench, section)(), flush=True)
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        status = 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return status
 
+    return run_in_work_directory(args, "thaw-serve-bench-", body)
 
 if __name__ == "__main__":
     sys.exit(main())

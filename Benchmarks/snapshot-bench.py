@@ -49,14 +49,12 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, fmt, machine_line, table
+from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, fmt, machine_line, run_in_work_directory, table
 
 # Each function loads what its kind of handler loads, then waits for its event: the point a
 # snapshot is taken at.
@@ -351,59 +349,45 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     tags = [t for t in args.tags.split(",") if t]
-    for tag in tags + [args.chunk_tag]:
-        if tag not in STARTS:
-            parser.error(f"no start is defined for tag '{tag}' (known: {', '.join(STARTS)})")
     sizes = [int(s) for s in args.chunk_sizes.split(",") if s]
-    if os.geteuid() != 0:
-        parser.error("needs root: mounts and FUSE")
-    for program in (args.thaw, args.thaw_bench):
-        if not os.access(program, os.X_OK):
-            parser.error(f"{program} is not built: swift build -c release --product thaw && swift build -c release --product thaw-bench")
-    work = args.work or tempfile.mkdtemp(prefix="thaw-snapshot-bench-")
-    os.makedirs(work, exist_ok=True)
-    bench = Bench(args, work)
+    check_arguments(parser, tags + [args.chunk_tag], STARTS, "mounts and FUSE", [args.thaw, args.thaw_bench],
+                    "swift build -c release --product thaw && swift build -c release --product thaw-bench")
+    return run_in_work_directory(args, "thaw-snapshot-bench-", lambda work: run(args, tags, sizes, Bench(args, work)))
+
+
+def run(args: argparse.Namespace, tags: list[str], sizes: list[int], bench: "Bench") -> None:
     print(f"# Thaw memory snapshots (microVM)\n\n{machine_line()}; origin latency {args.origin_latency:g} ms per request; "
           f"{args.vm_memory} MiB guests; median of {args.runs}\n", flush=True)
-    status = 0
     sections = set(args.sections.split(","))
-    try:
-        store = Store(bench, "store")
-        for tag in tags:
-            store.push(tag)
-        if "starts" in sections:
-            before = store.stored_bytes()
-            rows = bench.starts(store, tags)
-            bench.snapshot_bytes = store.stored_bytes() - before  # all the snapshots wrote
-            print(table(["function", "cold s", "cold wall s", "cold MiB", "restore s", "restore MiB", "restore faults", "prefetch s",
-                         "prefetch wall s", "prefetch MiB", "prefetch FUSE reads", "recorded", "fetched outside", "served by record",
-                         "cold / prefetch"], rows), flush=True)
-        if "storage" in sections and "starts" in sections:
-            print("\n## Stored bytes for the snapshots of " + ", ".join(tags) + "\n")
-            print(table(["guest kernel", "chunks stored", "raw non-zero MiB", "stored MiB (64 KiB chunks)", "stored / raw",
-                         "pages once MiB", "pages once / raw", "with patches MiB", "with patches / raw", "patched pages",
-                         "rebuild µs/page"],
-                        bench.storage(tags, not args.no_kaslr_compare, store)), flush=True)
-        if "patches" in sections and len(tags) > 1:
-            rows, summary = bench.patches(tags)
-            print(f"\n## Snapshots stored with patches against {tags[0]} (thaw snapshot --base)\n")
-            print("\n".join(summary) + "\n")
-            print(table(["function", "restore s", "restore s, without --base", "prefetch s", "prefetch s, without --base",
-                         "chunks rebuilt", "served by record"], rows), flush=True)
-        if sizes and "chunks" in sections:
-            print(f"\n## Memory chunk size ({args.chunk_tag})\n")
-            print(table(["chunk", "stored MiB", "restore s", "restore faults", "restore MiB", "prefetch s", "recorded",
-                         "prefetch MiB"], bench.chunk_sizes(args.chunk_tag, sizes)), flush=True)
-        if "huge" in sections and "starts" in sections:
-            print(f"\n## qemu's huge-page advice in a restore without record ({tags[0]})\n")
-            print(table(["huge-page advice", "restore s", "FUSE reads", "MiB read"], bench.huge_pages(store, tags[0])))
-    except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        status = 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    return status
+    store = Store(bench, "store")
+    for tag in tags:
+        store.push(tag)
+    if "starts" in sections:
+        before = store.stored_bytes()
+        rows = bench.starts(store, tags)
+        bench.snapshot_bytes = store.stored_bytes() - before  # all the snapshots wrote
+        print(table(["function", "cold s", "cold wall s", "cold MiB", "restore s", "restore MiB", "restore faults", "prefetch s",
+                     "prefetch wall s", "prefetch MiB", "prefetch FUSE reads", "recorded", "fetched outside", "served by record",
+                     "cold / prefetch"], rows), flush=True)
+    if "storage" in sections and "starts" in sections:
+        print("\n## Stored bytes for the snapshots of " + ", ".join(tags) + "\n")
+        print(table(["guest kernel", "chunks stored", "raw non-zero MiB", "stored MiB (64 KiB chunks)", "stored / raw",
+                     "pages once MiB", "pages once / raw", "with patches MiB", "with patches / raw", "patched pages",
+                     "rebuild µs/page"],
+                    bench.storage(tags, not args.no_kaslr_compare, store)), flush=True)
+    if "patches" in sections and len(tags) > 1:
+        rows, summary = bench.patches(tags)
+        print(f"\n## Snapshots stored with patches against {tags[0]} (thaw snapshot --base)\n")
+        print("\n".join(summary) + "\n")
+        print(table(["function", "restore s", "restore s, without --base", "prefetch s", "prefetch s, without --base",
+                     "chunks rebuilt", "served by record"], rows), flush=True)
+    if sizes and "chunks" in sections:
+        print(f"\n## Memory chunk size ({args.chunk_tag})\n")
+        print(table(["chunk", "stored MiB", "restore s", "restore faults", "restore MiB", "prefetch s", "recorded",
+                     "prefetch MiB"], bench.chunk_sizes(args.chunk_tag, sizes)), flush=True)
+    if "huge" in sections and "starts" in sections:
+        print(f"\n## qemu's huge-page advice in a restore without record ({tags[0]})\n")
+        print(table(["huge-page advice", "restore s", "FUSE reads", "MiB read"], bench.huge_pages(store, tags[0])))
 
 
 if __name__ == "__main__":
