@@ -123,6 +123,7 @@ extension Run {
         let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
         try await agent.origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
         let progress = pushed.progress
+        let deltaKind = patching?.baseManifestID.map { "compressed, or patched against base \($0.prefix(16))" } ?? "compressed"
         let report = """
             snapshot of \(header.id.prefix(16)) stored as \(key)
               handler ready after \(String(format: "%.2f", MonotonicTime.seconds(from: timings.launched, to: timings.ready))) s, \
@@ -130,7 +131,7 @@ extension Run {
               memory: \(vm.memoryMiB) MiB in \(memoryChunkKib) KiB chunks, manifest \(pushed.manifestID.prefix(16)): \
             \(pushed.dataChunks) chunks with data, \(pushed.zeroChunks) untouched or zero; \
             \(progress.chunksNew) uploaded (\(mib(progress.bytesUploaded))), \(progress.chunksPresent) already stored\
-            \(patching.map { ", \(pushed.patchedChunks) of them as deltas" + ($0.baseManifestID.map { " (compressed, or patched against base \($0.prefix(16)))" } ?? " (compressed)") } ?? "")
+            \(patching == nil ? "" : ", \(pushed.patchedChunks) of them as deltas (\(deltaKind))")
               device state: \(state.count / 1024) KiB; kernel arguments: \(record.kernelArguments.isEmpty ? "none" : record.kernelArguments)
 
             """

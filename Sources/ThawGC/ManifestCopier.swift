@@ -28,17 +28,14 @@ struct ManifestCopier {
         header.root = to
         let salt = header.salt
         var bytes: UInt64 = 0
-        let patchKey = StoreLayout.patchTable(id: manifestID, root: from, tenant: tenant)
-        var patches: PatchTable?
+        // A memory manifest's patch table (and base), read once for the copy of its deltas.
+        let memory = try await StoredMemory.open(original, store: store, keys: keys)
+        let patches = memory.patches
         var baseCopy: Copy?
-        if let sealed = try await store.getIfPresent(patchKey) {
-            let table = try await PatchTable.open(sealed, for: original.header, keys: keys, what: "patch table \(patchKey)")
-            if let baseID = table.baseManifestID {
-                let copied = try await self.copy(manifestID: baseID, tenant: tenant, from: from, to: to, resealed: &resealed)
-                bytes += copied.bytesResealed
-                baseCopy = copied
-            }
-            patches = table
+        if let baseID = patches?.baseManifestID {
+            let copied = try await self.copy(manifestID: baseID, tenant: tenant, from: from, to: to, resealed: &resealed)
+            bytes += copied.bytesResealed
+            baseCopy = copied
         }
         let patchedNames = Set((patches.map { Array($0.deltas.keys) } ?? []).compactMap { original.chunks[$0]?.name })
         let pending = Array(Set(original.chunks.compactMap { $0 }.filter { resealed[$0.name] == nil && !patchedNames.contains($0.name) }
@@ -69,7 +66,7 @@ struct ManifestCopier {
         var rebuilt: [ChunkName: ChunkRef] = [:]
         var newDeltas: [Int: ChunkRef] = [:]
         if let patches {
-            (rebuilt, newDeltas) = try await copyDeltas(patches, of: original, from: from, to: to)
+            (rebuilt, newDeltas) = try await copyDeltas(patches, of: memory, from: from, to: to)
             bytes += UInt64(rebuilt.count) * UInt64(original.header.chunkSize)
         }
         try await store.sync()
@@ -110,14 +107,15 @@ struct ManifestCopier {
 
 extension ManifestCopier {
     /// Copies the deltas of a patched memory manifest into `to`: each patched chunk rebuilt
-    /// from its delta and the base's pages (if it names any) in `from` and checked against its name, so that its
-    /// name and key under the new salt are known; its delta (whose page numbers do not depend
-    /// on the root) re-sealed and stored. The rebuilt chunk itself is not stored.
+    /// from its delta and the base's pages (if it names any) in `from` and checked against its
+    /// name, so that its name and key under the new salt are known; its delta (whose page
+    /// numbers do not depend on the root) re-sealed and stored. The rebuilt chunk itself is not
+    /// stored.
     ///
     /// - Returns: the new ref of each patched chunk by its old name, and the new deltas by chunk index.
-    func copyDeltas(_ patches: PatchTable, of original: Manifest, from: RootID, to: RootID) async throws
+    func copyDeltas(_ patches: PatchTable, of memory: StoredMemory, from: RootID, to: RootID) async throws
         -> (rebuilt: [ChunkName: ChunkRef], deltas: [Int: ChunkRef]) {
-        let memory = try await StoredMemory.open(original, store: store, keys: keys)
+        let original = memory.manifest
         var newHeader = original.header
         newHeader.root = to
         let newSalt = newHeader.salt

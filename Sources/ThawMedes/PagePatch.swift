@@ -138,7 +138,6 @@ public enum PagePatch {
     }
 }
 
-/// Why a patch could not be applied.
 extension PagePatch {
     /// The shortest patch of `page`, at most `limit` bytes, against the candidate base pages
     /// (`base` gives each one's bytes, nil when it has none), with the candidate it is against;
@@ -156,6 +155,7 @@ extension PagePatch {
     }
 }
 
+/// Why a patch could not be applied.
 public struct PatchError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable { case unsupportedVersion, truncated, malformed }
     public let kind: Kind

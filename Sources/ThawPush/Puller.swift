@@ -64,7 +64,8 @@ public struct Puller: Sendable {
                 running += 1
                 group.addTask {
                     let ciphertext: [UInt8], plaintext: [UInt8]
-                    if let delta = memory.patches?.deltas[index] {
+                    let delta = memory.patches?.deltas[index]
+                    if let delta {
                         ciphertext = try await store.getChunk(delta.name, root: salt.root)
                         plaintext = try await memory.rebuild(delta: delta, ciphertext: ciphertext)
                     } else {
@@ -82,7 +83,7 @@ public struct Puller: Sendable {
                     fetched.withLock {
                         $0.count += 1
                         $0.bytes += UInt64(ciphertext.count)
-                        if memory.patches?.deltas[index] != nil { $0.rebuilt += 1 }
+                        if delta != nil { $0.rebuilt += 1 }
                     }
                 }
             }
