@@ -44,11 +44,9 @@ let package = Package(
         .target(
             name: "ThawImage",
             dependencies: [
-                "ThawTar", "CZstd",
+                "ThawTar", "CZstd", "CISAL",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
-                .product(name: "CompressNIO", package: "compress-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

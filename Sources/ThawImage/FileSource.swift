@@ -41,9 +41,13 @@ public final class FileSource: ByteSource {
     }
 
     /// Reads a whole small file (a manifest, a config), refusing anything over `limit` bytes.
+    /// The buffer is sized by the file, not by the limit: a push reads several small files
+    /// before it starts, and zeroing 16 MiB for each cost more than the rest of opening an image.
     public static func readAll(path: String, limit: Int = 16 << 20) throws -> [UInt8] {
         let source = try FileSource(path: path)
-        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        // A file over the limit fills one byte past it, which the check below refuses.
+        let size = Int(min(UInt64(limit), source.end - min(source.end, source.position))) + 1
+        var bytes = [UInt8](repeating: 0, count: size)
         let n = try bytes.withUnsafeMutableBytes { try source.readFully(into: $0) }
         guard n <= limit else { throw ImageError(.invalidImage, "\(path) is larger than \(limit) bytes") }
         bytes.removeSubrange(n...)

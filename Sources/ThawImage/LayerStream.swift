@@ -4,9 +4,11 @@ public import ThawTar
 ///
 /// The blob digest and size are checked when the compressed stream ends, the diff ID when the
 /// uncompressed stream ends; ``finish()`` reads any remainder so that both checks always run.
+/// Reading the file, inflating and both digests run on a thread of their own (a
+/// ``ReadAheadSource``), so the reader's thread is left with what it does with the bytes.
 public final class LayerStream: ByteSource {
     public let layer: ImageLayer
-    private let uncompressed: DigestingSource
+    private let uncompressed: ReadAheadSource
 
     public init(_ layer: ImageLayer) throws {
         self.layer = layer
@@ -20,7 +22,8 @@ public final class LayerStream: ByteSource {
             case .gzip: decompressed = try GzipSource(blob)
             case .zstd: decompressed = try ZstdSource(blob)
             }
-            uncompressed = DigestingSource(decompressed, expected: layer.diffID, what: "uncompressed layer (diff ID)")
+            uncompressed = ReadAheadSource(
+                DigestingSource(decompressed, expected: layer.diffID, what: "uncompressed layer (diff ID)"))
         } catch var error as ImageError {
             error.layer = layer.label
             throw error
