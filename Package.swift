@@ -132,12 +132,26 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The AWS Lambda REST API over Thaw's functions: wire models, the operations, SigV4-checked routes.
+        .target(
+            name: "ThawLambdaAPI",
+            dependencies: [
+                "ThawMetadata", "ThawSeal", "ThawAWS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
         .executableTarget(
             name: "ThawCLI",
             dependencies: [
                 "ThawFlatten", "ThawImage", "ThawSample", "ThawSeal", "ThawStore", "ThawPush", "ThawBinary", "ThawAgent",
                 "ThawCache", "ThawL2", "ThawMetadata", "ThawGC", "ThawServe", "ThawMedes", "ThawNBD", "ThawSandbox", "ThawSandboxCore",
+                "ThawLambdaAPI", "ThawAWS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -48,8 +48,12 @@ public protocol MetadataStore: Sendable {
     /// Points a name at `function`'s manifest only if it still points at `manifestID` in
     /// `root` (garbage collection's copy-forward: a push that moved the name meanwhile wins).
     func moveFunction(_ function: FunctionRecord, fromManifest manifestID: String, root: RootID) async throws -> Bool
-    /// Removes a name; false when there was none.
+    /// Removes a name, and its settings; false when there was no name.
     func removeFunction(named name: FunctionName) async throws -> Bool
+    /// Stores what a service keeps about a function beside its name (the invoke API's
+    /// configuration, as a JSON document the metadata does not look into), replacing what was there.
+    func setFunctionSettings(_ document: String, for name: FunctionName) async throws
+    func functionSettings(named name: FunctionName) async throws -> String?
 
     /// Notes that `holder` is using a manifest until `until` (a start began), or renews that
     /// use. Returns the root as it is now, so the caller can warn about a root no longer live.

@@ -42,6 +42,8 @@ public final class SQLMetadataStore: MetadataStore {
                     PRIMARY KEY (manifest, root, holder))
                 """),
             SQLStatement("CREATE TABLE IF NOT EXISTS thaw_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms \(big) NOT NULL)"),
+            // Added after version 1 without changing it: older Thaw neither reads nor needs it.
+            SQLStatement("CREATE TABLE IF NOT EXISTS thaw_function_settings (name TEXT PRIMARY KEY, document TEXT NOT NULL)"),
             SQLStatement("INSERT INTO thaw_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
                          [.integer(Self.schemaVersion)]),
             SQLStatement("""
@@ -216,8 +218,23 @@ public final class SQLMetadataStore: MetadataStore {
     }
 
     public func removeFunction(named name: FunctionName) async throws -> Bool {
-        try await !backend.rows(SQLStatement("DELETE FROM thaw_functions WHERE name = ? RETURNING name", [.text(name.value)],
-                                             columns: [.text])).isEmpty
+        let removed = try await backend.transaction([
+            SQLStatement("DELETE FROM thaw_function_settings WHERE name = ? RETURNING name", [.text(name.value)], columns: [.text]),
+            SQLStatement("DELETE FROM thaw_functions WHERE name = ? RETURNING name", [.text(name.value)], columns: [.text]),
+        ])
+        return !(removed.last ?? []).isEmpty
+    }
+
+    public func setFunctionSettings(_ document: String, for name: FunctionName) async throws {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_function_settings (name, document) VALUES (?, ?)
+            ON CONFLICT (name) DO UPDATE SET document = excluded.document RETURNING name
+            """, [.text(name.value), .text(document)], columns: [.text]))
+    }
+
+    public func functionSettings(named name: FunctionName) async throws -> String? {
+        try await backend.rows(SQLStatement("SELECT document FROM thaw_function_settings WHERE name = ?", [.text(name.value)],
+                                            columns: [.text])).first?[0].text
     }
 
     // MARK: Starts using manifests

@@ -175,7 +175,14 @@ import ThawTestSupport
             try await store.setFunction(FunctionRecord(name: try FunctionName("Another.fn_1"), manifestID: "aaaa", root: .initial,
                                                        tenant: tenant, updatedAt: Self.t0))
             #expect(try await other.functions().map(\.name.value) == ["Another.fn_1", "hello-py"])
+
+            // Settings live beside the name, are replaced whole, and go with it.
+            #expect(try await store.functionSettings(named: name) == nil)
+            try await store.setFunctionSettings(#"{"Timeout":3}"#, for: name)
+            try await other.setFunctionSettings(#"{"Timeout":9,"Description":"é ✓"}"#, for: name)
+            #expect(try await store.functionSettings(named: name) == #"{"Timeout":9,"Description":"é ✓"}"#)
             #expect(try await store.removeFunction(named: name))
+            #expect(try await other.functionSettings(named: name) == nil)
             #expect(try await other.removeFunction(named: name) == false)
             #expect(try await other.function(named: name) == nil)
 

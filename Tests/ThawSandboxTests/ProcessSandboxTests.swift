@@ -76,31 +76,13 @@ import ThawTestSupport
     @Test func thePythonCorpusImageAnswersAndTheSecondStartPrefetches() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try RunHarness(dir)
-            // Derive into a layout of links to the corpus's blobs: the corpus stays untouched,
-            // and nothing big is copied.
-            let layout = dir + "/corpus"
-            let corpus = TestSupport.corpus + "/oci"
-            let blobs = try FileManager.default.contentsOfDirectory(atPath: corpus + "/blobs/sha256")
-            try FileManager.default.createDirectory(atPath: layout + "/blobs/sha256", withIntermediateDirectories: true)
-            for blob in blobs {
-                try FileManager.default.createSymbolicLink(atPath: layout + "/blobs/sha256/" + blob,
-                                                           withDestinationPath: corpus + "/blobs/sha256/" + blob)
-            }
-            for file in ["index.json", "oci-layout"] {
-                try FileManager.default.copyItem(atPath: corpus + "/" + file, toPath: layout + "/" + file)
-            }
             let handler = """
                 import json, sys, http.client
                 event = json.load(sys.stdin)
                 print(json.dumps({"echo": event, "client": http.client.__name__}))
                 """
-            // Reading the parent's layers to check them takes a while: off the concurrency pool.
-            let reference = try await TestSupport.onOwnThread {
-                try FunctionImage.appendLayer(
-                    to: layout, parentTag: "py", newTag: "py-echo",
-                    files: [(path: "/function/handler.py", contents: Array(handler.utf8), mode: 0o644)],
-                    execution: .init(env: ["PATH=/usr/local/bin:/usr/bin:/bin"], entrypoint: ["python3", "/function/handler.py"]))
-            }
+            let layout = try await harness.corpusFunction(tag: "py-echo", handler: handler)
+            let reference = ImageReference.ociLayout(path: layout, tag: "py-echo")
             guard case .ociLayout(let path, let tag) = reference else { Issue.record("not a layout"); return }
             let first = try await harness.run(["oci:\(path):\(tag ?? "")", "--event", #"{"a": [1, 2]}"#] + harness.commonArguments)
             #expect(first.status == 0, "\(first.log)")

@@ -20,6 +20,32 @@ struct RunHarness {
         try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
     }
 
+    /// Derives image `tag` from the corpus's `py` image by adding `handler` as a Python handler,
+    /// in a layout of links to the corpus's blobs: the corpus stays untouched and nothing big is
+    /// copied. Returns the layout's path.
+    func corpusFunction(tag: String, handler: String) async throws -> String {
+        let layout = dir + "/corpus"
+        let corpus = TestSupport.corpus + "/oci"
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: corpus + "/blobs/sha256")
+        try FileManager.default.createDirectory(atPath: layout + "/blobs/sha256", withIntermediateDirectories: true)
+        for blob in blobs {
+            try FileManager.default.createSymbolicLink(atPath: layout + "/blobs/sha256/" + blob,
+                                                       withDestinationPath: corpus + "/blobs/sha256/" + blob)
+        }
+        for file in ["index.json", "oci-layout"] {
+            try FileManager.default.copyItem(atPath: corpus + "/" + file, toPath: layout + "/" + file)
+        }
+        let marker = "THAW_TEST_MARKER=" + runtime
+        // Reading the parent's layers to check them takes a while: off the concurrency pool.
+        _ = try await TestSupport.onOwnThread {
+            try FunctionImage.appendLayer(
+                to: layout, parentTag: "py", newTag: tag,
+                files: [(path: "/function/handler.py", contents: Array(handler.utf8), mode: 0o644)],
+                execution: .init(env: ["PATH=/usr/local/bin:/usr/bin:/bin", marker], entrypoint: ["python3", "/function/handler.py"]))
+        }
+        return layout
+    }
+
     /// Store, keys, cache, and an environment entry that marks the handler's processes.
     var commonArguments: [String] {
         ["--store", store, "--keys", dir + "/keys", "--cache-dir", dir + "/cache", "--env", "THAW_TEST_MARKER=" + runtime]
