@@ -102,7 +102,7 @@ import ThawTestSupport
 
     @Test func aStoppedNodeDoesNotSlowReads() async throws {
         let servers = try (0..<5).map { _ in try MemcachedServer() }
-        let cache = try await L2Cache.start(Self.configuration(servers, timeout: .seconds(3)), chunkSize: 512 * 1024)
+        let cache = try await L2Cache.start(Self.configuration(servers, timeout: .seconds(10)), chunkSize: 512 * 1024)
         let chunks = Self.chunks(10)
         for (name, bytes) in chunks { await cache.put(name, bytes) }
         servers[0].process.suspend()
@@ -114,8 +114,9 @@ import ThawTestSupport
             #expect(await cache.get(name) == bytes)
             slowest = max(slowest, clock.now - started)
         }
-        // Waiting for the stopped node would take its 3 s timeout.
-        #expect(slowest < .seconds(1.5), "a read waited \(slowest) for the stopped node")
+        // Waiting for the stopped node would take its 10 s timeout; the bound leaves room for a
+        // loaded machine.
+        #expect(slowest < .seconds(5), "a read waited \(slowest) for the stopped node")
     }
 
     @Test func corruptShardsAreOutvotedOrMakeAMissNeverGarbage() async throws {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A client that speaks raw bytes to the server, to check exact replies and to misbehave.
 struct RawConnection {
@@ -7,6 +8,8 @@ struct RawConnection {
 
     var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    /// The socket itself, so a test can give up on a server that never closes.
+    let socket: any NIOCore.Channel
     var buffered = ByteBuffer()
 
     /// Connects to the server on loopback `port` and runs `body` with the connection.
@@ -16,7 +19,7 @@ struct RawConnection {
                 channel.eventLoop.makeCompletedFuture { try Channel(wrappingChannelSynchronously: channel) }
             }
         return try await channel.executeThenClose { inbound, outbound in
-            var connection = RawConnection(inbound: inbound.makeAsyncIterator(), outbound: outbound)
+            var connection = RawConnection(inbound: inbound.makeAsyncIterator(), outbound: outbound, socket: channel.channel)
             return try await body(&connection)
         }
     }
@@ -43,4 +46,25 @@ struct RawConnection {
         defer { buffered.clear() }
         return Array(buffered.readableBytesView)
     }
+
+    /// Whether the server closes the connection within `limit`. Past it the client closes the
+    /// socket itself and the answer is false, so a server that never cuts a client fails the
+    /// test instead of hanging it. The limit is a liveness bound, far above the server's own
+    /// timeouts, since a loaded machine may hold its tasks up for seconds.
+    mutating func serverCloses(within limit: TimeAmount) async -> Bool {
+        let gaveUp = GaveUp()
+        let socket = self.socket
+        let timer = socket.eventLoop.scheduleTask(in: limit) {
+            gaveUp.flag.store(true, ordering: .relaxed)
+            socket.close(promise: nil)
+        }
+        _ = await drainUntilClosed()
+        timer.cancel()
+        return !gaveUp.flag.load(ordering: .relaxed)
+    }
+}
+
+/// Set once the client stops waiting for the server to close.
+private final class GaveUp: Sendable {
+    let flag = Atomic<Bool>(false)
 }

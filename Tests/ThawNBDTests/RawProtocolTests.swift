@@ -100,12 +100,10 @@ import ThawTestSupport
         var configuration = NBDServerConfiguration()
         configuration.handshakeTimeout = .milliseconds(500)
         try await Harness.withServer(configuration: configuration) { server in
-            let started = ContinuousClock.now
             try await RawConnection.with(port: server.port!) { connection in
                 try await client.misbehave(&connection)
-                if !client.leaves { _ = await connection.drainUntilClosed() }
+                if !client.leaves { #expect(await connection.serverCloses(within: .seconds(60))) }
             }
-            #expect(ContinuousClock.now - started < .seconds(10))
             let info = try await TestSupport.runOnOwnThread("nbdinfo", ["--size", Harness.uri(server)])
             #expect(info.output.contains("\(TestImage.size)"))
         }

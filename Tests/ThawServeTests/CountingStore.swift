@@ -9,6 +9,7 @@ final class CountingStore: ChunkStore {
     private struct State {
         var gets: [StoreKey: Int] = [:]
         var delay: Duration = .zero
+        var delays: [StoreKey: Duration] = [:]
         var hang: Duration = .zero
         var failures = 0
     }
@@ -23,6 +24,10 @@ final class CountingStore: ChunkStore {
     }
     var totalGets: Int { state.withLock { $0.gets.values.reduce(0, +) } }
     func setDelay(_ delay: Duration) { state.withLock { $0.delay = delay } }
+    /// Reads of this one chunk wait `delay` instead of the delay set for all.
+    func setDelay(_ delay: Duration, of name: ChunkName, root: RootID = .initial) {
+        state.withLock { $0.delays[StoreLayout.chunk(name, root: root)] = delay }
+    }
     /// Chunk reads wait this long before answering (zero: no hang).
     func setHang(_ hang: Duration) { state.withLock { $0.hang = hang } }
     /// The next `count` reads fail with `StoreError.unavailable`.
@@ -33,7 +38,7 @@ final class CountingStore: ChunkStore {
             s.gets[key, default: 0] += 1
             let fail = s.failures > 0
             if fail { s.failures -= 1 }
-            return (s.delay, s.hang, fail)
+            return (s.delays[key] ?? s.delay, s.hang, fail)
         }
         if fail { throw StoreError(.unavailable, "injected failure reading \(key)") }
         if hang > .zero { try await Task.sleep(for: hang) }

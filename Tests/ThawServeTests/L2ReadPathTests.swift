@@ -117,7 +117,7 @@ import ThawTestSupport
             let servers = try (0..<5).map { _ in try MemcachedServer() }
             // A node timeout far above a normal read: any read that waited for the stopped node shows.
             var configuration = L2Cache.Configuration(nodes: servers.map { ("127.0.0.1", $0.port) })
-            configuration.timeout = .seconds(3)
+            configuration.timeout = .seconds(10)
             let l2 = try await L2Cache.start(configuration, chunkSize: setup.chunkSize)
             _ = try await Self.scan(LazyImage(manifest: setup.manifest, store: setup.store, l2: l2))
             #expect(await l2.flush(timeout: .seconds(10)) == 0)
@@ -137,7 +137,9 @@ import ThawTestSupport
                 offset += UInt64(length)
             }
             servers[3].process.resume()
-            #expect(slowest < .seconds(1.5), "a read waited \(slowest) for the stopped node")
+            // Waiting for the stopped node would take its 10 s timeout; the bound leaves room for
+            // a loaded machine.
+            #expect(slowest < .seconds(5), "a read waited \(slowest) for the stopped node")
             #expect(origin.totalGets == 0 && image.statistics.l2Hits == setup.storedIndexes.count)
             #expect(l2.statistics.shardsMissingOrLate > 0, "no lookup did without the stopped node")
             await l2.close()
