@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "ThawPush",
             dependencies: [
-                "ThawFlatten", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary", "ThawMedes",
+                "ThawFlatten", "ThawExt4", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary", "ThawMedes",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

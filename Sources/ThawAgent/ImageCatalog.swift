@@ -115,7 +115,10 @@ public actor ImageCatalog: NBDExportCatalog {
             // A broken record costs a prefetch, never a start: serve without it and record anew.
             logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
         }
-        let recorder = configuration.recording && record == nil ? AccessRecorder(chunkCount: manifest.chunks.count, includingZeroChunks: memory) : nil
+        let recorder = configuration.recording && record == nil
+            ? AccessRecorder(chunkCount: manifest.chunks.count, includingZeroChunks: memory,
+                             imageSize: memory ? nil : manifest.header.imageSize)
+            : nil
         var l2 = self.l2
         if let checked = l2?.chunkSize, Int(header.chunkSize) > checked {
             logger.warning("serving without L2: its nodes were checked for smaller chunks", metadata: [
@@ -189,9 +192,9 @@ public actor ImageCatalog: NBDExportCatalog {
 
     @discardableResult
     private func save(_ served: ServedImage) async throws -> Int? {
-        guard let recorder = served.image.recorder, let order = recorder.finish(), !order.isEmpty else { return nil }
+        guard let recorder = served.image.recorder, let (order, blocks) = recorder.finish(), !order.isEmpty else { return nil }
         let header = served.image.manifest.header
-        let record = AccessRecord(manifestID: header.id, chunkCount: header.chunkCount, chunks: order)
+        let record = AccessRecord(manifestID: header.id, chunkCount: header.chunkCount, chunks: order, blocks: blocks)
         let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
         try await origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: origin.keys))
         logger.info("saved access record", metadata: ["manifest": "\(header.id)", "chunks": "\(order.count)"])

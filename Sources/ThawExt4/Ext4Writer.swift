@@ -34,6 +34,10 @@ public struct Ext4Summary: Sendable, Equatable {
     public var metadataStart: UInt64
     public var metadataBlocks: UInt64
     public var freeBlocks: UInt64
+    /// First block of the hot region and its length in blocks (zero without one); the region
+    /// ends where the metadata tail starts.
+    public var hotStart: UInt64 = 0
+    public var hotBlocks: UInt64 = 0
 
     public var imageSize: UInt64 { blockCount * UInt64(Ext4.blockSize) }
 }
@@ -48,10 +52,23 @@ public struct Ext4Summary: Sendable, Equatable {
 /// read-only and its chunks are verified by content elsewhere. Everything is ordered by name,
 /// so the same tree always gives the same bytes.
 public enum Ext4Writer {
-    public static func write(root: FileNode, dataEnd: UInt64, parameters: Ext4Parameters, to sink: any BlockSink) throws -> Ext4Summary {
-        var plan = try Plan(root: root, dataEnd: dataEnd, parameters: parameters)
-        try plan.write(to: sink)
+    /// Writes the filesystem of `root` around data already in place up to `dataEnd`.
+    ///
+    /// - Parameters:
+    ///   - hot: content blocks to copy into a hot region at `dataEnd`, in this order (see
+    ///     `HotPlacement`); the tail follows the region.
+    ///   - hotSource: where the hot file blocks are read from, at their place in the regions.
+    public static func write(root: FileNode, dataEnd: UInt64, parameters: Ext4Parameters, hot: [ContentBlock] = [],
+                             hotSource: (any HotBlockSource)? = nil, to sink: any BlockSink) throws -> Ext4Summary {
+        var plan = try Plan(root: root, dataEnd: dataEnd, parameters: parameters, hot: hot)
+        try plan.write(to: sink, hotSource: hotSource)
         return plan.summary
+    }
+
+    /// The layout `write` would produce, without writing: what each block holds.
+    public static func layout(root: FileNode, dataEnd: UInt64, parameters: Ext4Parameters,
+                              hot: [ContentBlock] = []) throws -> Ext4Layout {
+        Ext4Layout(plan: try Plan(root: root, dataEnd: dataEnd, parameters: parameters, hot: hot))
     }
 
     /// The first block after the superblock chunk: where the first data region may start.
@@ -77,6 +94,7 @@ struct Plan {
     var tailDataBlocks: [UInt64] = []
     var treeBlocks: [UInt64] = []
     var metadataStart: [UInt64] = []
+    var hotPlacement = HotPlacement(start: 0, blocks: [])
 
     var groupCount = 1
     var inodesPerGroup = 16
@@ -89,7 +107,7 @@ struct Plan {
 
     var maxInode: Int { nodes.count <= 1 ? Int(Ext4.firstInode) - 1 : 10 + nodes.count - 1 }
 
-    init(root: FileNode, dataEnd: UInt64, parameters: Ext4Parameters) throws {
+    init(root: FileNode, dataEnd: UInt64, parameters: Ext4Parameters, hot: [ContentBlock] = []) throws {
         guard root.kind == .directory else { throw Ext4Error("the root of the tree is not a directory") }
         guard parameters.chunkSize >= UInt64(Ext4.blockSize), parameters.chunkSize % UInt64(Ext4.blockSize) == 0 else {
             throw Ext4Error("chunk size \(parameters.chunkSize) is not a multiple of \(Ext4.blockSize)")
@@ -98,7 +116,10 @@ struct Plan {
         chunkBlocks = parameters.chunkSize / UInt64(Ext4.blockSize)
         try number(root)
         try measure()
-        try placeGroups(dataEnd: max(dataEnd, chunkBlocks))
+        let regionsEnd = max(dataEnd, chunkBlocks)
+        try placeHot(hot, start: regionsEnd)
+        measureTrees()
+        try placeGroups(dataEnd: hotPlacement.end)
     }
 
     func number(of node: FileNode) -> UInt32 { numbers[ObjectIdentifier(node)]! }
@@ -162,32 +183,40 @@ struct Plan {
             xattrs.append(entries)
             xattrInBlock.append(inBlock)
         }
-        for (index, node) in nodes.enumerated() {
+        for node in nodes {
             var data: UInt64 = 0
-            var extentCount = 0
             switch node.kind {
             case .directory:
-                let lengths = directoryItems[index]!.dropFirst(2).map(\.name.count)
+                let lengths = directoryItems[tailDataBlocks.count]!.dropFirst(2).map(\.name.count)
                 data = UInt64(DirectoryBlocks.blockCount(nameLengths: lengths))
-                extentCount = ExtentTree.extents(for: [BlockRun(start: 0, count: data)]).count
             case .symbolicLink:
                 guard !node.symlinkTarget.isEmpty, node.symlinkTarget.count < Ext4.blockSize, !node.symlinkTarget.contains(0) else {
                     throw Ext4Error("symbolic link target of \(node.symlinkTarget.count) bytes is empty, contains NUL or exceeds 4095 bytes")
                 }
-                if node.symlinkTarget.count >= Ext4.fastSymlinkLimit { data = 1; extentCount = 1 }
+                if node.symlinkTarget.count >= Ext4.fastSymlinkLimit { data = 1 }
             case .regular:
                 let blocks = node.dataRuns.reduce(0) { $0 + $1.count }
                 guard blocks * UInt64(Ext4.blockSize) >= node.size else {
                     throw Ext4Error("a file of \(node.size) bytes has only \(blocks) blocks of data")
                 }
                 guard blocks <= UInt64(UInt32.max) else { throw Ext4Error("a file of \(node.size) bytes exceeds ext4's 16 TiB limit") }
-                extentCount = ExtentTree.extents(for: node.dataRuns).count
             default:
                 break
             }
             tailDataBlocks.append(data)
-            treeBlocks.append(UInt64(ExtentTree.blockCount(extentCount: extentCount)))
         }
+    }
+
+    /// Counts each inode's extent-tree blocks, once the hot region has split its runs. Tail
+    /// addresses are not known yet; a placeholder gives the same extent count, since tail
+    /// blocks never adjoin the hot region's.
+    private mutating func measureTrees() {
+        let placeholder: UInt64 = 1 << 40
+        metadataStart = [UInt64](repeating: placeholder, count: nodes.count)
+        treeBlocks = nodes.indices.map { index in
+            UInt64(ExtentTree.blockCount(extentCount: ExtentTree.extents(for: contentRuns(index)).count))
+        }
+        metadataStart = []
     }
 
     /// Chooses group count, inodes per group and every tail address.
@@ -240,6 +269,6 @@ struct Plan {
     var summary: Ext4Summary {
         Ext4Summary(blockCount: blockCount, groupCount: groupCount, inodesPerGroup: inodesPerGroup,
                     usedInodes: maxInode, metadataStart: tailStart, metadataBlocks: tailEnd - tailStart,
-                    freeBlocks: freeBlocks)
+                    freeBlocks: freeBlocks, hotStart: hotPlacement.start, hotBlocks: UInt64(hotPlacement.blocks.count))
     }
 }

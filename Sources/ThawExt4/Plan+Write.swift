@@ -1,7 +1,7 @@
 /// Emitting the planned filesystem: bitmaps, descriptors, superblock, inode tables and the
 /// per-inode tail blocks.
 extension Plan {
-    mutating func write(to sink: any BlockSink) throws {
+    mutating func write(to sink: any BlockSink, hotSource: (any HotBlockSource)? = nil) throws {
         let blockBitmaps = try buildBlockBitmaps()
         let (inodeBitmaps, usedDirectories) = buildInodeBitmaps()
         let blockSize = UInt64(Ext4.blockSize)
@@ -22,6 +22,7 @@ extension Plan {
             descriptors.u16(UInt16(usedDirectories[group]), at: base + 16)
         }
         freeBlocks = totalFree
+        try writeHotCopies(from: hotSource, to: sink)
         try sink.write(superblock(freeBlocks: totalFree), at: 1024)
         try sink.write(descriptors.bytes, at: blockSize)
 
@@ -65,7 +66,17 @@ extension Plan {
             let start = metadataStart[index]
             switch node.kind {
             case .directory:
-                try emit(DirectoryBlocks.encode(directoryItems[index]!), at: start)
+                let blocks = DirectoryBlocks.encode(directoryItems[index]!)
+                var logical = 0
+                for run in directoryRuns(index) {
+                    let bytes = Array(blocks[(logical * Ext4.blockSize)..<((logical + Int(run.count)) * Ext4.blockSize)])
+                    if run.start >= tailStart {
+                        try emit(bytes, at: run.start)
+                    } else {
+                        try sink.write(bytes, at: run.start * blockSize)
+                    }
+                    logical += Int(run.count)
+                }
             case .symbolicLink where tailDataBlocks[index] == 1:
                 var block = node.symlinkTarget
                 block += [UInt8](repeating: 0, count: Ext4.blockSize - block.count)
@@ -89,8 +100,9 @@ extension Plan {
     func contentRuns(_ index: Int) -> [BlockRun] {
         let node = nodes[index]
         switch node.kind {
-        case .regular: return node.dataRuns
-        case .directory, .symbolicLink:
+        case .regular: return hotPlacement.fileRuns[index] ?? node.dataRuns
+        case .directory: return directoryRuns(index)
+        case .symbolicLink:
             return tailDataBlocks[index] > 0 ? [BlockRun(start: metadataStart[index], count: tailDataBlocks[index])] : []
         default: return []
         }
@@ -122,13 +134,16 @@ extension Plan {
             }
         }
         mark(0, 1 + descriptorBlocks)
-        for node in nodes where node.kind == .regular {
-            for run in node.dataRuns {
+        for (index, node) in nodes.enumerated() where node.kind == .regular {
+            for run in contentRuns(index) {
                 guard run.start >= chunkBlocks, run.start + run.count <= tailStart else {
                     throw Ext4Error("file data at blocks \(run.start)+\(run.count) lies outside the data regions")
                 }
                 mark(run.start, run.count)
             }
+        }
+        for hot in hotPlacement.directoryBlocks.values {
+            for position in hot.values { mark(position, 1) }
         }
         mark(tailStart, tailEnd - tailStart)
         if overlap { throw Ext4Error("two files claim the same data blocks") }
@@ -225,7 +240,7 @@ extension Plan {
         let size: UInt64
         switch node.kind {
         case .regular: size = node.size
-        case .directory: size = tailDataBlocks[index] * UInt64(Ext4.blockSize)
+        case .directory: size = (tailDataBlocks[index] + UInt64(hotPlacement.directoryBlocks[index]?.count ?? 0)) * UInt64(Ext4.blockSize)
         case .symbolicLink: size = UInt64(node.symlinkTarget.count)
         default: size = 0
         }

@@ -27,6 +27,20 @@ public protocol FlattenOutput: BlockSink {
     func commit(size: UInt64) throws
 }
 
+/// A layer laid out from its index (`LayerIndex`) without being read.
+public struct IndexedLayer: Sendable {
+    public var diffID: ThawImage.Digest
+    /// How errors name the layer.
+    public var label: String
+    public var index: LayerIndex
+
+    public init(diffID: ThawImage.Digest, label: String, index: LayerIndex) {
+        self.diffID = diffID
+        self.label = label
+        self.index = index
+    }
+}
+
 /// What a flatten produced.
 public struct FlattenSummary: Sendable {
     /// A layer's region: chunk-aligned, holding every regular file of that layer in tar order.
@@ -98,6 +112,63 @@ public struct Flattener {
     public func flatten(_ image: Image, into output: some FlattenOutput,
                         knownLayer: (ImageLayer) -> LayerIndex? = { _ in nil },
                         recordIndexes: Bool = false) throws -> FlattenSummary {
+        let sources = image.layers.map { layer in
+            knownLayer(layer).map { LayerSource.known(IndexedLayer(diffID: layer.diffID, label: layer.label, index: $0)) }
+                ?? .read(layer)
+        }
+        return try layOut(configDigest: image.configDigest, sources: sources, image: image, output: output,
+                          recordIndexes: recordIndexes, hot: [], hotSource: nil)
+    }
+
+    /// Lays an image out again from the indexes of all its layers, reading none, with a hot
+    /// region holding `hot` in that order (see `HotPlacement`): the relayout of a pushed image
+    /// after a recorded start. Regions come out exactly as before, so the output keeps their
+    /// chunks; the hot region and the metadata tail are new.
+    ///
+    /// - Parameter hotSource: the file blocks the hot region copies, at their place in the regions.
+    public func relayout(configDigest: ThawImage.Digest, layers: [IndexedLayer], hot: [ContentBlock],
+                         hotSource: any HotBlockSource, into output: some FlattenOutput) throws -> FlattenSummary {
+        try layOut(configDigest: configDigest, sources: layers.map { .known($0) }, image: nil, output: output,
+                   recordIndexes: false, hot: hot, hotSource: hotSource)
+    }
+
+    /// Where every block of such a layout lies, without writing anything: for translating an
+    /// access record of one layout into the content blocks it read.
+    public func layout(configDigest: ThawImage.Digest, layers: [IndexedLayer], hot: [ContentBlock]) throws -> Ext4Layout {
+        try checkChunkSize()
+        var tree = LayerTree()
+        var totals = FlattenSummary.Totals()
+        var cursor = Ext4Writer.firstDataBlock(chunkSize: chunkSize)
+        let chunkBlocks = chunkSize / UInt64(Ext4Writer.blockSize)
+        for (position, layer) in layers.enumerated() {
+            tree.layer = position
+            cursor = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
+            try replay(layer.index, label: layer.label, regionStart: cursor, into: &tree, totals: &totals)
+            cursor += layer.index.regionLength / UInt64(Ext4Writer.blockSize)
+        }
+        let dataEnd = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
+        do {
+            return try Ext4Writer.layout(root: tree.root, dataEnd: dataEnd, parameters: parameters(configDigest), hot: hot)
+        } catch let error as Ext4Error {
+            throw FlattenError(error.message)
+        }
+    }
+
+    /// A layer as the flattener takes it: read from the image, or replayed from its index.
+    private enum LayerSource {
+        case read(ImageLayer)
+        case known(IndexedLayer)
+    }
+
+    private func parameters(_ configDigest: ThawImage.Digest) -> Ext4Parameters {
+        Ext4Parameters(
+            chunkSize: chunkSize,
+            uuid: Self.derive("thaw.ext4.uuid", configDigest, uuid: true),
+            hashSeed: Self.derive("thaw.ext4.hash-seed", configDigest, uuid: false))
+    }
+
+    private func layOut(configDigest: ThawImage.Digest, sources: [LayerSource], image: Image?, output: some FlattenOutput,
+                        recordIndexes: Bool, hot: [ContentBlock], hotSource: (any HotBlockSource)?) throws -> FlattenSummary {
         try checkChunkSize()
         let blockSize = UInt64(Ext4Writer.blockSize)
         let chunkBlocks = chunkSize / blockSize
@@ -107,43 +178,44 @@ public struct Flattener {
         var indexes: [LayerIndex?] = []
         var totals = FlattenSummary.Totals()
 
-        for layer in image.layers {
-            tree.layer = layer.index
+        for (position, source) in sources.enumerated() {
+            tree.layer = position
             cursor = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
             let regionStart = cursor
             let index: LayerIndex?
-            let reused: Bool
-            if let known = knownLayer(layer) {
-                try replay(known, layer: layer, regionStart: regionStart, into: &tree, totals: &totals)
-                try output.skipRegion(at: regionStart * blockSize, length: known.regionLength)
-                cursor += known.regionLength / blockSize
+            let diffID: ThawImage.Digest
+            switch source {
+            case .known(let known):
+                try replay(known.index, label: known.label, regionStart: regionStart, into: &tree, totals: &totals)
+                try output.skipRegion(at: regionStart * blockSize, length: known.index.regionLength)
+                cursor += known.index.regionLength / blockSize
                 index = nil
-                reused = true
-            } else {
+                diffID = known.diffID
+            case .read(let layer):
+                guard let image else { preconditionFailure("a layer to read needs its image") }
                 try output.seek(to: cursor * blockSize)
                 index = try read(layer, of: image, regionStart: regionStart, cursor: &cursor, into: &tree, output: output,
                                  recording: recordIndexes, totals: &totals)
-                reused = false
+                diffID = layer.diffID
             }
+            var region = FlattenSummary.Region(layer: position, diffID: diffID, offset: regionStart * blockSize,
+                                               length: (cursor - regionStart) * blockSize)
+            if case .known = source { region.reused = true }
             indexes.append(index)
-            regions.append(.init(layer: layer.index, diffID: layer.diffID, offset: regionStart * blockSize,
-                                 length: (cursor - regionStart) * blockSize, reused: reused))
+            regions.append(region)
         }
 
         let dataEnd = (cursor + chunkBlocks - 1) / chunkBlocks * chunkBlocks
-        let parameters = Ext4Parameters(
-            chunkSize: chunkSize,
-            uuid: Self.derive("thaw.ext4.uuid", image.configDigest, uuid: true),
-            hashSeed: Self.derive("thaw.ext4.hash-seed", image.configDigest, uuid: false))
         let filesystem: Ext4Summary
         do {
-            filesystem = try Ext4Writer.write(root: tree.root, dataEnd: dataEnd, parameters: parameters, to: output)
+            filesystem = try Ext4Writer.write(root: tree.root, dataEnd: dataEnd, parameters: parameters(configDigest),
+                                              hot: hot, hotSource: hotSource, to: output)
         } catch let error as Ext4Error {
             throw FlattenError(error.message)
         }
         try output.commit(size: filesystem.imageSize)
         return FlattenSummary(
-            configDigest: image.configDigest, layerCount: image.layers.count, uncompressedBytes: totals.uncompressed,
+            configDigest: configDigest, layerCount: sources.count, uncompressedBytes: totals.uncompressed,
             entries: totals.entries, regularFiles: totals.regularFiles, fileBytes: totals.fileBytes, regions: regions,
             filesystem: filesystem, chunkSize: chunkSize, layerIndexes: indexes)
     }
@@ -208,11 +280,11 @@ public struct Flattener {
     }
 
     /// Applies a layer from its index, exactly as reading it would.
-    private func replay(_ index: LayerIndex, layer: ImageLayer, regionStart: UInt64, into tree: inout LayerTree,
+    private func replay(_ index: LayerIndex, label: String, regionStart: UInt64, into tree: inout LayerTree,
                         totals: inout FlattenSummary.Totals) throws {
         let blockSize = UInt64(Ext4Writer.blockSize)
         guard index.regionLength % blockSize == 0 else {
-            throw FlattenError("the index of this layer has a region of \(index.regionLength) bytes, not whole blocks", layer: layer.label)
+            throw FlattenError("the index of this layer has a region of \(index.regionLength) bytes, not whole blocks", layer: label)
         }
         let regionBlocks = index.regionLength / blockSize
         for item in index.entries {
@@ -232,7 +304,7 @@ public struct Flattener {
                 }
                 try tree.apply(entry, components: components, dataRuns: runs)
             } catch var error as FlattenError {
-                error.layer = layer.label
+                error.layer = label
                 error.entry = error.entry ?? entry.displayPath
                 throw error
             }

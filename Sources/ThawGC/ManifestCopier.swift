@@ -70,7 +70,8 @@ struct ManifestCopier {
             bytes += UInt64(rebuilt.count) * UInt64(original.header.chunkSize)
         }
         try await store.sync()
-        let copy = Manifest(header: header, chunks: original.chunks.map { $0.map { rebuilt[$0.name] ?? resealed[$0.name]! } })
+        let copy = Manifest(header: header, chunks: original.chunks.map { $0.map { rebuilt[$0.name] ?? resealed[$0.name]! } },
+                            hotBlocks: original.hotBlocks)
         let newID = header.id
         if let patches {
             let table = PatchTable(memoryManifestID: newID, baseManifestID: baseCopy?.manifest.header.id, chunkCount: patches.chunkCount,
@@ -88,8 +89,8 @@ struct ManifestCopier {
         if let sealed = try await store.getIfPresent(recordKey) {
             let record = try await AccessRecord.open(sealed, for: original.header, keys: keys, what: "access record \(recordKey)")
             try await store.put(StoreLayout.accessRecord(id: newID, root: to, tenant: tenant),
-                                try await AccessRecord(manifestID: newID, chunkCount: record.chunkCount, chunks: record.chunks)
-                                    .sealed(tenant: tenant, keys: keys))
+                                try await AccessRecord(manifestID: newID, chunkCount: record.chunkCount, chunks: record.chunks,
+                                                       blocks: record.blocks).sealed(tenant: tenant, keys: keys))
         }
         let snapshotKey = StoreLayout.snapshot(id: manifestID, root: from, tenant: tenant)
         if let sealed = try await store.getIfPresent(snapshotKey) {

@@ -7,12 +7,27 @@ import ThawBinary
 /// collection and tools can tell what a record belongs to without a key; the order itself is
 /// in the sealed payload, since which files a function touches says something about it.
 ///
+/// Version 2 also lists the 4 KiB blocks read, first touch first, as runs: what a relayout
+/// needs to copy exactly those blocks into an image's hot region (`HotPlacement`).
+///
 /// ```
 /// public:  manifest id (short string) | chunk count u32
-/// payload: chunk index u32, one per recorded chunk, first touch first
+/// payload v1: chunk index u32, one per recorded chunk, first touch first
+/// payload v2: chunk count n u32 | n × chunk index u32 | run count u32 | runs × (first block u32, blocks u32)
 /// ```
 public struct AccessRecord: Sendable, Equatable {
-    public static let formatVersion: UInt16 = 1
+    public static let formatVersion: UInt16 = 2
+
+    /// Consecutive 4 KiB blocks of the image, first read together.
+    public struct BlockRun: Sendable, Equatable {
+        public var first: UInt32
+        public var count: UInt32
+
+        public init(first: UInt32, count: UInt32) {
+            self.first = first
+            self.count = count
+        }
+    }
 
     /// The manifest (`Manifest.header.id`) whose chunks the indices refer to.
     public var manifestID: String
@@ -20,11 +35,15 @@ public struct AccessRecord: Sendable, Equatable {
     public var chunkCount: Int
     /// Indices of the chunks read, each once, in first-touch order.
     public var chunks: [UInt32]
+    /// Blocks read, each once, in first-touch order; empty in records of version 1 and of
+    /// memory snapshots.
+    public var blocks: [BlockRun]
 
-    public init(manifestID: String, chunkCount: Int, chunks: [UInt32]) {
+    public init(manifestID: String, chunkCount: Int, chunks: [UInt32], blocks: [BlockRun] = []) {
         self.manifestID = manifestID
         self.chunkCount = chunkCount
         self.chunks = chunks
+        self.blocks = blocks
     }
 
     func publicPart() -> [UInt8] {
@@ -37,7 +56,13 @@ public struct AccessRecord: Sendable, Equatable {
     /// The record sealed for `tenant`: only holders of the tenant's key can read the order.
     public func sealed(tenant: Tenant, keys: any TenantKeyProvider) async throws -> [UInt8] {
         var payload = ByteWriter()
+        payload.u32(UInt32(chunks.count))
         for index in chunks { payload.u32(index) }
+        payload.u32(UInt32(blocks.count))
+        for run in blocks {
+            payload.u32(run.first)
+            payload.u32(run.count)
+        }
         return try await SealedObject.seal(kind: .accessRecord, version: Self.formatVersion, publicPart: publicPart(),
                                            payload: payload.bytes, tenant: tenant, keys: keys)
     }
@@ -45,29 +70,60 @@ public struct AccessRecord: Sendable, Equatable {
     /// Opens a sealed record and checks it belongs to `manifest`.
     ///
     /// - Throws: `SealError` — `.malformedManifest` when it is truncated, belongs to another
-    ///   manifest or holds an index out of range or twice; `.unsupportedVersion`, `.wrongKey`, `.tampered`.
+    ///   manifest or holds an index out of range or twice, or a block past the image;
+    ///   `.unsupportedVersion`, `.wrongKey`, `.tampered`.
     public static func open(_ bytes: [UInt8], for manifest: ManifestHeader, keys: any TenantKeyProvider,
                             what: String = "access record") async throws -> AccessRecord {
-        let parsed = try SealedObject.parse(bytes, expecting: .accessRecord, versions: formatVersion...formatVersion, what: what)
+        let parsed = try SealedObject.parse(bytes, expecting: .accessRecord, versions: 1...formatVersion, what: what)
         let expected = AccessRecord(manifestID: manifest.id, chunkCount: manifest.chunkCount, chunks: [])
         guard parsed.publicPart == expected.publicPart() else {
             throw SealError(.malformedManifest, "\(what) does not belong to manifest \(manifest.id)")
         }
         let payload = try await SealedObject.open(parsed, tenant: manifest.tenant, keys: keys, what: what)
-        guard payload.count % 4 == 0 else {
-            throw SealError(.malformedManifest, "\(what) has a payload of \(payload.count) bytes, not whole chunk indices")
-        }
         var reader = ByteReader(payload, what: what)
+        let count: Int
+        if parsed.version == 1 {
+            guard payload.count % 4 == 0 else {
+                throw SealError(.malformedManifest, "\(what) has a payload of \(payload.count) bytes, not whole chunk indices")
+            }
+            count = payload.count / 4
+        } else {
+            count = Int(try malformedOnTruncation { try reader.u32("chunk count") })
+            guard count <= manifest.chunkCount else {
+                throw SealError(.malformedManifest, "\(what) lists \(count) chunks of a manifest with \(manifest.chunkCount)")
+            }
+        }
         var seen = Set<UInt32>()
         var chunks: [UInt32] = []
-        chunks.reserveCapacity(payload.count / 4)
-        for _ in 0..<(payload.count / 4) {
+        chunks.reserveCapacity(count)
+        for _ in 0..<count {
             let index = try malformedOnTruncation { try reader.u32("chunk index") }
             guard Int(index) < manifest.chunkCount, seen.insert(index).inserted else {
                 throw SealError(.malformedManifest, "\(what) lists chunk \(index) out of range or twice (\(manifest.chunkCount) chunks)")
             }
             chunks.append(index)
         }
-        return AccessRecord(manifestID: manifest.id, chunkCount: manifest.chunkCount, chunks: chunks)
+        var blocks: [BlockRun] = []
+        if parsed.version >= 2 {
+            let imageBlocks = manifest.imageSize / 4096
+            let runCount = Int(try malformedOnTruncation { try reader.u32("block run count") })
+            var listed = 0 as UInt64
+            for _ in 0..<runCount {
+                let first = try malformedOnTruncation { try reader.u32("first block") }
+                let length = try malformedOnTruncation { try reader.u32("block count") }
+                guard length > 0, UInt64(first) + UInt64(length) <= imageBlocks else {
+                    throw SealError(.malformedManifest, "\(what) lists blocks \(first)+\(length), outside the image's \(imageBlocks) blocks")
+                }
+                listed += UInt64(length)
+                guard listed <= imageBlocks else {
+                    throw SealError(.malformedManifest, "\(what) lists more blocks than the image has")
+                }
+                blocks.append(BlockRun(first: first, count: length))
+            }
+            guard reader.remaining == 0 else {
+                throw SealError(.malformedManifest, "\(what) has \(reader.remaining) bytes after its block runs")
+            }
+        }
+        return AccessRecord(manifestID: manifest.id, chunkCount: manifest.chunkCount, chunks: chunks, blocks: blocks)
     }
 }

@@ -92,6 +92,7 @@ public final class LazyImage: Sendable {
         let first = Int(offset / chunkSize)
         let last = Int((end - 1) / chunkSize)
         noteRead(offset: offset, end: end, endingIn: last)
+        recorder?.touchBlocks(offset: offset, end: end)
 
         do {
             for index in first...last {

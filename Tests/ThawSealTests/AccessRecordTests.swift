@@ -56,4 +56,31 @@ import ThawTestSupport
             }
         }
     }
+
+    @Test func carriesBlockRunsAndStillOpensVersion1() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let manifest = ManifestTests.sample(chunks: 10)
+            let blocks: [AccessRecord.BlockRun] = [.init(first: 300, count: 4), .init(first: 0, count: 1), .init(first: 1279, count: 1)]
+            let record = AccessRecord(manifestID: manifest.header.id, chunkCount: 10, chunks: [2, 0], blocks: blocks)
+            let bytes = try await record.sealed(tenant: manifest.header.tenant, keys: keys)
+            #expect(try await AccessRecord.open(bytes, for: manifest.header, keys: keys) == record)
+            // A block past the image's 1280 is refused by name.
+            let past = AccessRecord(manifestID: manifest.header.id, chunkCount: 10, chunks: [2], blocks: [.init(first: 1279, count: 2)])
+            let error = await #expect(throws: SealError.self) {
+                try await AccessRecord.open(try await past.sealed(tenant: manifest.header.tenant, keys: keys), for: manifest.header, keys: keys)
+            }
+            #expect(error?.message.contains("outside the image's 1280 blocks") == true)
+            // Records saved before blocks were noted: chunk indices only.
+            var publicPart = ByteWriter()
+            publicPart.shortString(manifest.header.id)
+            publicPart.u32(10)
+            var payload = ByteWriter()
+            for index: UInt32 in [5, 1] { payload.u32(index) }
+            let old = try await SealedObject.seal(kind: .accessRecord, version: 1, publicPart: publicPart.bytes, payload: payload.bytes,
+                                                  tenant: manifest.header.tenant, keys: keys)
+            let opened = try await AccessRecord.open(old, for: manifest.header, keys: keys)
+            #expect(opened.chunks == [5, 1] && opened.blocks.isEmpty)
+        }
+    }
 }

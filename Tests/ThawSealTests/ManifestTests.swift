@@ -96,6 +96,31 @@ import ThawTestSupport
         }
     }
 
+    /// Version 2: a hot region in the header, its block list sealed in the payload.
+    @Test func carriesAHotRegionWithItsBlockListSealed() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let keys = LocalKeyProvider(directory: dir + "/keys")
+            let plain = Self.sample()
+            let blocks: [Manifest.HotBlock] = [.init(inode: 11, logical: 0), .init(inode: 2, logical: 0), .init(inode: 0x1234_5678, logical: 9)]
+            var header = plain.header
+            header.hot = .init(offset: 2 << 20, length: 3 * 4096, digest: Manifest.hotDigest(blocks))
+            let hot = Manifest(header: header, chunks: plain.chunks, hotBlocks: blocks)
+            #expect(header.id != plain.header.id, "a relaid image has an id of its own")
+            let bytes = try await hot.sealed(keys: keys)
+            #expect(try await Manifest.open(bytes, keys: keys) == hot)
+            #expect(try Manifest.readPublic(bytes).header == header)
+            #expect(!Self.find([0x78, 0x56, 0x34, 0x12, 9, 0, 0, 0], in: bytes), "the block list is sealed")
+            // A list that does not match the digest is refused.
+            var wrongList = header
+            wrongList.hot?.digest = Manifest.hotDigest(Array(blocks.reversed()))
+            let mismatched = try await Manifest(header: wrongList, chunks: plain.chunks, hotBlocks: blocks).sealed(keys: keys)
+            let error = await #expect(throws: SealError.self) { try await Manifest.open(mismatched, keys: keys) }
+            #expect(error?.message.contains("does not match its header's digest") == true)
+            // A manifest without one stays version 1, with the same id as ever.
+            #expect(try await plain.sealed(keys: keys)[5] == 1 && bytes[5] == 2)
+        }
+    }
+
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Bool {
         guard haystack.count >= needle.count else { return false }
         for start in 0...(haystack.count - needle.count) where haystack[start..<(start + needle.count)].elementsEqual(needle) {

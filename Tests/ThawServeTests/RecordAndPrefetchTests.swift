@@ -17,7 +17,7 @@ import ThawTestSupport
             let stored = setup.storedIndexes
             try #require(stored.count >= 4)
             let zero = try #require(setup.zeroIndexes.first)
-            let recorder = AccessRecorder(chunkCount: setup.manifest.chunks.count)
+            let recorder = AccessRecorder(chunkCount: setup.manifest.chunks.count, imageSize: setup.manifest.header.imageSize)
             let image = LazyImage(manifest: setup.manifest, store: setup.store,
                                   configuration: LazyImageConfiguration(readAhead: 0), recorder: recorder)
             let c = setup.chunkSize
@@ -28,8 +28,17 @@ import ThawTestSupport
             _ = try await image.read(offset: UInt64(stored[1] * c + c - 5), length: 10)
             #expect(recorder.count >= 4)
             #expect(recorder.isRecording)
-            let recorded = try #require(recorder.finish()).map(Int.init)
+            let finished = try #require(recorder.finish())
+            let recorded = finished.chunks.map(Int.init)
             #expect(Array(recorded.prefix(4)) == [stored[3], stored[0], stored[2], stored[1]])
+            // Blocks too, zero chunks included, each once, in first-touch order.
+            let b = c / 4096
+            var expectedBlocks: [UInt32] = []
+            for block in [stored[3] * b, stored[0] * b, stored[2] * b, zero * b, stored[1] * b + b - 1, (stored[1] + 1) * b]
+            where !expectedBlocks.contains(UInt32(block)) {
+                expectedBlocks.append(UInt32(block))
+            }
+            #expect(finished.blocks.flatMap { run in (run.first..<(run.first + run.count)).map { $0 } } == expectedBlocks)
             #expect(!recorded.contains(zero))
             #expect(Set(recorded).count == recorded.count)
             #expect(recorder.finish() == nil, "a second finish saves nothing")

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import ThawMetadata
+import ThawPush
+import ThawSeal
+import ThawStore
+
+/// `thaw relayout FUNCTION`: lays a pushed image out again around what its recorded start read.
+struct Relayout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lay a pushed image out again so that its starts read few chunks.",
+        discussion: """
+            The file and directory blocks the image's recorded start read (its access record, saved \
+            by the agent after the first start) are copied, in the order read, into a hot region \
+            next to the metadata, and the files point at the copies. Layer regions stay as they \
+            were, so their chunks are still shared; no layer is read. The new manifest gets a \
+            record of its own, so its next start prefetches the hot region. Given a function name, \
+            the name then points at the new manifest.
+            """
+    )
+
+    @Argument(help: "A function name, or a manifest id (or a unique prefix of at least 8 hex digits).")
+    var function: String
+
+    @Option(help: "Chunks sealed and uploaded at once.")
+    var concurrency: Int = 8
+
+    @OptionGroup var storeArguments: StoreArguments
+
+    func run() async throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        do {
+            let name = try? FunctionName(function)
+            let named = try await storeArguments.withMetadata(create: false) { metadata -> FunctionRecord? in
+                guard let name, let metadata else { return nil }
+                return try await metadata.function(named: name)
+            }
+            let store = try await storeArguments.open(create: false)
+            let roots = try await storeArguments.withMetadata(create: false) { try await storeArguments.readRoots($0) }
+            let found = try await ManifestLookup.find(named?.manifestID ?? function, in: store, roots: roots)
+            let keys = storeArguments.keyProvider
+            let manifest = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)")
+            let header = manifest.header
+            let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+            guard let sealed = try await store.getIfPresent(recordKey) else {
+                throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")
+            }
+            let record = try await AccessRecord.open(sealed, for: header, keys: keys, what: "access record \(recordKey)")
+            var options = PushOptions()
+            options.tenant = header.tenant
+            options.root = header.root
+            options.chunkSize = UInt64(header.chunkSize)
+            options.concurrency = concurrency
+            let report = try await Pusher(store: store, keys: keys, options: options).relayout(manifest, record: record)
+            let h = report.header
+            try await storeArguments.withMetadata(create: false) { metadata in
+                guard let metadata else { return }
+                let now = Date()
+                try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant,
+                                                              imageSize: h.imageSize, chunkCount: h.chunkCount, createdAt: now))
+                if let named {
+                    try await metadata.setFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
+                                                                  tenant: h.tenant, updatedAt: now))
+                }
+            }
+            let hot = h.hot.map { "\(mib($0.length)) at \(mib($0.offset))" } ?? "none"
+            print("laid out manifest \(report.originalID) again as \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s")
+            print("  hot region: \(report.hotBlocks) blocks, \(hot); image \(mib(h.imageSize))")
+            print("  chunks: \(report.progress.chunksNew) new, \(report.progress.chunksPresent) already stored, \(report.progress.chunksReused) kept from layer regions")
+            print("  a start now prefetches \(report.recordChunks) chunks (\(mib(UInt64(report.recordChunks) * UInt64(h.chunkSize)))), against \(report.originalRecordChunks) before")
+            if let named { print("  name: \(named.name) → \(report.manifestID)") }
+        } catch let failure as ValidationFailure {
+            throw failure
+        } catch {
+            throw ValidationFailure(CommandErrors.describe(error))
+        }
+    }
+}
