@@ -301,3 +301,27 @@ def wait_for_port(port: int, what: str) -> None:
         except OSError:
             return False
     wait_for(listening, what)
+
+
+def installation_files(program: str) -> list[str]:
+    """A program and the shared libraries it loads (ldd): what stays resident on a worker whose
+    agent runs all the time."""
+    files = [os.path.realpath(program)]
+    out = subprocess.run(["ldd", program], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.split("=>")
+        if len(parts) == 2 and parts[1].strip().startswith("/"):
+            files.append(parts[1].split()[0])
+    return files
+
+
+def drop_caches_keeping(files: list[str]) -> None:
+    """Drops the page cache, then reads `files` back in: the image and the store are cold, as in
+    a cold start, while the Thaw installation is resident, as on a worker running its agent."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    for path in files:
+        with open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass

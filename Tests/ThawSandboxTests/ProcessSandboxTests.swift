@@ -99,6 +99,23 @@ import ThawTestSupport
             #expect(second.status == 0, "\(second.log)")
             #expect(second.response.contains(#""echo": {}"#))
             #expect(second.log.contains("prefetch:"), "\(second.log)")
+            // Laid out again around the recorded start: the same answer from fewer chunks, and
+            // the new manifest's first start prefetches.
+            let relaid = try await TestSupport.thawOnOwnThread(["relayout", String(id), "--store", harness.store, "--keys", dir + "/keys"])
+            let line = try #require(relaid.output.split(separator: "\n").first { $0.contains(" again as ") }, "\(relaid.output)")
+            let newID = String(try #require(line.components(separatedBy: " again as ").last?.split(separator: " ").first))
+            try FileManager.default.removeItem(atPath: dir + "/cache")
+            let third = try await harness.run([newID, "--event", #"{"b": 3}"#] + harness.commonArguments)
+            #expect(third.status == 0, "\(third.log)")
+            #expect(third.response.contains(#""echo": {"b": 3}"#), "\(third.response)")
+            #expect(third.log.contains("prefetch:"), "\(third.log)")
+            func originChunks(_ log: String) -> Int? {
+                log.split(separator: "\n").first { $0.contains("origin: ") }
+                    .flatMap { Int($0.split(separator: "origin: ")[1].split(separator: " ")[0]) }
+            }
+            let before = try #require(originChunks(first.log))
+            let after = try #require(originChunks(third.log))
+            #expect(after < before, "the relaid start fetched \(after) chunks, the first \(before)")
             #expect(await harness.leftoversAfterSettling() == [])
         }
     }
