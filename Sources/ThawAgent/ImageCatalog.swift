@@ -115,7 +115,10 @@ public actor ImageCatalog: NBDExportCatalog {
             // A broken record costs a prefetch, never a start: serve without it and record anew.
             logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
         }
-        let recorder = configuration.recording && record == nil
+        // A record of chunks alone (format 1) is prefetched, and the start recorded again with
+        // its blocks, which a relayout needs.
+        let recordsAgain = record.map { $0.blocks.isEmpty && !memory } ?? true
+        let recorder = configuration.recording && recordsAgain
             ? AccessRecorder(chunkCount: manifest.chunks.count, includingZeroChunks: memory,
                              imageSize: memory ? nil : manifest.header.imageSize)
             : nil

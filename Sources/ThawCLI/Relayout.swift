@@ -41,6 +41,12 @@ struct Relayout: AsyncParsableCommand {
             let keys = storeArguments.keyProvider
             let manifest = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)")
             let header = manifest.header
+            // The new manifest goes into the manifest's root and keeps its region chunks there:
+            // only the active root takes new manifests (an older one is on its way out).
+            let active = try await storeArguments.withMetadata(create: false) { try await $0?.activeRoot().id }
+            if let active, active != header.root {
+                throw ValidationFailure("manifest \(header.id) is in root \(header.root), not in the active root \(active): push the image again and lay that out")
+            }
             let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
             guard let sealed = try await store.getIfPresent(recordKey) else {
                 throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")

@@ -34,8 +34,9 @@ public struct Ext4Summary: Sendable, Equatable {
     public var metadataStart: UInt64
     public var metadataBlocks: UInt64
     public var freeBlocks: UInt64
-    /// First block of the hot region and its length in blocks (zero without one); the region
-    /// ends where the metadata tail starts.
+    /// First block of the hot region, which is the end of the layer regions with or without
+    /// one, and its length in blocks (zero without one); the region ends where the metadata
+    /// tail starts.
     public var hotStart: UInt64 = 0
     public var hotBlocks: UInt64 = 0
 

@@ -37,6 +37,9 @@ extension Pusher {
         guard header.tenant == options.tenant, header.root == options.root else {
             throw PushError("manifest \(header.id) belongs to tenant \(header.tenant.name) in root \(header.root.value), not to the push's \(options.tenant.name) in \(options.root.value)")
         }
+        guard record.manifestID == header.id else {
+            throw PushError("the access record given belongs to manifest \(record.manifestID), not to \(header.id)")
+        }
         guard !record.blocks.isEmpty else {
             throw PushError("the access record of manifest \(header.id) lists no blocks (an older agent saved it): start the image once more to record its blocks")
         }
@@ -46,8 +49,11 @@ extension Pusher {
         let configDigest = try ThawImage.Digest(parsing: "sha256:" + Hex.encode(header.imageDigest))
         let originalHot = original.hotBlocks.map { ContentBlock(inode: $0.inode, logical: $0.logical) }
         let originalLayout = try flattener.layout(configDigest: configDigest, layers: layers.indexed, hot: originalHot)
-        guard originalLayout.summary.imageSize == header.imageSize else {
-            throw PushError("the layer records of manifest \(header.id) lay out \(originalLayout.summary.imageSize) bytes, not its \(header.imageSize)")
+        // The layout rebuilt from the layer records must be the manifest's, or blocks would be
+        // taken for content they do not hold.
+        let rebuiltHot = originalLayout.summary.hotBlocks == 0 ? nil : originalLayout.summary.hotStart * 4096
+        guard originalLayout.summary.imageSize == header.imageSize, rebuiltHot == header.hot?.offset else {
+            throw PushError("the layer records of manifest \(header.id) lay out another image (\(originalLayout.summary.imageSize) bytes, hot region at \(rebuiltHot.map(String.init) ?? "none")) than it holds (\(header.imageSize) bytes, hot region at \(header.hot.map { String($0.offset) } ?? "none"))")
         }
 
         // The content blocks the start read, in the order it read them.

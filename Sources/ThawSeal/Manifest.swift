@@ -39,6 +39,7 @@ public struct ManifestHeader: Sendable, Equatable {
         public var digest: [UInt8]
 
         public init(offset: UInt64, length: UInt64, digest: [UInt8]) {
+            precondition(digest.count == 32, "a hot block list digest is a SHA-256")
             self.offset = offset
             self.length = length
             self.digest = digest
@@ -122,8 +123,9 @@ public struct ManifestHeader: Sendable, Equatable {
         where layer.offset % UInt64(chunkSize) != 0 || layer.offset > imageSize || layer.length > imageSize - layer.offset {
             throw SealError(.malformedManifest, "\(what) places layer \(index) at \(layer.offset)+\(layer.length), outside the image or off a chunk boundary")
         }
-        if let hot, hot.offset > imageSize || hot.length > imageSize - hot.offset || hot.offset % 4096 != 0 || hot.length % 4096 != 0 {
-            throw SealError(.malformedManifest, "\(what) places its hot region at \(hot.offset)+\(hot.length), outside the image or off a block boundary")
+        if let hot, hot.length == 0 || hot.offset > imageSize || hot.length > imageSize - hot.offset || hot.offset % 4096 != 0
+            || hot.length % 4096 != 0 {
+            throw SealError(.malformedManifest, "\(what) places its hot region at \(hot.offset)+\(hot.length): empty, outside the image or off a block boundary")
         }
         let root: RootID
         let tenant: Tenant

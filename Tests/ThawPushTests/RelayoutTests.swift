@@ -101,6 +101,12 @@ import ThawTestSupport
             await #expect { _ = try await pusher.relayout(original, record: chunksOnly) } throws: { error in
                 "\(error)".contains("lists no blocks")
             }
+            // Another manifest's record is refused.
+            var foreign = Self.record(for: pushed)
+            foreign.manifestID = String(repeating: "ab", count: 32)
+            await #expect { _ = try await pusher.relayout(original, record: foreign) } throws: { error in
+                "\(error)".contains("belongs to manifest \(foreign.manifestID)")
+            }
             // Without the layer records, the layout cannot be rebuilt.
             for layer in pushed.header.layers {
                 try await setup.store.delete(LayerRecord.key(diffID: layer.diffID, chunkSize: pushed.header.chunkSize,

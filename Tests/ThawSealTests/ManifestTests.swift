@@ -116,6 +116,12 @@ import ThawTestSupport
             let mismatched = try await Manifest(header: wrongList, chunks: plain.chunks, hotBlocks: blocks).sealed(keys: keys)
             let error = await #expect(throws: SealError.self) { try await Manifest.open(mismatched, keys: keys) }
             #expect(error?.message.contains("does not match its header's digest") == true)
+            // An empty hot region is refused, not taken for a missing one.
+            var empty = header
+            empty.hot = .init(offset: 2 << 20, length: 0, digest: Manifest.hotDigest(blocks))
+            let emptyBytes = try await Manifest(header: empty, chunks: plain.chunks, hotBlocks: blocks).sealed(keys: keys)
+            let emptyError = #expect(throws: SealError.self) { try Manifest.readPublic(emptyBytes) }
+            #expect(emptyError?.message.contains("empty, outside the image") == true)
             // A manifest without one stays version 1, with the same id as ever.
             #expect(try await plain.sealed(keys: keys)[5] == 1 && bytes[5] == 2)
         }
