@@ -313,6 +313,7 @@ let package = Package(
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawSealTests", dependencies: ["ThawSeal", "ThawBinary", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawAWSTests", dependencies: ["ThawAWS", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawLambdaAPITests", dependencies: ["ThawLambdaAPI"], swiftSettings: strict),
         .testTarget(name: "ThawMedesTests", dependencies: ["ThawMedes", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawNBDProtocolTests", dependencies: ["ThawNBDProtocol"], swiftSettings: strict),
         .testTarget(

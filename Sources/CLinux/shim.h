@@ -40,3 +40,61 @@ static inline int thaw_refuse_huge_page_advice(void) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
     return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter);
 }
+
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+/* Descriptor passing over a Unix socket (SCM_RIGHTS). The control-message layout is built with
+   the CMSG_* macros, which Swift does not import: one wrapper to send, one to receive. A warm
+   process sandbox gets each handler's standard input, output and error this way. */
+
+/* Sends `length` bytes with `count` (at most 8) descriptors attached. Returns the bytes sent, or
+   -1 with errno set. */
+static inline ssize_t thaw_send_descriptors(int socket, const void *bytes, size_t length, const int *descriptors, int count) {
+    if (count < 0 || count > 8) { errno = EINVAL; return -1; }
+    union { char buffer[CMSG_SPACE(8 * sizeof(int))]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec vector = { .iov_base = (void *)bytes, .iov_len = length };
+    struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1 };
+    if (count > 0) {
+        message.msg_control = control.buffer;
+        message.msg_controllen = CMSG_SPACE(count * sizeof(int));
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(count * sizeof(int));
+        memcpy(CMSG_DATA(header), descriptors, count * sizeof(int));
+    }
+    ssize_t sent;
+    do { sent = sendmsg(socket, &message, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+/* Receives one message of at most `capacity` bytes and up to `capacity_descriptors` (at most 8)
+   descriptors, which arrive close-on-exec; `*received` is set to how many came. Returns the bytes
+   received (0 at end of stream), or -1 with errno set. */
+static inline ssize_t thaw_receive_descriptors(int socket, void *bytes, size_t capacity, int *descriptors,
+                                               int capacity_descriptors, int *received) {
+    union { char buffer[CMSG_SPACE(8 * sizeof(int))]; struct cmsghdr align; } control;
+    struct iovec vector = { .iov_base = bytes, .iov_len = capacity };
+    struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
+                              .msg_controllen = sizeof(control.buffer) };
+    *received = 0;
+    ssize_t count;
+    do { count = recvmsg(socket, &message, MSG_CMSG_CLOEXEC); } while (count < 0 && errno == EINTR);
+    if (count < 0) return -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int arrived = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *data = (int *)CMSG_DATA(header);
+        for (int index = 0; index < arrived; index++) {
+            if (*received < capacity_descriptors && *received < 8) {
+                descriptors[(*received)++] = data[index];
+            } else {
+                close(data[index]);
+            }
+        }
+    }
+    return count;
+}

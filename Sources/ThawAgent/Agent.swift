@@ -192,7 +192,8 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    func scrapeMetrics() async -> [UInt8] {
+    /// The Prometheus text of every figure in the registry, the caches' copied in first.
+    public func scrapeMetrics() async -> [UInt8] {
         guard let state = state.withLock({ $0 }) else { return [] }
         return metrics.scrape(cache: state.cache, l2: state.l2?.statistics, imagesServed: await state.catalog.served.count)
     }

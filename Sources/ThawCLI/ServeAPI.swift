@@ -24,8 +24,13 @@ struct ServeAPI: AsyncParsableCommand {
             accepted. When the file does not exist it is made, mode 0600, with one new key pair under \
             [default]; point the AWS CLI at it with AWS_SHARED_CREDENTIALS_FILE. Code.ImageUri is an \
             image (oci:PATH[:TAG], docker-archive:PATH), pushed on create, or a function name or \
-            manifest id already pushed. Each invocation starts the function cold in a process sandbox \
-            from the lazily loaded image, through one agent in this process.
+            manifest id already pushed. An invocation goes to an idle warm instance of the function (a \
+            process sandbox kept with its next handler loaded and waiting), else starts one cold from the \
+            lazily loaded image, through one agent in this process; the X-Thaw-Start response header says \
+            which. An idle instance is kept while the gaps between its function's invocations suggest \
+            another will come (the 99th percentile of the recent gaps, times 1.1, within \
+            --keep-alive-min and --keep-alive-max; --keep-alive until a function has 8 gaps), and while \
+            idle instances fit --idle-memory-budget. GET /metrics (unsigned) gives Prometheus figures.
             """
     )
 
@@ -41,8 +46,26 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "The credentials file whose keys may sign requests. (default: $THAW_HOME/api-credentials)")
     var credentials: String?
 
-    @Option(help: "Invocations this host runs at once; past it a request gets 429 at once.")
+    @Option(help: "Invocations this agent runs at once, all functions together; past it a request gets 429 at once.")
+    var maxConcurrentInvocations: Int = 16
+
+    @Option(help: "Instances of one function busy at once; past it a request gets 429 at once.")
+    var maxInstancesPerFunction: Int = 4
+
+    @Option(help: "Cold starts this host runs at once; past it a request that needs one gets 429 at once.")
     var maxConcurrentStarts: Int = 8
+
+    @Option(help: "Seconds an idle instance is kept before its function has a pattern of arrivals.")
+    var keepAlive: Double = 60
+
+    @Option(help: "Least seconds an idle instance is kept.")
+    var keepAliveMin: Double = 1
+
+    @Option(help: "Most seconds an idle instance is kept.")
+    var keepAliveMax: Double = 3600
+
+    @Option(help: "Memory idle instances may hold together (e.g. 2G); the longest idle stop first. (default: no budget)")
+    var idleMemoryBudget: String?
 
     @Option(help: "Size of the tmpfs that holds a function's writes, /tmp included.")
     var tmpSize: String = "64M"
@@ -60,6 +83,12 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationError("--listen must be HOST:PORT")
         }
         guard maxConcurrentStarts >= 1 else { throw ValidationError("--max-concurrent-starts must be at least 1") }
+        guard maxConcurrentInvocations >= 1 else { throw ValidationError("--max-concurrent-invocations must be at least 1") }
+        guard maxInstancesPerFunction >= 1 else { throw ValidationError("--max-instances-per-function must be at least 1") }
+        guard keepAlive >= 0, keepAliveMin >= 0, keepAliveMax >= keepAliveMin else {
+            throw ValidationError("--keep-alive and --keep-alive-min must be 0 or more, and --keep-alive-max at least --keep-alive-min")
+        }
+        let budget = try idleMemoryBudget.map { UInt64(try ByteCount.parse($0, option: "--idle-memory-budget")) }
         let tenant = try Tenant(tenant)
         let keys = try Self.loadCredentials(credentials ?? ThawHome.path + "/api-credentials")
         let metadata: any MetadataStore
@@ -87,14 +116,23 @@ struct ServeAPI: AsyncParsableCommand {
         var sandbox = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
         sandbox.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
         sandbox.stateDirectory = ThawRuntime.directory + "/sandboxes"
-        let invoker = SandboxInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: sandbox, slots: ThawRuntime.directory + "/starts",
-                                     maxConcurrentStarts: maxConcurrentStarts, logger: logger)
+        let pool = InstancePool<WarmSandbox>(
+            limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
+            policy: KeepAlivePolicy(initial: keepAlive, minimum: keepAliveMin, maximum: keepAliveMax),
+            clock: { Double(MonotonicTime.now()) / 1e9 }, memory: { $0.memoryHeld() }, usable: { $0.retired == nil })
+        let metrics = InvocationMetrics(registry: agent.metrics.registry)
+        let invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: sandbox,
+                                      slots: ThawRuntime.directory + "/starts", maxConcurrentStarts: maxConcurrentStarts,
+                                      pool: pool, metrics: metrics, logger: logger)
+        let controller = InstanceController(pool: pool, metrics: metrics) { instances in
+            await InstanceInvoker.stop(instances, logger: logger)
+        }
         let code = PushingCodeSource(store: storeArguments, tenant: tenant.name)
         let service = LambdaService(metadata: metadata, code: code, invoker: invoker, tenant: tenant, region: apiRegion,
                                     account: account)
         let events = EventInvocations { message in logger.error("\(message)") }
         let router = LambdaRoutes.router(service: service, verifier: SignatureV4Verifier(secrets: keys, region: apiRegion, service: "lambda"),
-                                         events: events)
+                                         events: events, metrics: { await agent.scrapeMetrics() })
         let application = Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "thaw-api"),
@@ -103,7 +141,9 @@ struct ServeAPI: AsyncParsableCommand {
             },
             logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: agent), .init(service: application), .init(service: events)],
+            // Shut down last to first: queued events finish, then the server, then idle
+            // instances stop while the agent still serves their images.
+            services: [.init(service: agent), .init(service: controller), .init(service: application), .init(service: events)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
@@ -186,53 +226,5 @@ struct PushingCodeSource: FunctionCodeSource {
         } catch {
             throw LambdaError.invalidParameter("cannot use image \(imageURI): \(CommandErrors.describe(error))")
         }
-    }
-}
-
-/// Runs each invocation cold in a process sandbox, from the function's image served lazily
-/// by the agent's FUSE file; at most `maxConcurrentStarts` at once on this host.
-struct SandboxInvoker: FunctionInvoker {
-    let agent: Agent
-    /// Where the agent shows its images as files.
-    let directory: String
-    let sandbox: ProcessSandbox.Options
-    let slots: String
-    let maxConcurrentStarts: Int
-    let logger: Logger
-
-    func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
-        let slot: StartSlot
-        do {
-            slot = try StartSlots.acquire(directory: slots, limit: maxConcurrentStarts)
-        } catch let error as SandboxError {
-            throw LambdaError.tooManyRequests("Rate Exceeded. \(error.message)")
-        }
-        defer { slot.release() }
-        let served: ServedImage
-        let config: ImageConfiguration
-        do {
-            served = try await agent.open(function.manifestID)
-            config = try await ImageConfigLookup.load(for: served.image.manifest.header, store: agent.origin.store, keys: agent.origin.keys)
-        } catch {
-            throw LambdaError.service("cannot serve the image of \(function.name): \(CommandErrors.describe(error))")
-        }
-        var spec: FunctionSpec
-        do {
-            spec = try FunctionSpec(execution: config.config, image: function.manifestID, command: settings.command ?? [],
-                                    entrypoint: settings.entryPoint,
-                                    environment: settings.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
-        } catch let error as SandboxError {
-            throw LambdaError.invalidParameter(error.message)
-        }
-        if let directory = settings.workingDirectory { spec.workingDirectory = directory }
-        var options = sandbox
-        options.timeout = .seconds(Int64(settings.timeout))
-        let outcome = try await ProcessSandbox(options: options).run(imageFile: directory + "/" + served.fileName, function: spec,
-                                                                     event: event, log: { _ in })
-        if outcome.failure == nil { _ = try? await agent.finishRecording(served.id) }
-        if !outcome.leftovers.isEmpty {
-            logger.error("teardown incomplete after invoking \(function.name): \(outcome.leftovers.joined(separator: "; "))")
-        }
-        return InvocationOutcome(response: outcome.response, log: outcome.logTail, failure: outcome.failure?.message, start: .cold)
     }
 }

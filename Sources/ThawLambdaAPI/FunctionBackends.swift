@@ -35,12 +35,16 @@ public struct InvocationOutcome: Sendable {
     public var log: [UInt8]
     /// Why the invocation failed (handler exit status, timeout, oversized response), or nil.
     public var failure: String?
+    /// The `errorType` Lambda reports for that failure (`Runtime.ExitError`, `Sandbox.Timedout`,
+    /// `Runtime.OutOfMemory`, `Function.ResponseSizeTooLarge`).
+    public var errorType: String
     public var start: StartKind
 
-    public init(response: [UInt8], log: [UInt8], failure: String?, start: StartKind) {
+    public init(response: [UInt8], log: [UInt8], failure: String?, errorType: String = "Runtime.ExitError", start: StartKind) {
         self.response = response
         self.log = log
         self.failure = failure
+        self.errorType = errorType
         self.start = start
     }
 }
@@ -50,4 +54,11 @@ public protocol FunctionInvoker: Sendable {
     /// - Throws: `LambdaError` when the invocation could not run at all (too many at once,
     ///   the image cannot be served); a handler that fails is an outcome, not an error.
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome
+
+    /// Lets go of every instance kept for `function`: it was deleted, or its code changed.
+    func forget(_ function: FunctionName) async
+}
+
+extension FunctionInvoker {
+    public func forget(_ function: FunctionName) async {}
 }

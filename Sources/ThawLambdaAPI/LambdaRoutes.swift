@@ -14,6 +14,7 @@ public import ThawAWS
 /// PUT    /2015-03-31/functions/{name}/code              UpdateFunctionCode
 /// DELETE /2015-03-31/functions/{name}                   DeleteFunction (204)
 /// POST   /2015-03-31/functions/{name}/invocations       Invoke (RequestResponse, Event, DryRun)
+/// GET    /metrics                                       Prometheus text, unsigned (when given)
 /// ```
 public enum LambdaRoutes {
     /// swift-http-types' `HTTPField.Name`, which Hummingbird does not export by that name.
@@ -26,10 +27,19 @@ public enum LambdaRoutes {
     /// How much of the log `X-Amz-Log-Result` carries.
     public static let logTailBytes = 4096
 
-    public static func router(service: LambdaService, verifier: SignatureV4Verifier,
-                              events: EventInvocations) -> Router<BasicRequestContext> {
+    /// - Parameter metrics: the Prometheus text for `GET /metrics`, which a scraper reads
+    ///   without signing; nil serves no such path.
+    public static func router(service: LambdaService, verifier: SignatureV4Verifier, events: EventInvocations,
+                              metrics: (@Sendable () async -> [UInt8])? = nil) -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: SignatureCheck(verifier: verifier))
+        router.add(middleware: SignatureCheck(verifier: verifier, unsignedMetrics: metrics != nil))
+        if let metrics {
+            router.get("metrics") { _, _ -> Response in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4"
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: await metrics())))
+            }
+        }
         let base = "2015-03-31/functions"
         router.post(RouterPath(base)) { request, _ -> Response in
             try await answer(status: 201) {
@@ -99,7 +109,7 @@ public enum LambdaRoutes {
             var body = outcome.response
             if let failure = outcome.failure {
                 headers[FieldName("X-Amz-Function-Error")!] = "Unhandled"
-                body = try jsonBytes(["errorMessage": failure, "errorType": "Runtime.ExitError"])
+                body = try jsonBytes(["errorMessage": failure, "errorType": outcome.errorType])
             }
             headers[.contentType] = "application/json"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
@@ -186,8 +196,11 @@ public enum LambdaRoutes {
 /// (up to the payload limit); a refused request gets the 403 AWS sends.
 struct SignatureCheck<Context: RequestContext>: RouterMiddleware {
     let verifier: SignatureV4Verifier
+    /// Whether `GET /metrics` passes unsigned.
+    let unsignedMetrics: Bool
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if unsignedMetrics, request.method == .get, request.uri.path == "/metrics" { return try await next(request, context) }
         var request = request
         let bytes: [UInt8]
         do {

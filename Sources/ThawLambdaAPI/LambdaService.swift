@@ -129,6 +129,7 @@ public struct LambdaService: Sendable {
         settings.revision += 1
         record.manifestID = resolved.manifestID
         try await store(name: record.name, resolved: resolved, settings: settings)
+        await invoker.forget(record.name)
         return configuration(name: record.name, manifestID: resolved.manifestID, settings: settings)
     }
 
@@ -137,6 +138,7 @@ public struct LambdaService: Sendable {
         guard try await metadata.removeFunction(named: name) else {
             throw LambdaError.functionNotFound(name.value, arn: arn(name.value))
         }
+        await invoker.forget(name)
     }
 
     /// Runs the function with `event`; the outcome says whether its handler failed.

@@ -26,6 +26,9 @@ public struct ProcessSandbox: Sendable {
         public var responseLimit = 6 << 20
         /// Bytes of the log's tail kept for the result.
         public var logTailLimit = 4096
+        /// Bytes of memory the function may use (its processes and what they cache), enforced
+        /// by a memory cgroup of its own; nil leaves it uncapped.
+        public var memoryLimit: Int?
         /// Where each sandbox gets an empty directory for its mounts.
         public var stateDirectory = "/run/thaw/sandboxes"
 
@@ -47,8 +50,17 @@ public struct ProcessSandbox: Sendable {
         signal(SIGPIPE, SIG_IGN)
         let workDirectory = try makeWorkDirectory()
         defer { rmdir(workDirectory) }
+        let cgroup: MemoryCgroup?
+        do {
+            cgroup = try makeMemoryCgroup(for: workDirectory)
+        } catch {
+            rmdir(workDirectory)
+            throw error
+        }
+        defer { cgroup?.remove() }
         let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize,
-                               network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function)
+                               network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function,
+                               memoryCgroup: cgroup?.path)
         let planText = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
         var unshareArguments = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
         if options.network == .none { unshareArguments.append("--net") }
@@ -105,6 +117,7 @@ public struct ProcessSandbox: Sendable {
                 outcome.loopDevice = report.detail
             case .rootMounted: outcome.rootMounted = report.time
             case .handlerStarted: outcome.handlerStarted = report.time
+            case .handlerEnded: break
             case .failed:
                 setupFailure = SandboxError(report.handlerMissing == true ? .handlerNotFound : .setupFailed,
                                             report.detail ?? "the sandbox could not be built")
@@ -115,7 +128,7 @@ public struct ProcessSandbox: Sendable {
         } else if let setupFailure {
             outcome.failure = setupFailure
         } else if termination != .exited(0) {
-            outcome.failure = SandboxError(.handlerFailed, Self.describeFailure(termination, log: outcome.logTail))
+            outcome.failure = outOfMemory(cgroup) ?? SandboxError(.handlerFailed, Self.describeFailure(termination, log: outcome.logTail))
         }
         if let device = outcome.loopDevice, !(await Self.waitUntilDetached(device)) {
             outcome.leftovers.append("\(device) is still attached")
@@ -134,6 +147,18 @@ public struct ProcessSandbox: Sendable {
             throw SandboxError(.setupFailed, "cannot create \(path): \(SystemCalls.errorText())")
         }
         return path
+    }
+
+    /// The cgroup that caps a sandbox's memory, when `options.memoryLimit` asks for one.
+    func makeMemoryCgroup(for workDirectory: String) throws -> MemoryCgroup? {
+        guard let limit = options.memoryLimit else { return nil }
+        return try MemoryCgroup.create(name: "thaw-" + (workDirectory as NSString).lastPathComponent, limit: limit)
+    }
+
+    /// The failure of a sandbox whose process the kernel killed for its memory, or nil.
+    func outOfMemory(_ cgroup: MemoryCgroup?) -> SandboxError? {
+        guard let cgroup, let limit = options.memoryLimit, cgroup.outOfMemoryKills() > 0 else { return nil }
+        return SandboxError(.outOfMemory, "the function ran out of memory: it was killed for using more than its \(limit >> 20) MiB")
     }
 
     static func describeFailure(_ termination: Termination, log: [UInt8]) -> String {

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import ThawSandboxCore
@@ -21,7 +22,11 @@ public enum SandboxInit {
         _ = fcntl(reportDescriptor, F_SETFD, FD_CLOEXEC)
         let reporter = Reporter(descriptor: reportDescriptor)
         do {
+            if let cgroup = plan.memoryCgroup {
+                try MemoryCgroup(path: cgroup, version: .v1).join()
+            }
             try build(plan, reporter: reporter)
+            if plan.reusable { return try serve(plan.function, control: reportDescriptor, reporter: reporter) }
             return try startAndReap(plan.function, reporter: reporter)
         } catch let error as SandboxError {
             let missing = error.kind == .handlerNotFound
@@ -95,5 +100,51 @@ public enum SandboxInit {
         let handler = try HandlerLauncher.start(function.launch)
         reporter.send(SandboxReport(stage: .handlerStarted, detail: "\(handler)"))
         return HandlerLauncher.reap(until: handler).shellStatus
+    }
+
+    /// What the host asks of a warm sandbox's init over the control socket, one byte each.
+    public enum ControlRequest: UInt8 {
+        /// Start a handler on the three descriptors attached (its standard input, output and
+        /// error); answered with `.handlerStarted` (or `.failed`, and the init exits).
+        case startHandler = 0x53 // "S"
+        /// Wait for the handler to end; answered with `.handlerEnded`.
+        case waitForHandler = 0x57 // "W"
+    }
+
+    /// A warm sandbox's loop: becomes the image's user once, then starts a handler each time
+    /// the host asks and reports how it ended, until the host closes the control socket. The
+    /// host feeds and drains the handler's pipes itself, so the init never touches an event.
+    static func serve(_ function: FunctionSpec, control: Int32, reporter: Reporter) throws -> Int32 {
+        let prepared = try HandlerLauncher.prepare(function.launch, dropPrivileges: true)
+        var handler: Int32?
+        var request: UInt8 = 0
+        var descriptors: [Int32] = [-1, -1, -1]
+        while true {
+            var received: Int32 = 0
+            let count = thaw_receive_descriptors(control, &request, 1, &descriptors, 3, &received)
+            guard count == 1, let kind = ControlRequest(rawValue: request) else {
+                // The host went away (or spoke nonsense): end, and the namespace with us.
+                if let handler { kill(handler, SIGKILL) }
+                return 0
+            }
+            switch kind {
+            case .startHandler:
+                let given = descriptors.prefix(Int(received))
+                defer { given.forEach { close($0) } }
+                guard given.count == 3, handler == nil else {
+                    throw SandboxError(.setupFailed, "a handler start came with \(given.count) descriptors, not 3, or while a handler ran")
+                }
+                let pid = try prepared.spawn(descriptors: [0: given[0], 1: given[1], 2: given[2]])
+                handler = pid
+                reporter.send(SandboxReport(stage: .handlerStarted, detail: "\(pid)"))
+            case .waitForHandler:
+                guard let pid = handler else {
+                    throw SandboxError(.setupFailed, "the host waited for a handler that was never started")
+                }
+                let status = HandlerLauncher.reap(until: pid).shellStatus
+                handler = nil
+                reporter.send(SandboxReport(stage: .handlerEnded, status: status))
+            }
+        }
     }
 }

@@ -21,9 +21,17 @@ public struct SandboxPlan: Codable, Sendable, Equatable {
     /// Every byte read ahead is a byte fetched, so a start fetches less with little of it.
     public var deviceReadAheadKiB: Int?
     public var function: FunctionSpec
+    /// A warm sandbox: the init starts a handler each time the host asks, on the descriptors
+    /// the host sends over the control socket (descriptor 3), instead of once (see `WarmSandbox`).
+    public var reusable: Bool
+    /// The memory cgroup the init moves into before anything else (see `MemoryCgroup`); nil
+    /// leaves the function's memory uncapped.
+    public var memoryCgroup: String?
 
     public init(imageFile: String, workDirectory: String, tmpSize: Int, network: Network, hostname: String = "thaw",
-                deviceReadAheadKiB: Int? = nil, function: FunctionSpec) {
+                deviceReadAheadKiB: Int? = nil, function: FunctionSpec, reusable: Bool = false, memoryCgroup: String? = nil) {
+        self.reusable = reusable
+        self.memoryCgroup = memoryCgroup
         self.deviceReadAheadKiB = deviceReadAheadKiB
         self.imageFile = imageFile
         self.workDirectory = workDirectory
@@ -45,6 +53,8 @@ public struct SandboxReport: Codable, Sendable, Equatable {
         case handlerStarted
         /// Setting up failed before the handler ran (`detail` says why).
         case failed
+        /// A warm sandbox's handler ended (`status` as a shell reports it).
+        case handlerEnded
     }
 
     public var stage: Stage
@@ -53,8 +63,12 @@ public struct SandboxReport: Codable, Sendable, Equatable {
     public var detail: String?
     /// For `.failed`, the `SandboxError.Kind` it maps to on the host.
     public var handlerMissing: Bool?
+    /// For `.handlerEnded`, the handler's exit status, or 128 plus the signal that killed it.
+    public var status: Int32?
 
-    public init(stage: Stage, time: UInt64 = MonotonicTime.now(), detail: String? = nil, handlerMissing: Bool? = nil) {
+    public init(stage: Stage, time: UInt64 = MonotonicTime.now(), detail: String? = nil, handlerMissing: Bool? = nil,
+                status: Int32? = nil) {
+        self.status = status
         self.stage = stage
         self.time = time
         self.detail = detail

@@ -27,17 +27,34 @@ public enum HandlerLauncher {
     /// The PATH a handler gets when the image sets none (the one container runtimes use).
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+    /// A handler ready to start, again and again: its program found, its environment complete,
+    /// the user it runs as resolved.
+    public struct Prepared: Sendable {
+        public var program: String
+        public var arguments: [String]
+        public var environment: [String]
+        public var identity: UserDatabase.Identity
+
+        /// Starts one handler process with `descriptors` (child → parent). This process must
+        /// already be the handler's user (see `prepare(_:dropPrivileges:)`).
+        ///
+        /// - Returns: the handler's pid.
+        public func spawn(descriptors: [Int32: Int32] = [:]) throws -> Int32 {
+            do {
+                return try Spawn.start(program, arguments: arguments, environment: environment, descriptors: descriptors)
+            } catch let error as SandboxError {
+                throw SandboxError(.handlerNotFound, "the handler \(program) cannot be started: \(error.message)")
+            }
+        }
+    }
+
     /// Runs in the image's root (after chroot): resolves the user from the image's
-    /// `/etc/passwd` and `/etc/group`, enters the working directory, drops to the user and
-    /// starts the handler with `descriptors` (child → parent; empty inherits 0–2).
+    /// `/etc/passwd` and `/etc/group`, enters the working directory, finds the program and,
+    /// when `dropPrivileges`, becomes the user for good.
     ///
-    /// - Returns: the handler's pid.
     /// - Throws: `SandboxError` — `.invalidFunction` for an unknown user, `.handlerNotFound` for
     ///   a missing program, `.setupFailed` for the rest.
-    /// - Parameter keepPrivileges: drop to the user in the child only, so this process stays
-    ///   root (the microVM's init must still write its answer and power off). That needs
-    ///   `fork`, safe only in a single-threaded process; otherwise this process drops too.
-    public static func start(_ launch: Launch, descriptors: [Int32: Int32] = [:], keepPrivileges: Bool = false) throws -> Int32 {
+    public static func prepare(_ launch: Launch, dropPrivileges: Bool) throws -> Prepared {
         let users = UserDatabase(passwd: SystemCalls.readFile("/etc/passwd") ?? "",
                                  group: SystemCalls.readFile("/etc/group") ?? "")
         let identity = try users.resolve(launch.user)
@@ -54,18 +71,31 @@ public enum HandlerLauncher {
             environment.append("HOSTNAME=" + String(cString: name))
         }
         let program = try locate(launch.arguments[0], path: launch.environmentValue("PATH") ?? defaultPath)
-        let groups = identity.supplementaryGroups.map { gid_t($0) }
+        if dropPrivileges {
+            let groups = identity.supplementaryGroups.map { gid_t($0) }
+            guard setgroups(groups.count, groups) == 0, setgid(identity.gid) == 0, setuid(identity.uid) == 0 else {
+                throw SandboxError(.setupFailed, "cannot become user \(identity.uid):\(identity.gid): \(SystemCalls.errorText())")
+            }
+        }
+        return Prepared(program: program, arguments: launch.arguments, environment: environment, identity: identity)
+    }
+
+    /// `prepare`, then starts the handler once with `descriptors` (child → parent; empty
+    /// inherits 0–2).
+    ///
+    /// - Returns: the handler's pid.
+    /// - Throws: as `prepare`.
+    /// - Parameter keepPrivileges: drop to the user in the child only, so this process stays
+    ///   root (the microVM's init must still write its answer and power off). That needs
+    ///   `fork`, safe only in a single-threaded process; otherwise this process drops too.
+    public static func start(_ launch: Launch, descriptors: [Int32: Int32] = [:], keepPrivileges: Bool = false) throws -> Int32 {
+        let prepared = try prepare(launch, dropPrivileges: !keepPrivileges)
         if keepPrivileges {
-            return try forkAndExec(program, launch.arguments, environment, descriptors: descriptors, groups: groups, identity: identity)
+            let groups = prepared.identity.supplementaryGroups.map { gid_t($0) }
+            return try forkAndExec(prepared.program, prepared.arguments, prepared.environment, descriptors: descriptors,
+                                   groups: groups, identity: prepared.identity)
         }
-        guard setgroups(groups.count, groups) == 0, setgid(identity.gid) == 0, setuid(identity.uid) == 0 else {
-            throw SandboxError(.setupFailed, "cannot become user \(identity.uid):\(identity.gid): \(SystemCalls.errorText())")
-        }
-        do {
-            return try Spawn.start(program, arguments: launch.arguments, environment: environment, descriptors: descriptors)
-        } catch let error as SandboxError {
-            throw SandboxError(.handlerNotFound, "the handler \(program) cannot be started: \(error.message)")
-        }
+        return try prepared.spawn(descriptors: descriptors)
     }
 
     /// fork, then in the child: descriptors, user, exec. Everything the child needs is

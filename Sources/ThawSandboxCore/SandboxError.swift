@@ -13,6 +13,8 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable, Equatable 
         case timedOut
         /// The handler wrote more than the response limit.
         case responseTooLarge
+        /// The kernel killed the function for using more than its memory limit.
+        case outOfMemory
         /// The start was cancelled (SIGINT).
         case cancelled
         /// Too many starts are under way; this one was refused.

@@ -18,7 +18,7 @@ import ThawTestSupport
         var credentials: String { harness.dir + "/api-credentials" }
         var log: String { harness.dir + "/api.log" }
 
-        init(_ harness: RunHarness) throws {
+        init(_ harness: RunHarness, options: [String] = []) throws {
             self.harness = harness
             port = try TestSupport.freePort()
             let keyID = "AKIATHAWTEST00000001"
@@ -28,7 +28,7 @@ import ThawTestSupport
                 "THAW_RUNTIME_DIR=\(harness.runtime)", TestSupport.thawExecutable, "serve-api",
                 "--listen", "127.0.0.1:\(port)", "--credentials", harness.dir + "/api-credentials",
                 "--store", harness.store, "--keys", harness.dir + "/keys", "--cache-dir", harness.dir + "/cache",
-            ], logPath: harness.dir + "/api.log")
+            ] + options, logPath: harness.dir + "/api.log")
             try TestSupport.waitForPort(port, what: "thaw serve-api")
         }
 
@@ -184,6 +184,91 @@ import ThawTestSupport
             let log = (try? String(contentsOfFile: api.log, encoding: .utf8)) ?? ""
             #expect(result.status == 0 && result.output.contains("boto3 ok"), "\(result.output)\nservice log:\n\(log)")
             // SIGTERM: the Event invocation still running finishes before the agent stops.
+            #expect(api.process.stop(grace: 60) == 0, "\(log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func warmInstancesAreReusedLimitedAndExpire() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            // Counts its invocations in the instance's /tmp; sleeps when asked to; fails when asked to.
+            let handler = """
+                #!/bin/sh
+                event=$(cat)
+                count=$(( $(cat /tmp/count 2>/dev/null || echo 0) + 1 ))
+                echo $count > /tmp/count
+                echo "invocation $count of instance $(hostname)" >&2
+                case "$event" in *sleep*) sleep 3 ;; esac
+                case "$event" in *fail*) exit 4 ;; esac
+                case "$event" in *hog*) hog=$(head -c 400000000 /dev/zero | tr '\\0' a); echo ${#hog} ;; esac
+                printf '{"count": %s, "pid": %s}' "$count" "$$"
+                """
+            _ = try FunctionImage.writeBusybox(to: harness.layout, tag: "counter", handler: handler,
+                                               execution: .init(cmd: ["/function/handler"]))
+            let api = try API(harness, options: ["--max-instances-per-function", "1", "--keep-alive", "4", "--keep-alive-min", "1"])
+            defer { api.process.stop() }
+            let script = """
+                import base64, json, sys, threading, time, urllib.request, boto3
+                from botocore.config import Config
+                client = boto3.client("lambda", endpoint_url=sys.argv[1], config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+                client.create_function(FunctionName="counter", PackageType="Image", Role="r", Code={"ImageUri": sys.argv[2]}, Timeout=30)
+                def invoke(event):
+                    answer = client.invoke(FunctionName="counter", Payload=json.dumps(event).encode(), LogType="Tail")
+                    start = answer["ResponseMetadata"]["HTTPHeaders"]["x-thaw-start"]
+                    log = base64.b64decode(answer["LogResult"]).decode()
+                    return start, json.loads(answer["Payload"].read()), log, answer.get("FunctionError")
+                start, body, log, error = invoke({})
+                assert (start, body["count"], error) == ("cold", 1, None), (start, body, error)
+                time.sleep(0.5)
+                start, second, log, error = invoke({})
+                # The same sandbox (its /tmp kept), a new handler process started ahead.
+                assert (start, second["count"], error) == ("warm", 2, None), (start, second, error)
+                assert second["pid"] != body["pid"], (body, second)
+                assert "invocation 2" in log and "invocation 1" not in log, log
+                # One instance at most: a second invocation while it runs gets 429 at once.
+                results = {}
+                slow = threading.Thread(target=lambda: results.update(slow=invoke({"sleep": 1})))
+                slow.start()
+                time.sleep(1)
+                began = time.monotonic()
+                try:
+                    invoke({})
+                    raise SystemExit("a second concurrent invocation was admitted past --max-instances-per-function 1")
+                except client.exceptions.TooManyRequestsException as refused:
+                    headers = refused.response["ResponseMetadata"]["HTTPHeaders"]
+                    assert "retry-after" in headers, headers
+                    assert time.monotonic() - began < 2, "the refusal waited"
+                slow.join()
+                assert results["slow"][0] == "warm" and results["slow"][1]["count"] == 3, results
+                # A failed handler retires its instance: the next start is cold.
+                time.sleep(0.5)
+                start, body, log, error = invoke({"fail": 1})
+                assert (start, error) == ("warm", "Unhandled"), (start, body, error)
+                time.sleep(0.5)
+                start, body, log, error = invoke({})
+                assert (start, body["count"]) == ("cold", 1), (start, body)
+                # Idle past the keep-alive (4 s until the function has a pattern): cold again.
+                time.sleep(6)
+                start, body, log, error = invoke({})
+                assert (start, body["count"]) == ("cold", 1), (start, body)
+                # MemorySize (128 MB by default) is enforced: 400 MB in a shell variable is killed.
+                start, body, log, error = invoke({"hog": 1})
+                assert (start, error, body.get("errorType")) == ("warm", "Unhandled", "Runtime.OutOfMemory"), (start, body, error)
+                assert "ran out of memory" in body["errorMessage"] and "128 MiB" in body["errorMessage"], body
+                metrics = urllib.request.urlopen(sys.argv[1] + "/metrics").read().decode()
+                assert 'thaw_api_invocations_total{start="warm"} 4' in metrics, metrics
+                assert 'thaw_api_invocations_total{start="cold"} 3' in metrics, metrics
+                assert 'thaw_api_invocations_refused_total 1' in metrics, metrics
+                assert 'thaw_api_instances_stopped_total{reason="expired"} 1' in metrics, metrics
+                assert 'thaw_api_instances_stopped_total{reason="failed"} 2' in metrics, metrics
+                client.delete_function(FunctionName="counter")
+                print("warm ok")
+                """
+            let result = try TestSupport.runWithEnvironment("python3", ["-c", script, api.endpoint, "oci:\(harness.layout):counter"],
+                                                            environment: try api.environment(), check: false)
+            let log = (try? String(contentsOfFile: api.log, encoding: .utf8)) ?? ""
+            #expect(result.status == 0 && result.output.contains("warm ok"), "\(result.output)\nservice log:\n\(log)")
             #expect(api.process.stop(grace: 60) == 0, "\(log)")
             #expect(await harness.leftoversAfterSettling() == [])
         }

@@ -1,0 +1,149 @@
+import Foundation
+import Logging
+import ThawAgent
+import ThawImage
+import ThawLambdaAPI
+import ThawMetadata
+import ThawPush
+import ThawSandbox
+import ThawSandboxCore
+
+/// Runs invocations in warm process sandboxes kept in an `InstancePool`: an idle instance of
+/// the function's code answers at once; otherwise a new one starts cold from the image served
+/// lazily by the agent's FUSE file (at most `maxConcurrentStarts` cold starts at once on this
+/// host). After an answer the instance starts its next handler and goes idle, unless its
+/// handler failed; the controller stops it when its keep-alive ends.
+struct InstanceInvoker: FunctionInvoker {
+    let agent: Agent
+    /// Where the agent shows its images as files.
+    let directory: String
+    let sandbox: ProcessSandbox.Options
+    let slots: String
+    let maxConcurrentStarts: Int
+    let pool: InstancePool<WarmSandbox>
+    let metrics: InvocationMetrics
+    let logger: Logger
+
+    func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
+        let name = function.name.value
+        // An instance serves one code and one configuration: a change makes new ones.
+        let code = "\(function.manifestID) r\(settings.revision) \(settings.lastModified.timeIntervalSince1970)"
+        let lease: InstancePool<WarmSandbox>.Lease
+        do {
+            let (granted, stale) = try await pool.acquire(name, code: code)
+            lease = granted
+            stopInBackground(stale, reason: .stale)
+        } catch {
+            metrics.refusedOne()
+            throw error
+        }
+        let instance: WarmSandbox
+        let start: StartKind
+        switch lease {
+        case .warm(let warm):
+            (instance, start) = (warm, .warm)
+        case .cold:
+            do {
+                instance = try await startInstance(function, settings: settings)
+            } catch {
+                if (error as? LambdaError)?.status == 429 { metrics.refusedOne() }
+                await stop(await pool.release(name, code: code, instance: nil), reason: .budget, confirm: true)
+                throw error
+            }
+            start = .cold
+        }
+        metrics.invoked(start)
+        let outcome = await instance.invoke(event: event)
+        if start == .cold, outcome.failure == nil { _ = try? await agent.finishRecording(function.manifestID) }
+        if instance.retired != nil {
+            stopInBackground(await pool.releaseRetired(name, instance: instance), reason: .failed)
+        } else {
+            // Idle at once; its next handler starts while the answer goes back, and the next
+            // invocation waits for that start if it comes first.
+            let back = await pool.release(name, code: code, instance: instance)
+            stopInBackground(back, reason: await pool.isClosed ? .shutdown : .budget)
+            Task { try? await instance.prepare() }
+        }
+        return InvocationOutcome(response: outcome.response, log: outcome.logTail, failure: outcome.failure?.message,
+                                 errorType: Self.errorType(outcome.failure?.kind), start: start)
+    }
+
+    /// Lambda's `errorType` for a failed invocation.
+    static func errorType(_ kind: SandboxError.Kind?) -> String {
+        switch kind {
+        case .timedOut: "Sandbox.Timedout"
+        case .outOfMemory: "Runtime.OutOfMemory"
+        case .responseTooLarge: "Function.ResponseSizeTooLarge"
+        default: "Runtime.ExitError"
+        }
+    }
+
+    func forget(_ function: FunctionName) async {
+        stopInBackground(await pool.drain(function.value), reason: .stale)
+    }
+
+    /// A new instance of `function`: its image opened by the agent, a sandbox built on it and
+    /// its first handler started.
+    func startInstance(_ function: FunctionRecord, settings: FunctionSettings) async throws -> WarmSandbox {
+        let slot: StartSlot
+        do {
+            slot = try StartSlots.acquire(directory: slots, limit: maxConcurrentStarts)
+        } catch let error as SandboxError {
+            throw LambdaError.tooManyRequests("Rate Exceeded. \(error.message)")
+        }
+        defer { slot.release() }
+        let served: ServedImage
+        let config: ImageConfiguration
+        do {
+            served = try await agent.open(function.manifestID)
+            config = try await ImageConfigLookup.load(for: served.image.manifest.header, store: agent.origin.store, keys: agent.origin.keys)
+        } catch {
+            throw LambdaError.service("cannot serve the image of \(function.name): \(CommandErrors.describe(error))")
+        }
+        var spec: FunctionSpec
+        do {
+            spec = try FunctionSpec(execution: config.config, image: function.manifestID, command: settings.command ?? [],
+                                    entrypoint: settings.entryPoint,
+                                    environment: settings.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        } catch let error as SandboxError {
+            throw LambdaError.invalidParameter(error.message)
+        }
+        if let directory = settings.workingDirectory { spec.workingDirectory = directory }
+        var options = sandbox
+        options.timeout = .seconds(Int64(settings.timeout))
+        options.memoryLimit = settings.memorySize << 20
+        do {
+            return try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
+        } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
+            throw LambdaError.invalidParameter("function \(function.name) cannot start: \(error.message)")
+        } catch {
+            throw LambdaError.service("cannot start an instance of \(function.name): \(CommandErrors.describe(error))")
+        }
+    }
+
+    /// Stops instances the pool handed back, in the background.
+    func stopInBackground(_ instances: [WarmSandbox], reason: InvocationMetrics.StopReason) {
+        guard !instances.isEmpty else { return }
+        Task { await stop(instances, reason: reason, confirm: true) }
+    }
+
+    /// Stops `instances`, counted under `reason` (nil: already counted); `confirm` when the
+    /// pool handed them back and waits to hear they are stopped.
+    func stop(_ instances: [WarmSandbox], reason: InvocationMetrics.StopReason?, confirm: Bool = false) async {
+        guard !instances.isEmpty else { return }
+        if let reason { metrics.stopped(instances.count, reason: reason) }
+        await Self.stop(instances, logger: logger)
+        if confirm { await pool.confirmStopped(instances.count) }
+    }
+
+    static func stop(_ instances: [WarmSandbox], logger: Logger) async {
+        await withTaskGroup(of: Void.self) { group in
+            for instance in instances {
+                group.addTask {
+                    let leftovers = await instance.stop()
+                    if !leftovers.isEmpty { logger.error("teardown of an instance incomplete: \(leftovers.joined(separator: "; "))") }
+                }
+            }
+        }
+    }
+}

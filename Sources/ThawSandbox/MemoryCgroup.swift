@@ -1,0 +1,98 @@
+import Foundation
+import Glibc
+public import ThawSandboxCore
+
+/// The memory cgroup of one sandbox, made below this process's own, which caps what the
+/// function may use (Lambda's MemorySize) and says afterwards whether the kernel killed it for
+/// going over. The sandbox's init moves itself in before it starts anything (`join`), so every
+/// process of the sandbox is counted.
+///
+/// Works with the cgroup v1 `memory` hierarchy (`memory.limit_in_bytes`, the `oom_kill` count
+/// in `memory.oom_control`) and with cgroup v2 where the parent delegates `memory`
+/// (`memory.max`, `memory.events`).
+public struct MemoryCgroup: Sendable, Equatable {
+    public enum Version: Int, Sendable, Codable { case v1 = 1, v2 = 2 }
+
+    public let path: String
+    public let version: Version
+
+    /// Makes the cgroup `name` below this process's own, capped at `limit` bytes.
+    ///
+    /// - Throws: `SandboxError(.setupFailed)` naming what is missing when no memory cgroup can be made.
+    public static func create(name: String, limit: Int) throws -> MemoryCgroup {
+        let parent = try Self.ownCgroup()
+        let path = parent.path + "/" + name
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+            throw SandboxError(.setupFailed, "cannot create the memory cgroup \(path): \(SystemCalls.errorText())")
+        }
+        let group = MemoryCgroup(path: path, version: parent.version)
+        do {
+            try group.write(String(limit), to: parent.version == .v1 ? "memory.limit_in_bytes" : "memory.max")
+            if parent.version == .v1 {
+                // Without swap accounting this file is absent; with it, swap must not lift the cap.
+                try? group.write(String(limit), to: "memory.memsw.limit_in_bytes")
+            }
+        } catch {
+            group.remove()
+            throw error
+        }
+        return group
+    }
+
+    public init(path: String, version: Version) {
+        self.path = path
+        self.version = version
+    }
+
+    /// This process's memory cgroup, from `/proc/self/cgroup`.
+    static func ownCgroup() throws -> MemoryCgroup {
+        let lines = (SystemCalls.readFile("/proc/self/cgroup") ?? "").split(separator: "\n")
+        for line in lines {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, fields[1].split(separator: ",").contains("memory") else { continue }
+            let path = "/sys/fs/cgroup/memory" + (fields[2] == "/" ? "" : String(fields[2]))
+            if access(path + "/memory.limit_in_bytes", F_OK) == 0 { return MemoryCgroup(path: path, version: .v1) }
+        }
+        if let unified = lines.first(where: { $0.hasPrefix("0::") }) {
+            let path = "/sys/fs/cgroup" + (unified.dropFirst(3) == "/" ? "" : String(unified.dropFirst(3)))
+            if (SystemCalls.readFile(path + "/cgroup.subtree_control") ?? "").split(separator: " ").contains(where: { $0.hasPrefix("memory") }) {
+                return MemoryCgroup(path: path, version: .v2)
+            }
+        }
+        throw SandboxError(.setupFailed, "no memory cgroup to cap the function's memory in: /proc/self/cgroup names no cgroup v1 memory hierarchy, and no cgroup v2 parent delegates memory")
+    }
+
+    /// Moves the calling process into this cgroup; what it starts afterwards is in it too.
+    public func join() throws {
+        try write("0", to: "cgroup.procs")
+    }
+
+    /// How often the kernel killed a process here for going over the cap.
+    public func outOfMemoryKills() -> Int {
+        let file = version == .v1 ? "memory.oom_control" : "memory.events"
+        let line = (SystemCalls.readFile(path + "/" + file) ?? "").split(separator: "\n").first { $0.hasPrefix("oom_kill ") }
+        return line.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+    }
+
+    /// Removes the cgroup once its processes are gone (up to about two seconds of retries:
+    /// the kernel empties it a little after the last process is reaped).
+    public func remove() {
+        for _ in 0..<200 {
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            usleep(10_000)
+        }
+    }
+
+    func write(_ value: String, to file: String) throws {
+        let target = path + "/" + file
+        let descriptor = open(target, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw SandboxError(.setupFailed, "cannot open \(target): \(SystemCalls.errorText())")
+        }
+        defer { close(descriptor) }
+        let bytes = Array(value.utf8)
+        guard Glibc.write(descriptor, bytes, bytes.count) == bytes.count else {
+            throw SandboxError(.setupFailed, "cannot write \(value) to \(target): \(SystemCalls.errorText())")
+        }
+    }
+}
