@@ -73,14 +73,30 @@ public struct LambdaService: Sendable {
         settings.command = request.imageConfig?.command
         settings.workingDirectory = request.imageConfig?.workingDirectory
         try Self.check(settings)
-        if try await metadata.function(named: name) != nil {
-            throw LambdaError.conflict("Function already exist: \(name)")
+        // Two creations of one name at once, on this agent or another sharing the metadata:
+        // the lease lets one through, and the other is told the function exists.
+        let lease = "create-function \(name.value)", holder = UUID().uuidString
+        guard try await metadata.acquireLease(lease, holder: holder, now: clock(), duration: Self.creationLease) else {
+            throw LambdaError.conflict("Function already exist: \(name) (another CreateFunction of it is under way)")
         }
-        let resolved = try await code.resolve(imageURI: imageURI)
-        settings.codeSize = resolved.imageSize
-        try await store(name: name, resolved: resolved, settings: settings)
-        return configuration(name: name, manifestID: resolved.manifestID, settings: settings)
+        do {
+            if try await metadata.function(named: name) != nil {
+                throw LambdaError.conflict("Function already exist: \(name)")
+            }
+            let resolved = try await code.resolve(imageURI: imageURI)
+            settings.codeSize = resolved.imageSize
+            try await store(name: name, resolved: resolved, settings: settings)
+            try? await metadata.releaseLease(lease, holder: holder)
+            return configuration(name: name, manifestID: resolved.manifestID, settings: settings)
+        } catch {
+            try? await metadata.releaseLease(lease, holder: holder)
+            throw error
+        }
     }
+
+    /// How long a CreateFunction may hold its name (a push of a large image included) before
+    /// another may take it: a creator that died frees the name after this.
+    static let creationLease: Duration = .seconds(900)
 
     public func getFunction(_ text: String) async throws -> GetFunctionResponse {
         let (record, settings) = try await load(text)
