@@ -185,9 +185,11 @@ let package = Package(
         .executableTarget(
             name: "ThawBench",
             dependencies: [
-                "ThawSeal", "ThawCache", "ThawErasure", "ThawL2", "ThawMedes",
+                "ThawSeal", "ThawCache", "ThawErasure", "ThawL2", "ThawMedes", "ThawAWS",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/ThawBench",
             swiftSettings: strict

@@ -20,6 +20,9 @@ import ThawSeal
 ///
 /// `thaw-bench medes [--patch-limit BYTES] [--bases N] RAM_FILE...`: what similar-page
 /// deduplication stores for memory snapshots (see `MedesBench`).
+///
+/// `thaw-bench load --endpoint URL --key-id ID --secret SECRET --function NAME:RATE … --seconds S`:
+/// bounded load on the invoke service, open or closed loop (see `LoadGenerator`).
 @main
 enum ThawBench {
     static func main() async throws {
@@ -35,8 +38,10 @@ enum ThawBench {
             try await L2LatencyBench.run(Array(arguments.dropFirst()))
         case "medes":
             try MedesBench.run(Array(arguments.dropFirst()))
+        case "load":
+            try await LoadGenerator.run(Array(arguments.dropFirst()))
         default:
-            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS] | thaw-bench l2-latency NODES PID [FETCHES] | thaw-bench medes [--patch-limit BYTES] [--bases N] RAM_FILE...\n".utf8))
+            FileHandle.standardError.write(Data("usage: thaw-bench seal [SECONDS] | thaw-bench eviction [SEED] | thaw-bench erasure [SECONDS] | thaw-bench l2-latency NODES PID [FETCHES] | thaw-bench medes [--patch-limit BYTES] [--bases N] RAM_FILE... | thaw-bench load --endpoint URL --key-id ID --secret SECRET --function NAME:RATE... --seconds S [--max-requests N] [--closed WORKERS]\n".utf8))
             exit(2)
         }
     }

@@ -273,4 +273,65 @@ import ThawTestSupport
             #expect(await harness.leftoversAfterSettling() == [])
         }
     }
+
+    /// `thaw-bench load` against the service; its JSON summary.
+    func load(_ api: API, _ arguments: [String]) throws -> [String: Any] {
+        let result = try TestSupport.run(TestSupport.thawBenchExecutable, [
+            "load", "--endpoint", api.endpoint, "--key-id", "AKIATHAWTEST00000001", "--secret", "thaw-test-secret",
+        ] + arguments, check: false)
+        let line = result.output.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
+        guard result.status == 0, let summary = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw Failed(description: "thaw-bench load \(arguments.joined(separator: " ")): \(result.output)")
+        }
+        return summary
+    }
+
+    @Test func boundedLoadPastCapacityLosesNothingAndKeepsItsGoodput() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let names = ["alpha", "beta", "gamma"]
+            for name in names {
+                _ = try FunctionImage.writeBusybox(to: harness.layout, tag: name,
+                                                   handler: "#!/bin/sh\nevent=$(cat)\nsleep 0.1\nprintf '{\"echo\": %s}' \"$event\"\n",
+                                                   execution: .init(cmd: ["/function/handler"]))
+            }
+            // Four invocations at once on the agent, two per function.
+            let api = try API(harness, options: ["--max-concurrent-invocations", "4", "--max-instances-per-function", "2",
+                                                 "--keep-alive", "600"])
+            defer { api.process.stop() }
+            for name in names {
+                try api.aws(["create-function", "--function-name", name, "--package-type", "Image", "--role", "r",
+                             "--code", "ImageUri=oci:\(harness.layout):\(name)"])
+            }
+            let functions = names.flatMap { ["--function", "\($0):1"] }
+            // Instances made, then the capacity: four clients back to back.
+            _ = try load(api, ["--closed", "4", "--seconds", "3"] + functions)
+            let capacity = try load(api, ["--closed", "4", "--seconds", "5"] + functions)
+            let peak = try #require(capacity["goodput"] as? Double)
+            #expect(peak > 5, "four instances of a 0.1 s handler answer \(peak)/s: \(capacity)")
+
+            // Open loop at the capacity and at twice it, with mixed rates (50%, 30%, 20%).
+            var goodputs: [Double] = []
+            for factor in [1.0, 2.0] {
+                let rates = zip(names, [0.5, 0.3, 0.2]).flatMap { ["--function", "\($0.0):\(peak * factor * $0.1)"] }
+                let summary = try load(api, ["--seconds", "8", "--max-requests", "2000"] + rates)
+                let sent = summary["sent"] as? Int ?? -1, answered = summary["answered"] as? Int ?? -1
+                let refused = summary["refused"] as? Int ?? -1
+                // Every request has exactly one fate, and every answer is its own request's.
+                #expect(sent == answered + refused, "\(factor)×: \(summary)")
+                #expect(summary["failed"] as? Int == 0 && summary["mismatched"] as? Int == 0, "\(factor)×: \(summary)")
+                #expect(summary["refused_without_retry_after"] as? Int == 0, "\(factor)×: \(summary)")
+                if factor == 2 {
+                    #expect(refused > 0, "twice the capacity was all admitted: \(summary)")
+                    // Refused at once, not after waiting.
+                    #expect((summary["refusal_p99_ms"] as? Double ?? 1e9) < 1000, "\(summary)")
+                }
+                goodputs.append(summary["goodput"] as? Double ?? 0)
+            }
+            // No collapse: past capacity, the service keeps at least 90% of the best goodput seen.
+            #expect(goodputs[1] >= 0.9 * goodputs.max()!, "goodput at 1× and 2× the capacity (\(peak)/s): \(goodputs)")
+            #expect(api.process.stop(grace: 60) == 0)
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
 }

@@ -138,7 +138,6 @@ public enum TestSupport {
         return url.path
     }
 
-    /// The `thaw` executable built beside the test bundle.
     /// The microVM's guest init, where scripts/build-guest.sh installs it and `thaw run` looks.
     public static var guestExecutable: String {
         let environment = ProcessInfo.processInfo.environment
@@ -146,9 +145,15 @@ public enum TestSupport {
         return home + "/vm/thaw-guest"
     }
 
-    public static var thawExecutable: String {
+    /// The `thaw` executable built beside the test bundle.
+    public static var thawExecutable: String { builtExecutable("thaw") }
+
+    /// The `thaw-bench` executable built beside the test bundle (its load generator).
+    public static var thawBenchExecutable: String { builtExecutable("thaw-bench") }
+
+    static func builtExecutable(_ name: String) -> String {
         let bundle = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("thaw").path
+        return URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
     /// Runs the `thaw` command with `environment` added to this process's.
