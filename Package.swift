@@ -132,13 +132,18 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // The AWS Lambda REST API over Thaw's functions: wire models, the operations, SigV4-checked routes.
+        // The AWS Lambda REST API over Thaw's functions: wire models, the operations, SigV4-checked routes,
+        // the instance pool and its controller, and the cluster of agents behind one API.
         .target(
             name: "ThawLambdaAPI",
             dependencies: [
                 "ThawMetadata", "ThawSeal", "ThawAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -352,7 +357,7 @@ let package = Package(
         .testTarget(
             name: "ThawSandboxTests",
             dependencies: [
-                "ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawMedes", "ThawTestSupport",
+                "ThawSandbox", "ThawSandboxCore", "ThawImage", "ThawSample", "ThawPush", "ThawStore", "ThawSeal", "ThawMedes", "ThawMetadata", "ThawLambdaAPI", "ThawTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

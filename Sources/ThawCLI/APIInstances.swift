@@ -22,6 +22,8 @@ struct InstanceInvoker: FunctionInvoker {
     let maxConcurrentStarts: Int
     let pool: InstancePool<WarmSandbox>
     let metrics: InvocationMetrics
+    /// Where kept instances are recorded (the shared metadata), under this agent's id.
+    let records: (metadata: any MetadataStore, agent: String)?
     let logger: Logger
 
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
@@ -45,6 +47,7 @@ struct InstanceInvoker: FunctionInvoker {
         case .cold:
             do {
                 instance = try await startInstance(function, settings: settings)
+                record(instance, of: function.name)
             } catch {
                 if (error as? LambdaError)?.status == 429 { metrics.refusedOne() }
                 await stop(await pool.release(name, code: code, instance: nil), reason: .budget, confirm: true)
@@ -121,6 +124,20 @@ struct InstanceInvoker: FunctionInvoker {
         }
     }
 
+    /// Notes a new instance in the shared metadata, in the background: the invocation does not
+    /// wait for the database.
+    func record(_ instance: WarmSandbox, of function: FunctionName) {
+        guard let records else { return }
+        let entry = InstanceRecord(id: instance.id, agent: records.agent, function: function, state: "warm", since: Date())
+        Task {
+            do {
+                try await records.metadata.setInstance(entry)
+            } catch {
+                logger.warning("cannot record instance \(entry.id) of \(function) in the metadata: \(error)")
+            }
+        }
+    }
+
     /// Stops instances the pool handed back, in the background.
     func stopInBackground(_ instances: [WarmSandbox], reason: InvocationMetrics.StopReason) {
         guard !instances.isEmpty else { return }
@@ -132,16 +149,17 @@ struct InstanceInvoker: FunctionInvoker {
     func stop(_ instances: [WarmSandbox], reason: InvocationMetrics.StopReason?, confirm: Bool = false) async {
         guard !instances.isEmpty else { return }
         if let reason { metrics.stopped(instances.count, reason: reason) }
-        await Self.stop(instances, logger: logger)
+        await Self.stop(instances, records: records?.metadata, logger: logger)
         if confirm { await pool.confirmStopped(instances.count) }
     }
 
-    static func stop(_ instances: [WarmSandbox], logger: Logger) async {
+    static func stop(_ instances: [WarmSandbox], records: (any MetadataStore)?, logger: Logger) async {
         await withTaskGroup(of: Void.self) { group in
             for instance in instances {
                 group.addTask {
                     let leftovers = await instance.stop()
-                    if !leftovers.isEmpty { logger.error("teardown of an instance incomplete: \(leftovers.joined(separator: "; "))") }
+                    if !leftovers.isEmpty { logger.error("teardown of \(instance.id) incomplete: \(leftovers.joined(separator: "; "))") }
+                    try? await records?.removeInstance(id: instance.id)
                 }
             }
         }

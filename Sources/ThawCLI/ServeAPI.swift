@@ -30,7 +30,13 @@ struct ServeAPI: AsyncParsableCommand {
             which. An idle instance is kept while the gaps between its function's invocations suggest \
             another will come (the 99th percentile of the recent gaps, times 1.1, within \
             --keep-alive-min and --keep-alive-max; --keep-alive until a function has 8 gaps), and while \
-            idle instances fit --idle-memory-budget. GET /metrics (unsigned) gives Prometheus figures.
+            idle instances fit --idle-memory-budget. GET /metrics (unsigned) gives Prometheus figures. \
+            Several serve-api processes sharing one metadata (--metadata postgres://…) and one store form \
+            a cluster: each registers under --agent-id with the address in --advertise (default: \
+            --listen), an invocation runs on its function's home agent (rendezvous hashing of the name \
+            over live agents; forwarded there, signature and all, from whichever agent it reached), and \
+            an agent silent for --agent-timeout seconds is out. Kept instances are recorded in the \
+            metadata.
             """
     )
 
@@ -70,6 +76,15 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "Size of the tmpfs that holds a function's writes, /tmp included.")
     var tmpSize: String = "64M"
 
+    @Option(help: "This agent's id in the cluster. (default: HOSTNAME-PID)")
+    var agentID: String?
+
+    @Option(help: "HOST:PORT other agents forward invocations to. (default: --listen)")
+    var advertise: String?
+
+    @Option(help: "Seconds without a heartbeat after which an agent is out of the cluster.")
+    var agentTimeout: Double = 5
+
     @Option(help: "Tenant whose key seals the manifests of images pushed on create.")
     var tenant: String = Tenant.default.name
 
@@ -89,6 +104,14 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationError("--keep-alive and --keep-alive-min must be 0 or more, and --keep-alive-max at least --keep-alive-min")
         }
         let budget = try idleMemoryBudget.map { UInt64(try ByteCount.parse($0, option: "--idle-memory-budget")) }
+        guard agentTimeout > 0 else { throw ValidationError("--agent-timeout must be more than 0 seconds") }
+        let advertised = advertise ?? listen
+        guard let (_, advertisedPort) = try AddressArgument.parse(advertised, option: "--advertise"), advertisedPort > 0 else {
+            throw ValidationError("--advertise (or --listen) must be HOST:PORT with a port other agents can reach")
+        }
+        var hostName = [CChar](repeating: 0, count: 256)
+        gethostname(&hostName, hostName.count)
+        let agentID = self.agentID ?? "\(String(cString: hostName))-\(getpid())"
         let tenant = try Tenant(tenant)
         let keys = try Self.loadCredentials(credentials ?? ThawHome.path + "/api-credentials")
         let metadata: any MetadataStore
@@ -100,6 +123,7 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationFailure("cannot open the metadata: \(CommandErrors.describe(error))")
         }
 
+        DeadAgentReclaimer.reclaim(runtime: ThawRuntime.directory, logger: logger)
         var configuration = try agentArguments.configuration()
         configuration.nbdAddress = nil
         configuration.controlAddress = nil
@@ -123,16 +147,18 @@ struct ServeAPI: AsyncParsableCommand {
         let metrics = InvocationMetrics(registry: agent.metrics.registry)
         let invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: sandbox,
                                       slots: ThawRuntime.directory + "/starts", maxConcurrentStarts: maxConcurrentStarts,
-                                      pool: pool, metrics: metrics, logger: logger)
+                                      pool: pool, metrics: metrics, records: (metadata, agentID), logger: logger)
         let controller = InstanceController(pool: pool, metrics: metrics) { instances in
-            await InstanceInvoker.stop(instances, logger: logger)
+            await InstanceInvoker.stop(instances, records: metadata, logger: logger)
         }
+        let cluster = AgentCluster(id: agentID, address: advertised, metadata: metadata,
+                                   timeout: .milliseconds(Int64(agentTimeout * 1000)), logger: logger)
         let code = PushingCodeSource(store: storeArguments, tenant: tenant.name)
         let service = LambdaService(metadata: metadata, code: code, invoker: invoker, tenant: tenant, region: apiRegion,
                                     account: account)
         let events = EventInvocations { message in logger.error("\(message)") }
         let router = LambdaRoutes.router(service: service, verifier: SignatureV4Verifier(secrets: keys, region: apiRegion, service: "lambda"),
-                                         events: events, metrics: { await agent.scrapeMetrics() })
+                                         events: events, metrics: { await agent.scrapeMetrics() }, cluster: cluster)
         let application = Application(
             router: router,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "thaw-api"),
@@ -143,7 +169,9 @@ struct ServeAPI: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             // Shut down last to first: queued events finish, then the server, then idle
             // instances stop while the agent still serves their images.
-            services: [.init(service: agent), .init(service: controller), .init(service: application), .init(service: events)],
+            // The cluster leaves the metadata after the server stops taking requests.
+            services: [.init(service: agent), .init(service: controller), .init(service: cluster), .init(service: application),
+                       .init(service: events)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

@@ -29,8 +29,11 @@ public enum LambdaRoutes {
 
     /// - Parameter metrics: the Prometheus text for `GET /metrics`, which a scraper reads
     ///   without signing; nil serves no such path.
+    /// - Parameter cluster: the agents this one shares the API with; an invocation whose
+    ///   function's home is another agent is forwarded there. Nil: every invocation runs here.
     public static func router(service: LambdaService, verifier: SignatureV4Verifier, events: EventInvocations,
-                              metrics: (@Sendable () async -> [UInt8])? = nil) -> Router<BasicRequestContext> {
+                              metrics: (@Sendable () async -> [UInt8])? = nil,
+                              cluster: AgentCluster? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: SignatureCheck(verifier: verifier, unsignedMetrics: metrics != nil))
         if let metrics {
@@ -76,7 +79,13 @@ public enum LambdaRoutes {
         }
         router.post(RouterPath(base + "/:name/invocations")) { request, context -> Response in
             do {
-                return try await invoke(request, name: try name(context), service: service, events: events)
+                if let cluster, request.headers[FieldName(AgentCluster.forwardedHeader)!] == nil,
+                   let forwarded = try await forwardElsewhere(request, name: try name(context), service: service, cluster: cluster) {
+                    return forwarded
+                }
+                var response = try await invoke(request, name: try name(context), service: service, events: events)
+                if let cluster { response.headers[FieldName("X-Thaw-Agent")!] = cluster.id }
+                return response
             } catch {
                 return errorResponse(error)
             }
@@ -133,6 +142,37 @@ public enum LambdaRoutes {
     static func name(_ context: BasicRequestContext) throws -> String {
         let raw = try context.parameters.require("name")
         return raw.removingPercentEncoding ?? raw
+    }
+
+    /// Sends an invocation to its function's home agent when that is another agent, trying the
+    /// next in the function's order when one cannot be reached; nil when it runs here.
+    static func forwardElsewhere(_ request: Request, name: String, service: LambdaService, cluster: AgentCluster) async throws -> Response? {
+        let function = try service.name(from: name).value
+        let payload = try await body(request)
+        var headers = request.headers.map { ($0.name.rawName, $0.value) }
+        // The signed Host header, as the client sent it: the home agent checks the same signature.
+        if let authority = request.head.authority { headers.append(("Host", authority)) }
+        var tried: Set<String> = []
+        while let home = cluster.home(of: function, excluding: tried) {
+            do {
+                let answer = try await cluster.forward(method: request.method.rawValue, path: request.uri.path, query: request.uri.query,
+                                                       headers: headers, body: payload, to: home, timeout: .seconds(960))
+                var fields = HTTPFields()
+                for (field, value) in answer.headers {
+                    if let fieldName = FieldName(field) { fields.append(HTTPFields.Element(name: fieldName, value: value)) }
+                }
+                return Response(status: .init(code: answer.status), headers: fields,
+                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
+            } catch AgentCluster.ForwardFailure.notDelivered {
+                cluster.suspect(home.id)
+                tried.insert(home.id)
+            } catch AgentCluster.ForwardFailure.lost(let why) {
+                cluster.suspect(home.id)
+                throw LambdaError(status: 502, type: "ServiceException",
+                                  message: "agent \(home.id) at \(home.address), which runs function \(function), went away during the invocation (\(why)); it may or may not have run")
+            }
+        }
+        return nil
     }
 
     static func body(_ request: Request) async throws -> [UInt8] {

@@ -86,6 +86,41 @@ public struct FunctionRecord: Sendable, Equatable {
     }
 }
 
+/// An invoke-service agent: where it takes invocations forwarded to it, and when it last said
+/// it was alive.
+public struct AgentRecord: Sendable, Equatable {
+    public var id: String
+    /// `HOST:PORT` of its Lambda API.
+    public var address: String
+    public var startedAt: Date
+    public var heartbeatAt: Date
+
+    public init(id: String, address: String, startedAt: Date, heartbeatAt: Date) {
+        self.id = id
+        self.address = address
+        self.startedAt = startedAt
+        self.heartbeatAt = heartbeatAt
+    }
+}
+
+/// One kept instance of a function on an agent, in the state it was last put in.
+public struct InstanceRecord: Sendable, Equatable {
+    public var id: String
+    public var agent: String
+    public var function: FunctionName
+    /// `warm` or `deduplicated`: what the instance holds while idle.
+    public var state: String
+    public var since: Date
+
+    public init(id: String, agent: String, function: FunctionName, state: String, since: Date) {
+        self.id = id
+        self.agent = agent
+        self.function = function
+        self.state = state
+        self.since = since
+    }
+}
+
 /// A function's name: 1–64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit,
 /// so it can never be mistaken for an option or a path.
 public struct FunctionName: Hashable, Sendable, Comparable, CustomStringConvertible {

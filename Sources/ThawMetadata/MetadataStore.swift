@@ -70,6 +70,20 @@ public protocol MetadataStore: Sendable {
     /// Gives the lease up if `holder` holds it.
     func releaseLease(_ name: String, holder: String) async throws
 
+    /// Registers an invoke-service agent, or renews its heartbeat.
+    func heartbeat(_ agent: AgentRecord) async throws
+    func agents() async throws -> [AgentRecord]
+    /// Removes an agent and its instances (it stopped, or went silent); false when it was gone.
+    @discardableResult
+    func removeAgent(id: String) async throws -> Bool
+
+    /// Records an instance, or its new state.
+    func setInstance(_ instance: InstanceRecord) async throws
+    /// Removes an instance (it was stopped); removing one that is gone succeeds.
+    func removeInstance(id: String) async throws
+    /// Kept instances, of one function or of all.
+    func instances(of function: FunctionName?) async throws -> [InstanceRecord]
+
     /// Closes connections.
     func close() async
 }

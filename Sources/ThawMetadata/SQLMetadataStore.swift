@@ -44,6 +44,14 @@ public final class SQLMetadataStore: MetadataStore {
             SQLStatement("CREATE TABLE IF NOT EXISTS thaw_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms \(big) NOT NULL)"),
             // Added after version 1 without changing it: older Thaw neither reads nor needs it.
             SQLStatement("CREATE TABLE IF NOT EXISTS thaw_function_settings (name TEXT PRIMARY KEY, document TEXT NOT NULL)"),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_agents (
+                    id TEXT PRIMARY KEY, address TEXT NOT NULL, started_ms \(big) NOT NULL, heartbeat_ms \(big) NOT NULL)
+                """),
+            SQLStatement("""
+                CREATE TABLE IF NOT EXISTS thaw_instances (
+                    id TEXT PRIMARY KEY, agent TEXT NOT NULL, function TEXT NOT NULL, state TEXT NOT NULL, since_ms \(big) NOT NULL)
+                """),
             SQLStatement("INSERT INTO thaw_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
                          [.integer(Self.schemaVersion)]),
             SQLStatement("""
@@ -267,6 +275,62 @@ public final class SQLMetadataStore: MetadataStore {
             }
             return UseRecord(manifestID: manifest, root: root, holder: holder, expiresAt: Date(milliseconds: expires))
         }.sorted { ($0.root, $0.manifestID, $0.holder) < ($1.root, $1.manifestID, $1.holder) }
+    }
+
+    // MARK: Agents and instances
+
+    public func heartbeat(_ agent: AgentRecord) async throws {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_agents (id, address, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET address = excluded.address, heartbeat_ms = excluded.heartbeat_ms
+            RETURNING id
+            """, [.text(agent.id), .text(agent.address), .integer(agent.startedAt.milliseconds), .integer(agent.heartbeatAt.milliseconds)],
+            columns: [.text]))
+    }
+
+    public func agents() async throws -> [AgentRecord] {
+        try await backend.rows(SQLStatement("SELECT id, address, started_ms, heartbeat_ms FROM thaw_agents",
+                                            columns: [.text, .text, .integer, .integer])).map { row in
+            guard let id = row[0].text, let address = row[1].text, let started = row[2].integer, let beat = row[3].integer else {
+                throw MetadataError(.database, "\(location) holds an agent row Thaw cannot read: \(row)")
+            }
+            return AgentRecord(id: id, address: address, startedAt: Date(milliseconds: started), heartbeatAt: Date(milliseconds: beat))
+        }.sorted { $0.id < $1.id }
+    }
+
+    public func removeAgent(id: String) async throws -> Bool {
+        let removed = try await backend.transaction([
+            SQLStatement("DELETE FROM thaw_instances WHERE agent = ? RETURNING id", [.text(id)], columns: [.text]),
+            SQLStatement("DELETE FROM thaw_agents WHERE id = ? RETURNING id", [.text(id)], columns: [.text]),
+        ])
+        return !(removed.last ?? []).isEmpty
+    }
+
+    public func setInstance(_ instance: InstanceRecord) async throws {
+        _ = try await backend.rows(SQLStatement("""
+            INSERT INTO thaw_instances (id, agent, function, state, since_ms) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET state = excluded.state, since_ms = excluded.since_ms
+            RETURNING id
+            """, [.text(instance.id), .text(instance.agent), .text(instance.function.value), .text(instance.state),
+                  .integer(instance.since.milliseconds)], columns: [.text]))
+    }
+
+    public func removeInstance(id: String) async throws {
+        _ = try await backend.rows(SQLStatement("DELETE FROM thaw_instances WHERE id = ? RETURNING id", [.text(id)], columns: [.text]))
+    }
+
+    public func instances(of function: FunctionName?) async throws -> [InstanceRecord] {
+        let statement = function.map {
+            SQLStatement("SELECT id, agent, function, state, since_ms FROM thaw_instances WHERE function = ?", [.text($0.value)],
+                         columns: [.text, .text, .text, .text, .integer])
+        } ?? SQLStatement("SELECT id, agent, function, state, since_ms FROM thaw_instances", columns: [.text, .text, .text, .text, .integer])
+        return try await backend.rows(statement).map { row in
+            guard let id = row[0].text, let agent = row[1].text, let name = row[2].text.flatMap({ try? FunctionName($0) }),
+                  let state = row[3].text, let since = row[4].integer else {
+                throw MetadataError(.database, "\(location) holds an instance row Thaw cannot read: \(row)")
+            }
+            return InstanceRecord(id: id, agent: agent, function: name, state: state, since: Date(milliseconds: since))
+        }.sorted { $0.id < $1.id }
     }
 
     // MARK: Leases

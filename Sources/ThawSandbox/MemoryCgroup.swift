@@ -62,6 +62,14 @@ public struct MemoryCgroup: Sendable, Equatable {
         throw SandboxError(.setupFailed, "no memory cgroup to cap the function's memory in: /proc/self/cgroup names no cgroup v1 memory hierarchy, and no cgroup v2 parent delegates memory")
     }
 
+    /// The cgroups below this process's own whose names start with `prefix` (none when there
+    /// is no memory cgroup to look in).
+    public static func children(named prefix: String) -> [MemoryCgroup] {
+        guard let parent = try? ownCgroup() else { return [] }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
+        return entries.filter { $0.hasPrefix(prefix) }.map { MemoryCgroup(path: parent.path + "/" + $0, version: parent.version) }
+    }
+
     /// Moves the calling process into this cgroup; what it starts afterwards is in it too.
     public func join() throws {
         try write("0", to: "cgroup.procs")

@@ -15,6 +15,8 @@ public import ThawSandboxCore
 /// kills the whole sandbox, as in a cold start; `stop` kills it too, and waits until its loop
 /// device is gone. A sandbox is used by one invocation at a time.
 public final class WarmSandbox: Sendable {
+    /// Names this sandbox in records and logs.
+    public let id = "sandbox-" + UUID().uuidString.lowercased().prefix(13)
     public let options: ProcessSandbox.Options
     /// When the loop device was attached and the root mounted (`MonotonicTime`).
     public let deviceAttached: UInt64

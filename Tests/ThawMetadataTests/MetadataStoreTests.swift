@@ -215,6 +215,37 @@ import ThawTestSupport
         }
     }
 
+    @Test(arguments: Backend.allCases) func agentsHeartbeatAndTakeTheirInstancesWhenRemoved(_ backend: Backend) async throws {
+        try await Self.withStores(backend) { store, other, _ in
+            try await store.heartbeat(AgentRecord(id: "a", address: "10.0.0.1:9001", startedAt: Self.t0, heartbeatAt: Self.t0))
+            try await other.heartbeat(AgentRecord(id: "b", address: "10.0.0.2:9001", startedAt: Self.t0, heartbeatAt: Self.t0))
+            try await store.heartbeat(AgentRecord(id: "a", address: "10.0.0.1:9001", startedAt: Self.t0,
+                                                  heartbeatAt: Self.t0.addingTimeInterval(5)))
+            let agents = try await other.agents()
+            #expect(agents.map(\.id) == ["a", "b"])
+            #expect(agents.first?.heartbeatAt == Self.t0.addingTimeInterval(5), "the heartbeat was renewed")
+            #expect(agents.first?.startedAt == Self.t0)
+
+            let f = try FunctionName("f"), g = try FunctionName("g")
+            try await store.setInstance(InstanceRecord(id: "i1", agent: "a", function: f, state: "warm", since: Self.t0))
+            try await store.setInstance(InstanceRecord(id: "i2", agent: "a", function: g, state: "warm", since: Self.t0))
+            try await other.setInstance(InstanceRecord(id: "i3", agent: "b", function: f, state: "warm", since: Self.t0))
+            try await store.setInstance(InstanceRecord(id: "i1", agent: "a", function: f, state: "deduplicated",
+                                                       since: Self.t0.addingTimeInterval(9)))
+            #expect(try await other.instances(of: f).map(\.id) == ["i1", "i3"])
+            #expect(try await other.instances(of: f).first?.state == "deduplicated")
+            try await other.removeInstance(id: "i3")
+            try await other.removeInstance(id: "i3")  // gone already: nothing happens
+            #expect(try await store.instances(of: nil).map(\.id) == ["i1", "i2"])
+
+            // An agent leaving takes its instances with it.
+            #expect(try await other.removeAgent(id: "a"))
+            #expect(try await other.removeAgent(id: "a") == false)
+            #expect(try await store.agents().map(\.id) == ["b"])
+            #expect(try await store.instances(of: nil).isEmpty)
+        }
+    }
+
     @Test func badLocationsAndNamesAreRefusedClearly() async throws {
         for text in ["postgres://127.0.0.1/db", "postgres://thaw@127.0.0.1", "s3://bucket/x", ""] {
             #expect(throws: MetadataError.self, "\(text)") { try MetadataLocation(parsing: text) }

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import ThawLambdaAPI
+import ThawMetadata
 import ThawSample
 import ThawTestSupport
 
@@ -16,19 +18,22 @@ import ThawTestSupport
         let port: Int
         var endpoint: String { "http://127.0.0.1:\(port)" }
         var credentials: String { harness.dir + "/api-credentials" }
-        var log: String { harness.dir + "/api.log" }
+        let log: String
 
-        init(_ harness: RunHarness, options: [String] = []) throws {
+        init(_ harness: RunHarness, options: [String] = [], name: String = "api") throws {
             self.harness = harness
             port = try TestSupport.freePort()
             let keyID = "AKIATHAWTEST00000001"
             try "[default]\naws_access_key_id = \(keyID)\naws_secret_access_key = thaw-test-secret\n"
                 .write(toFile: harness.dir + "/api-credentials", atomically: true, encoding: .utf8)
+            log = harness.dir + "/\(name).log"
+            // Each agent has a cache of its own; the store and the metadata are what they share.
+            let cache = name == "api" ? harness.dir + "/cache" : harness.dir + "/cache-\(name)"
             process = try BackgroundProcess("env", [
                 "THAW_RUNTIME_DIR=\(harness.runtime)", TestSupport.thawExecutable, "serve-api",
                 "--listen", "127.0.0.1:\(port)", "--credentials", harness.dir + "/api-credentials",
-                "--store", harness.store, "--keys", harness.dir + "/keys", "--cache-dir", harness.dir + "/cache",
-            ] + options, logPath: harness.dir + "/api.log")
+                "--store", harness.store, "--keys", harness.dir + "/keys", "--cache-dir", cache,
+            ] + options, logPath: log)
             try TestSupport.waitForPort(port, what: "thaw serve-api")
         }
 
@@ -332,6 +337,114 @@ import ThawTestSupport
             #expect(goodputs[1] >= 0.9 * goodputs.max()!, "goodput at 1× and 2× the capacity (\(peak)/s): \(goodputs)")
             #expect(api.process.stop(grace: 60) == 0)
             #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
+    @Test func agentsShareOneAPIStickyByFunctionAndOneKilledLeavesTheOthersServing() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let postgres = try await PostgresServer.start()
+            let database = try await postgres.createDatabase("thaw_cluster")
+            // Sleeps as long as the event asks, then echoes it.
+            _ = try FunctionImage.writeBusybox(
+                to: harness.layout, tag: "sleeper",
+                handler: "#!/bin/sh\nevent=$(cat)\ncase \"$event\" in *slow*) sleep 3 ;; *) sleep 0.2 ;; esac\nprintf '{\"echo\": %s}' \"$event\"\n",
+                execution: .init(cmd: ["/function/handler"]))
+            let common = ["--metadata", database, "--agent-timeout", "2", "--max-instances-per-function", "8", "--keep-alive", "600"]
+            let a = try API(harness, options: common + ["--agent-id", "agent-a"], name: "a")
+            defer { a.process.stop() }
+            let b = try API(harness, options: common + ["--agent-id", "agent-b"], name: "b")
+            defer { b.process.stop() }
+            // Names whose home is each agent, as every agent computes it.
+            let candidates = (0..<40).map { "fn\($0)" }
+            let onA = candidates.filter { Placement.order(of: $0, among: ["agent-a", "agent-b"]).first == "agent-a" }.prefix(2)
+            let onB = candidates.filter { Placement.order(of: $0, among: ["agent-a", "agent-b"]).first == "agent-b" }.prefix(2)
+            for name in onA + onB {
+                try a.aws(["create-function", "--function-name", name, "--package-type", "Image", "--role", "r", "--timeout", "30",
+                           "--code", "ImageUri=oci:\(harness.layout):sleeper"])
+            }
+            let metadata = try await MetadataLocation(parsing: database).open()
+            defer { Task { await metadata.close() } }
+            for _ in 0..<100 where try await metadata.agents().count < 2 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await metadata.agents().map(\.id) == ["agent-a", "agent-b"])
+
+            let script = """
+                import json, os, signal, subprocess, sys, threading, time, boto3
+                from botocore.config import Config
+                a_url, b_url, b_pid, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+                on_a, on_b = json.loads(os.environ["ON_A"]), json.loads(os.environ["ON_B"])
+                config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60)
+                via_a = boto3.client("lambda", endpoint_url=a_url, config=config)
+                via_b = boto3.client("lambda", endpoint_url=b_url, config=config)
+                def invoke(client, name, event):
+                    answer = client.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+                    headers = answer["ResponseMetadata"]["HTTPHeaders"]
+                    body = json.loads(answer["Payload"].read())
+                    assert body == {"echo": event}, body
+                    return headers["x-thaw-agent"], headers["x-thaw-start"]
+                # Sticky: each function runs on its home agent, whichever agent the request reaches,
+                # and its instance stays warm there.
+                for name, home in [(n, "agent-a") for n in on_a] + [(n, "agent-b") for n in on_b]:
+                    assert invoke(via_a, name, {"n": 1}) == (home, "cold"), name
+                    assert invoke(via_b, name, {"n": 2}) == (home, "warm"), name
+                    assert invoke(via_a, name, {"n": 3}) == (home, "warm"), name
+                print("sticky ok", flush=True)
+                # Load through agent a, on all four functions, while agent b is killed.
+                generator = subprocess.Popen(load, stdout=subprocess.PIPE, text=True)
+                outcome = {}
+                def slow():
+                    try:
+                        invoke(via_a, on_b[0], {"slow": 1})
+                        outcome["slow"] = "answered"
+                    except via_a.exceptions.ServiceException as error:
+                        outcome["slow"] = error.response["Error"]["Message"]
+                thread = threading.Thread(target=slow)
+                thread.start()
+                time.sleep(1.5)
+                os.kill(b_pid, signal.SIGKILL)
+                thread.join()
+                assert "went away during the invocation" in outcome["slow"] and "agent-b" in outcome["slow"], outcome
+                # New invocations of b's functions run on a at once.
+                for name in on_b:
+                    agent, start = invoke(via_a, name, {"n": 4})
+                    assert agent == "agent-a", (name, agent)
+                summary = json.loads(generator.communicate()[0].strip().splitlines()[-1])
+                print("load", json.dumps(summary), flush=True)
+                assert summary["sent"] == summary["answered"] + summary["refused"] + summary["failed"], summary
+                assert summary["mismatched"] == 0 and summary["answered"] > 0, summary
+                for failure in summary["first_failures"]:
+                    assert "went away during the invocation" in failure, summary
+                print("cluster ok")
+                """
+            let functions = (onA + onB).flatMap { ["--function", "\($0):4"] }
+            let load = [TestSupport.thawBenchExecutable, "load", "--endpoint", a.endpoint, "--key-id", "AKIATHAWTEST00000001",
+                        "--secret", "thaw-test-secret", "--seconds", "6", "--max-requests", "500"] + functions
+            var environment = try a.environment()
+            environment["ON_A"] = String(decoding: try JSONEncoder().encode(Array(onA)), as: UTF8.self)
+            environment["ON_B"] = String(decoding: try JSONEncoder().encode(Array(onB)), as: UTF8.self)
+            let result = try TestSupport.runWithEnvironment("python3", ["-c", script, a.endpoint, b.endpoint, "\(b.process.pid)"] + load,
+                                                            environment: environment, check: false)
+            let logs = ["a", "b"].map { (try? String(contentsOfFile: dir + "/\($0).log", encoding: .utf8)) ?? "" }.joined(separator: "\n---\n")
+            #expect(result.status == 0 && result.output.contains("cluster ok"), "\(result.output)\nservice logs:\n\(logs)")
+            #expect(b.process.stop(grace: 1) != 0, "agent b was killed")
+            // The killed agent falls out of the metadata with its instance records.
+            for _ in 0..<100 where try await metadata.agents().count > 1 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await metadata.agents().map(\.id) == ["agent-a"])
+            #expect(try await metadata.instances(of: nil).allSatisfy { $0.agent == "agent-a" })
+            #expect(try await !metadata.instances(of: nil).isEmpty)
+            // Agent b, restarted on this host, reclaims what the killed one left (its FUSE mount,
+            // its sandboxes' directories) and rejoins; the killed one's sandboxes ended when
+            // their control sockets closed.
+            let restarted = try API(harness, options: common + ["--agent-id", "agent-b"], name: "b2")
+            defer { restarted.process.stop() }
+            for _ in 0..<100 where try await metadata.agents().count < 2 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(try await metadata.agents().map(\.id) == ["agent-a", "agent-b"])
+            let log = (try? String(contentsOfFile: restarted.log, encoding: .utf8)) ?? ""
+            #expect(log.contains("reclaimed what stopped agents left"), "\(log)")
+            #expect(a.process.stop(grace: 60) == 0)
+            #expect(restarted.process.stop(grace: 60) == 0)
+            let left = await harness.leftoversAfterSettling(seconds: 15)
+            #expect(left.isEmpty, "\(left)")
         }
     }
 }

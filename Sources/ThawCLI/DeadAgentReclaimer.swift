@@ -1,0 +1,50 @@
+import Foundation
+import Glibc
+import Logging
+import ThawSandbox
+
+/// What a `thaw serve-api` that died without stopping (killed, crashed) left on this host: its
+/// FUSE mount, whose server is gone, its sandboxes' empty work directories and their memory
+/// cgroups. Its sandboxes themselves are gone already: each warm sandbox's init ends when the
+/// control socket to its agent closes, and its mounts and loop device go with its namespaces.
+/// The next serve-api on the host reclaims the rest before it starts, so a restarted agent
+/// finds its runtime directory clean.
+enum DeadAgentReclaimer {
+    /// Reclaims, under `runtime`, what processes no longer running left.
+    static func reclaim(runtime: String, logger: Logger) {
+        var reclaimed: [String] = []
+        for (directory, prefix) in [("mounts", "api-"), ("sandboxes", "sandbox-")] {
+            let parent = runtime + "/" + directory
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
+                guard let pid = Self.pid(in: entry, after: prefix), !Self.isRunning(pid) else { continue }
+                let path = parent + "/" + entry
+                // A FUSE mount whose server died answers every access with ENOTCONN; detach it.
+                _ = umount2(path, Int32(MNT_DETACH))
+                if rmdir(path) == 0 { reclaimed.append(path) }
+            }
+        }
+        for cgroup in MemoryCgroup.children(named: "thaw-sandbox-") {
+            let name = (cgroup.path as NSString).lastPathComponent
+            guard let pid = Self.pid(in: name, after: "thaw-sandbox-"), !Self.isRunning(pid) else { continue }
+            cgroup.remove()
+            reclaimed.append(cgroup.path)
+        }
+        if !reclaimed.isEmpty {
+            logger.warning("reclaimed what stopped agents left: \(reclaimed.joined(separator: ", "))")
+        }
+    }
+
+    /// The pid in `api-PID` or `sandbox-PID-RANDOM`.
+    static func pid(in name: String, after prefix: String) -> Int32? {
+        guard name.hasPrefix(prefix) else { return nil }
+        return Int32(name.dropFirst(prefix.count).split(separator: "-").first ?? "")
+    }
+
+    /// Whether `pid` is a live process: a zombie (dead, not yet reaped by its parent) is not.
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+}
