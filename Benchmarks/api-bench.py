@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
 
 def load(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
     service = Service(bench, ["--max-concurrent-invocations", str(args.load_admission), "--max-instances-per-function", "2",
-                              "--keep-alive", "600"])
+                              "--keep-alive", "600", "--keep-alive-min", "600"])
 
     def generate(extra: list[str]) -> dict:
         out = subprocess.run([args.thaw_bench, "load", "--endpoint", service.endpoint, "--key-id", KEY_ID, "--secret", SECRET,

@@ -20,7 +20,8 @@ import ThawAWS
 /// overloads a service. `--closed WORKERS`: that many clients, each sending its next request
 /// when its previous one is answered, choosing the function in proportion to RATE: the
 /// service's capacity. Prints one JSON object: requests sent, answered (200 without function
-/// error), refused (429, with or without Retry-After), failed, lost, mismatched; goodput
+/// error), refused (429, with or without Retry-After), failed (any other status, or no answer
+/// at all), mismatched (answered with another request's event); goodput
 /// (answered per second over the run); latency percentiles of answers and of refusals; and
 /// answers by how they started (`X-Thaw-Start`).
 enum LoadGenerator {

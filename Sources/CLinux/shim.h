@@ -45,6 +45,12 @@ static inline int thaw_refuse_huge_page_advice(void) {
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+/* A descriptor that becomes readable when process `pid` ends (pidfd_open, Linux 5.3), so one
+   poll can wait for a process and a socket at once. Returns -1 with errno set on failure. */
+static inline int thaw_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
 /* Descriptor passing over a Unix socket (SCM_RIGHTS). The control-message layout is built with
    the CMSG_* macros, which Swift does not import: one wrapper to send, one to receive. A warm
    process sandbox gets each handler's standard input, output and error this way. */

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import ThawAgent
 import ThawImage
 import ThawLambdaAPI
@@ -24,6 +25,16 @@ struct InstanceInvoker: FunctionInvoker {
     let metrics: InvocationMetrics
     /// Where kept instances are recorded (the shared metadata), under this agent's id.
     let records: (metadata: any MetadataStore, agent: String)?
+    /// The instances recorded and not yet stopped, to record again after this agent was
+    /// removed from the metadata as silent.
+    let recorded = Recorded()
+
+    final class Recorded: Sendable {
+        private let entries = Mutex<[String: InstanceRecord]>([:])
+        func add(_ entry: InstanceRecord) { entries.withLock { $0[entry.id] = entry } }
+        func remove(_ id: String) { _ = entries.withLock { $0.removeValue(forKey: id) } }
+        var all: [InstanceRecord] { entries.withLock { Array($0.values) } }
+    }
     let logger: Logger
 
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
@@ -47,7 +58,7 @@ struct InstanceInvoker: FunctionInvoker {
         case .cold:
             do {
                 instance = try await startInstance(function, settings: settings)
-                record(instance, of: function.name)
+                await record(instance, of: function.name)
             } catch {
                 if (error as? LambdaError)?.status == 429 { metrics.refusedOne() }
                 await stop(await pool.release(name, code: code, instance: nil), reason: .budget, confirm: true)
@@ -65,7 +76,11 @@ struct InstanceInvoker: FunctionInvoker {
             // invocation waits for that start if it comes first.
             let back = await pool.release(name, code: code, instance: instance)
             stopInBackground(back, reason: await pool.isClosed ? .shutdown : .budget)
-            Task { try? await instance.prepare() }
+            if !back.contains(where: { $0 === instance }) {
+                Task {
+                    if (try? await instance.prepare()) != nil { instance.measureMemory() }
+                }
+            }
         }
         return InvocationOutcome(response: outcome.response, log: outcome.logTail, failure: outcome.failure?.message,
                                  errorType: Self.errorType(outcome.failure?.kind), start: start)
@@ -114,7 +129,7 @@ struct InstanceInvoker: FunctionInvoker {
         if let directory = settings.workingDirectory { spec.workingDirectory = directory }
         var options = sandbox
         options.timeout = .seconds(Int64(settings.timeout))
-        options.memoryLimit = settings.memorySize << 20
+        if MemoryCgroup.unavailable == nil { options.memoryLimit = settings.memorySize << 20 }
         do {
             return try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
         } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
@@ -124,16 +139,28 @@ struct InstanceInvoker: FunctionInvoker {
         }
     }
 
-    /// Notes a new instance in the shared metadata, in the background: the invocation does not
-    /// wait for the database.
-    func record(_ instance: WarmSandbox, of function: FunctionName) {
+    /// Notes a new instance in the shared metadata before it is used, so its removal at its
+    /// stop always comes after. A metadata that cannot be written does not stop the invocation.
+    func record(_ instance: WarmSandbox, of function: FunctionName) async {
         guard let records else { return }
         let entry = InstanceRecord(id: instance.id, agent: records.agent, function: function, state: "warm", since: Date())
-        Task {
+        recorded.add(entry)
+        do {
+            try await records.metadata.setInstance(entry)
+        } catch {
+            logger.warning("cannot record instance \(entry.id) of \(function) in the metadata: \(error)")
+        }
+    }
+
+    /// Records every instance this agent keeps again (after another agent removed them with
+    /// this agent, taking it for silent).
+    func recordAgain() async {
+        guard let records else { return }
+        for entry in recorded.all {
             do {
                 try await records.metadata.setInstance(entry)
             } catch {
-                logger.warning("cannot record instance \(entry.id) of \(function) in the metadata: \(error)")
+                logger.warning("cannot record instance \(entry.id) again: \(error)")
             }
         }
     }
@@ -150,6 +177,7 @@ struct InstanceInvoker: FunctionInvoker {
         guard !instances.isEmpty else { return }
         if let reason { metrics.stopped(instances.count, reason: reason) }
         await Self.stop(instances, records: records?.metadata, logger: logger)
+        for instance in instances { recorded.remove(instance.id) }
         if confirm { await pool.confirmStopped(instances.count) }
     }
 

@@ -5,8 +5,9 @@ import ThawSandbox
 
 /// What a `thaw serve-api` that died without stopping (killed, crashed) left on this host: its
 /// FUSE mount, whose server is gone, its sandboxes' empty work directories and their memory
-/// cgroups. Its sandboxes themselves are gone already: each warm sandbox's init ends when the
-/// control socket to its agent closes, and its mounts and loop device go with its namespaces.
+/// cgroups. Its sandboxes end on their own: each warm sandbox's init watches the control socket
+/// to its agent, even while a handler runs, and ends the sandbox when it closes; its mounts
+/// and loop device go with its namespaces. A process still in a dead agent's cgroup is killed.
 /// The next serve-api on the host reclaims the rest before it starts, so a restarted agent
 /// finds its runtime directory clean.
 enum DeadAgentReclaimer {
@@ -26,8 +27,13 @@ enum DeadAgentReclaimer {
         for cgroup in MemoryCgroup.children(named: "thaw-sandbox-") {
             let name = (cgroup.path as NSString).lastPathComponent
             guard let pid = Self.pid(in: name, after: "thaw-sandbox-"), !Self.isRunning(pid) else { continue }
-            cgroup.remove()
-            reclaimed.append(cgroup.path)
+            // A sandbox whose handler ran when its agent died may still be finishing it.
+            cgroup.killAll()
+            if cgroup.remove() {
+                reclaimed.append(cgroup.path)
+            } else {
+                logger.error("cannot remove \(cgroup.path), left by a stopped agent: it still holds processes")
+            }
         }
         if !reclaimed.isEmpty {
             logger.warning("reclaimed what stopped agents left: \(reclaimed.joined(separator: ", "))")

@@ -28,7 +28,7 @@ struct ServeAPI: AsyncParsableCommand {
             process sandbox kept with its next handler loaded and waiting), else starts one cold from the \
             lazily loaded image, through one agent in this process; the X-Thaw-Start response header says \
             which. An idle instance is kept while the gaps between its function's invocations suggest \
-            another will come (the 99th percentile of the recent gaps, times 1.1, within \
+            another will come (the --warm-target percentile of the recent gaps, 0.99 by default, times 1.1, within \
             --keep-alive-min and --keep-alive-max; --keep-alive until a function has 8 gaps), and while \
             idle instances fit --idle-memory-budget. GET /metrics (unsigned) gives Prometheus figures. \
             Several serve-api processes sharing one metadata (--metadata postgres://…) and one store form \
@@ -70,6 +70,9 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "Most seconds an idle instance is kept.")
     var keepAliveMax: Double = 3600
 
+    @Option(help: "The latency target: the share of a function's invocations that should find an instance kept warm for them (the keep-alive is this percentile of the gaps between its invocations, times 1.1).")
+    var warmTarget: Double = 0.99
+
     @Option(help: "Memory idle instances may hold together (e.g. 2G); the longest idle stop first. (default: no budget)")
     var idleMemoryBudget: String?
 
@@ -104,6 +107,7 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationError("--keep-alive and --keep-alive-min must be 0 or more, and --keep-alive-max at least --keep-alive-min")
         }
         let budget = try idleMemoryBudget.map { UInt64(try ByteCount.parse($0, option: "--idle-memory-budget")) }
+        guard warmTarget > 0, warmTarget <= 1 else { throw ValidationError("--warm-target must be above 0 and at most 1") }
         guard agentTimeout > 0 else { throw ValidationError("--agent-timeout must be more than 0 seconds") }
         let advertised = advertise ?? listen
         guard let (_, advertisedPort) = try AddressArgument.parse(advertised, option: "--advertise"), advertisedPort > 0 else {
@@ -137,22 +141,27 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationFailure(CommandErrors.describe(error))
         }
 
+        if let reason = MemoryCgroup.unavailable {
+            logger.warning("MemorySize is not enforced on this host: \(reason)")
+        }
         var sandbox = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
         sandbox.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
         sandbox.stateDirectory = ThawRuntime.directory + "/sandboxes"
         let pool = InstancePool<WarmSandbox>(
             limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
-            policy: KeepAlivePolicy(initial: keepAlive, minimum: keepAliveMin, maximum: keepAliveMax),
-            clock: { Double(MonotonicTime.now()) / 1e9 }, memory: { $0.memoryHeld() }, usable: { $0.retired == nil })
+            policy: KeepAlivePolicy(initial: keepAlive, minimum: keepAliveMin, maximum: keepAliveMax, percentile: warmTarget),
+            clock: { Double(MonotonicTime.now()) / 1e9 }, memory: { $0.memoryHeld }, usable: { $0.retired == nil })
         let metrics = InvocationMetrics(registry: agent.metrics.registry)
         let invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: sandbox,
                                       slots: ThawRuntime.directory + "/starts", maxConcurrentStarts: maxConcurrentStarts,
                                       pool: pool, metrics: metrics, records: (metadata, agentID), logger: logger)
         let controller = InstanceController(pool: pool, metrics: metrics) { instances in
             await InstanceInvoker.stop(instances, records: metadata, logger: logger)
+            for instance in instances { invoker.recorded.remove(instance.id) }
         }
         let cluster = AgentCluster(id: agentID, address: advertised, metadata: metadata,
-                                   timeout: .milliseconds(Int64(agentTimeout * 1000)), logger: logger)
+                                   timeout: .milliseconds(Int64(agentTimeout * 1000)), logger: logger,
+                                   onRejoin: { await invoker.recordAgain() })
         let code = PushingCodeSource(store: storeArguments, tenant: tenant.name)
         let service = LambdaService(metadata: metadata, code: code, invoker: invoker, tenant: tenant, region: apiRegion,
                                     account: account)

@@ -13,11 +13,16 @@ public import ThawMetadata
 /// home's answer goes back. Other operations act on the shared metadata and are answered where
 /// they arrive.
 ///
-/// An agent whose heartbeat is older than `timeout` is out of the placement, and is removed
-/// with its instance records by the next agent that notices. An agent that refuses a connection
-/// is left out at once, for `timeout`, by the agent that saw it: new invocations go to the next
-/// agent in the function's order. An invocation already sent to an agent that goes away fails
-/// with a 502 that says so, since it may or may not have run.
+/// An agent whose heartbeat has not changed for `timeout` is out of the placement, and is
+/// removed with its instance records by the next agent that notices. An agent that refuses a
+/// connection is left out at once, for `timeout`, by the agent that saw it: new invocations go
+/// to the next agent in the function's order. An invocation already sent to an agent that goes
+/// away fails with a 502 that says so, since it may or may not have run; clients that retry a
+/// 502 (the AWS SDKs and CLI do) may run it twice, as with Lambda itself, whose invocations are
+/// at least once.
+///
+/// Every agent must accept the same keys (one credentials file), since the home agent checks
+/// the forwarded request's signature again.
 public final class AgentCluster: Service, Sendable {
     public let id: String
     /// `HOST:PORT` where this agent's API takes forwarded invocations.
@@ -28,11 +33,17 @@ public final class AgentCluster: Service, Sendable {
     let clock: @Sendable () -> Date
     let logger: Logger
     let client: HTTPClient
+    /// Called when this agent finds itself missing from the metadata after it had registered
+    /// (another agent took it for silent and removed it with its instance records), to record
+    /// its instances again.
+    let onRejoin: @Sendable () async -> Void
     private let state = Mutex(State())
 
     struct State {
         /// Live agents, this one included once it has beaten.
         var members: [AgentRecord] = []
+        /// Each agent's last heartbeat value, and when (on this agent's clock) it changed.
+        var seen: [String: (beat: Date, changedAt: Date)] = [:]
         /// Agents that refused a connection, until when they are left out.
         var suspects: [String: Date] = [:]
     }
@@ -48,7 +59,8 @@ public final class AgentCluster: Service, Sendable {
 
     public init(id: String, address: String, metadata: any MetadataStore, interval: Duration = .seconds(1),
                 timeout: Duration = .seconds(5), clock: @escaping @Sendable () -> Date = { Date() },
-                logger: Logger = Logger(label: "thaw.cluster")) {
+                logger: Logger = Logger(label: "thaw.cluster"), onRejoin: @escaping @Sendable () async -> Void = {}) {
+        self.onRejoin = onRejoin
         self.id = id
         self.address = address
         self.metadata = metadata
@@ -67,8 +79,13 @@ public final class AgentCluster: Service, Sendable {
     public func run() async throws {
         let started = clock()
         await cancelWhenGracefulShutdown {
+            var first = true
             while !Task.isCancelled {
-                await self.beat(started: started)
+                if await !self.beat(started: started), !first {
+                    self.logger.warning("agent \(self.id) was taken for silent and removed; it registers and records its instances again")
+                    await self.onRejoin()
+                }
+                first = false
                 guard (try? await Task.sleep(for: self.interval)) != nil else { break }
             }
         }
@@ -78,26 +95,51 @@ public final class AgentCluster: Service, Sendable {
         } catch {
             logger.error("cannot remove agent \(id) from the metadata: \(error)")
         }
+        await close()
+    }
+
+    /// Closes the connections to other agents (`run` does at its end).
+    public func close() async {
         try? await client.shutdown()
     }
 
     /// Renews this agent's heartbeat and reads who else is alive, removing agents long silent.
-    func beat(started: Date) async {
+    ///
+    /// An agent is alive while its heartbeat value keeps changing, timed on this agent's clock:
+    /// agents on other hosts write their own clocks, which need not agree with this one.
+    /// - Returns: whether this agent was registered already (true too when the metadata could
+    ///   not be reached: nothing is known to be lost then).
+    @discardableResult
+    func beat(started: Date) async -> Bool {
         let now = clock()
+        var registered = true
         do {
-            try await metadata.heartbeat(AgentRecord(id: id, address: address, startedAt: started, heartbeatAt: now))
+            registered = try await metadata.heartbeat(AgentRecord(id: id, address: address, startedAt: started, heartbeatAt: now))
             let all = try await metadata.agents()
             let limit = timeout.seconds
-            for agent in all where agent.id != id && now.timeIntervalSince(agent.heartbeatAt) >= limit {
+            let silent = state.withLock { state -> Set<String> in
+                var silent: Set<String> = []
+                for agent in all where agent.id != id {
+                    if let seen = state.seen[agent.id], seen.beat == agent.heartbeatAt {
+                        if now.timeIntervalSince(seen.changedAt) >= limit { silent.insert(agent.id) }
+                    } else {
+                        state.seen[agent.id] = (agent.heartbeatAt, now)
+                    }
+                }
+                state.seen = state.seen.filter { entry in all.contains { $0.id == entry.key } }
+                return silent
+            }
+            for agent in all where silent.contains(agent.id) {
                 if try await metadata.removeAgent(id: agent.id) {
                     logger.warning("agent \(agent.id) at \(agent.address) went silent; its functions move")
                 }
             }
-            let live = all.filter { $0.id == id || now.timeIntervalSince($0.heartbeatAt) < limit }
+            let live = all.filter { !silent.contains($0.id) }
             state.withLock { $0.members = live }
         } catch {
             logger.error("cannot renew agent \(id)'s heartbeat in the metadata: \(error)")
         }
+        return registered
     }
 
     /// The agent that should run `function` now, leaving out `excluded` and agents that refused

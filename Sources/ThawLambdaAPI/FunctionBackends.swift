@@ -55,7 +55,9 @@ public protocol FunctionInvoker: Sendable {
     ///   the image cannot be served); a handler that fails is an outcome, not an error.
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome
 
-    /// Lets go of every instance kept for `function`: it was deleted, or its code changed.
+    /// Lets go of the instances this agent keeps for `function`: it was deleted, or its code
+    /// changed. (Another agent's idle instances of it stop at their keep-alive, or, for changed
+    /// code, at that agent's next invocation of it.)
     func forget(_ function: FunctionName) async
 }
 

@@ -92,9 +92,6 @@ public actor InstancePool<Instance: Sendable> {
         let now = clock()
         var entry = functions[function, default: Function()]
         entry.history.record(at: now)
-        let keep = { (idle: Idle) in idle.code == code && self.usable(idle.instance) }
-        let stale = handOver(entry.idle.filter { !keep($0) }.map(\.instance))
-        entry.idle.removeAll { !keep($0) }
         defer { functions[function] = entry }
         guard busy < limits.admission else {
             throw .tooManyRequests("Rate Exceeded. This agent runs \(limits.admission) invocations at once; try again shortly")
@@ -103,6 +100,11 @@ public actor InstancePool<Instance: Sendable> {
             throw .tooManyRequests("Rate Exceeded. Function \(function) runs \(limits.perFunction) invocations at once "
                                    + "(ReservedFunctionConcurrentInvocationLimitExceeded)")
         }
+        // Only a lease granted sweeps the idle instances that cannot serve it: a refusal hands
+        // nothing back.
+        let keep = { (idle: Idle) in idle.code == code && self.usable(idle.instance) }
+        let stale = handOver(entry.idle.filter { !keep($0) }.map(\.instance))
+        entry.idle.removeAll { !keep($0) }
         entry.busy += 1
         busy += 1
         if let warm = entry.idle.popLast() { return (.warm(warm.instance), stale) }

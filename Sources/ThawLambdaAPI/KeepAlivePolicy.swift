@@ -17,7 +17,10 @@ public struct KeepAlivePolicy: Sendable, Equatable {
     public var margin = 1.1
     public var minimumSamples = 8
 
-    public init(initial: Double, minimum: Double, maximum: Double) {
+    /// - Parameter percentile: the operator's latency target, as the share of invocations that
+    ///   should find an instance kept for them.
+    public init(initial: Double, minimum: Double, maximum: Double, percentile: Double = 0.99) {
+        self.percentile = percentile
         self.initial = initial
         self.minimum = minimum
         self.maximum = max(minimum, maximum)

@@ -167,7 +167,8 @@ public enum LambdaRoutes {
                 cluster.suspect(home.id)
                 tried.insert(home.id)
             } catch AgentCluster.ForwardFailure.lost(let why) {
-                cluster.suspect(home.id)
+                // Not suspected for it: a slow answer is no sign the agent is gone, and its
+                // heartbeat says soon enough if it is.
                 throw LambdaError(status: 502, type: "ServiceException",
                                   message: "agent \(home.id) at \(home.address), which runs function \(function), went away during the invocation (\(why)); it may or may not have run")
             }

@@ -70,8 +70,10 @@ public protocol MetadataStore: Sendable {
     /// Gives the lease up if `holder` holds it.
     func releaseLease(_ name: String, holder: String) async throws
 
-    /// Registers an invoke-service agent, or renews its heartbeat.
-    func heartbeat(_ agent: AgentRecord) async throws
+    /// Registers an invoke-service agent, or renews its heartbeat. Returns whether it was
+    /// registered already (false: new, or removed meanwhile as silent).
+    @discardableResult
+    func heartbeat(_ agent: AgentRecord) async throws -> Bool
     func agents() async throws -> [AgentRecord]
     /// Removes an agent and its instances (it stopped, or went silent); false when it was gone.
     @discardableResult

@@ -279,13 +279,18 @@ public final class SQLMetadataStore: MetadataStore {
 
     // MARK: Agents and instances
 
-    public func heartbeat(_ agent: AgentRecord) async throws {
+    public func heartbeat(_ agent: AgentRecord) async throws -> Bool {
+        let renewed = try await backend.rows(SQLStatement(
+            "UPDATE thaw_agents SET address = ?, heartbeat_ms = ? WHERE id = ? RETURNING id",
+            [.text(agent.address), .integer(agent.heartbeatAt.milliseconds), .text(agent.id)], columns: [.text]))
+        if !renewed.isEmpty { return true }
         _ = try await backend.rows(SQLStatement("""
             INSERT INTO thaw_agents (id, address, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?)
             ON CONFLICT (id) DO UPDATE SET address = excluded.address, heartbeat_ms = excluded.heartbeat_ms
             RETURNING id
             """, [.text(agent.id), .text(agent.address), .integer(agent.startedAt.milliseconds), .integer(agent.heartbeatAt.milliseconds)],
             columns: [.text]))
+        return false
     }
 
     public func agents() async throws -> [AgentRecord] {

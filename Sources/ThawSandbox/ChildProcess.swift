@@ -74,6 +74,11 @@ struct PipeEnds {
         write = ends[1]
     }
 
+    func closeBoth() {
+        close(read)
+        close(write)
+    }
+
     /// Reads until end of file, keeping at most `limit` bytes; `overflow` is called once when
     /// more arrive. Returns what was kept and whether there was more.
     static func drain(_ descriptor: Int32, limit: Int, overflow: @escaping @Sendable () -> Void = {},

@@ -8,13 +8,12 @@ public import ThawSandboxCore
 /// process of the sandbox is counted.
 ///
 /// Works with the cgroup v1 `memory` hierarchy (`memory.limit_in_bytes`, the `oom_kill` count
-/// in `memory.oom_control`) and with cgroup v2 where the parent delegates `memory`
-/// (`memory.max`, `memory.events`).
+/// in `memory.oom_control`), as these hosts have it. Under cgroup v2 a process's own cgroup
+/// cannot have children with the memory controller while it holds processes, so a sandbox's
+/// cgroup would need the agent moved into a leaf of a delegated subtree first; that is not
+/// done, and `available` says so.
 public struct MemoryCgroup: Sendable, Equatable {
-    public enum Version: Int, Sendable, Codable { case v1 = 1, v2 = 2 }
-
     public let path: String
-    public let version: Version
 
     /// Makes the cgroup `name` below this process's own, capped at `limit` bytes.
     ///
@@ -25,13 +24,11 @@ public struct MemoryCgroup: Sendable, Equatable {
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw SandboxError(.setupFailed, "cannot create the memory cgroup \(path): \(SystemCalls.errorText())")
         }
-        let group = MemoryCgroup(path: path, version: parent.version)
+        let group = MemoryCgroup(path: path)
         do {
-            try group.write(String(limit), to: parent.version == .v1 ? "memory.limit_in_bytes" : "memory.max")
-            if parent.version == .v1 {
-                // Without swap accounting this file is absent; with it, swap must not lift the cap.
-                try? group.write(String(limit), to: "memory.memsw.limit_in_bytes")
-            }
+            try group.write(String(limit), to: "memory.limit_in_bytes")
+            // Without swap accounting this file is absent; with it, swap must not lift the cap.
+            try? group.write(String(limit), to: "memory.memsw.limit_in_bytes")
         } catch {
             group.remove()
             throw error
@@ -39,27 +36,29 @@ public struct MemoryCgroup: Sendable, Equatable {
         return group
     }
 
-    public init(path: String, version: Version) {
+    public init(path: String) {
         self.path = path
-        self.version = version
+    }
+
+    /// Why no memory cgroup can be made for a sandbox on this host; nil when one can.
+    public static var unavailable: String? {
+        do {
+            _ = try ownCgroup()
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 
     /// This process's memory cgroup, from `/proc/self/cgroup`.
     static func ownCgroup() throws -> MemoryCgroup {
-        let lines = (SystemCalls.readFile("/proc/self/cgroup") ?? "").split(separator: "\n")
-        for line in lines {
+        for line in (SystemCalls.readFile("/proc/self/cgroup") ?? "").split(separator: "\n") {
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard fields.count == 3, fields[1].split(separator: ",").contains("memory") else { continue }
             let path = "/sys/fs/cgroup/memory" + (fields[2] == "/" ? "" : String(fields[2]))
-            if access(path + "/memory.limit_in_bytes", F_OK) == 0 { return MemoryCgroup(path: path, version: .v1) }
+            if access(path + "/memory.limit_in_bytes", F_OK) == 0 { return MemoryCgroup(path: path) }
         }
-        if let unified = lines.first(where: { $0.hasPrefix("0::") }) {
-            let path = "/sys/fs/cgroup" + (unified.dropFirst(3) == "/" ? "" : String(unified.dropFirst(3)))
-            if (SystemCalls.readFile(path + "/cgroup.subtree_control") ?? "").split(separator: " ").contains(where: { $0.hasPrefix("memory") }) {
-                return MemoryCgroup(path: path, version: .v2)
-            }
-        }
-        throw SandboxError(.setupFailed, "no memory cgroup to cap the function's memory in: /proc/self/cgroup names no cgroup v1 memory hierarchy, and no cgroup v2 parent delegates memory")
+        throw SandboxError(.setupFailed, "no cgroup v1 memory hierarchy holds this process (/proc/self/cgroup)")
     }
 
     /// The cgroups below this process's own whose names start with `prefix` (none when there
@@ -67,7 +66,7 @@ public struct MemoryCgroup: Sendable, Equatable {
     public static func children(named prefix: String) -> [MemoryCgroup] {
         guard let parent = try? ownCgroup() else { return [] }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
-        return entries.filter { $0.hasPrefix(prefix) }.map { MemoryCgroup(path: parent.path + "/" + $0, version: parent.version) }
+        return entries.filter { $0.hasPrefix(prefix) }.map { MemoryCgroup(path: parent.path + "/" + $0) }
     }
 
     /// Moves the calling process into this cgroup; what it starts afterwards is in it too.
@@ -77,17 +76,27 @@ public struct MemoryCgroup: Sendable, Equatable {
 
     /// How often the kernel killed a process here for going over the cap.
     public func outOfMemoryKills() -> Int {
-        let file = version == .v1 ? "memory.oom_control" : "memory.events"
-        let line = (SystemCalls.readFile(path + "/" + file) ?? "").split(separator: "\n").first { $0.hasPrefix("oom_kill ") }
+        let line = (SystemCalls.readFile(path + "/memory.oom_control") ?? "").split(separator: "\n").first { $0.hasPrefix("oom_kill ") }
         return line.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
     }
 
     /// Removes the cgroup once its processes are gone (up to about two seconds of retries:
     /// the kernel empties it a little after the last process is reaped).
-    public func remove() {
+    ///
+    /// - Returns: whether it is gone.
+    @discardableResult
+    public func remove() -> Bool {
         for _ in 0..<200 {
-            if rmdir(path) == 0 || errno == ENOENT { return }
+            if rmdir(path) == 0 || errno == ENOENT { return true }
             usleep(10_000)
+        }
+        return false
+    }
+
+    /// Kills every process still in the cgroup (what an agent that died left running).
+    public func killAll() {
+        for line in (SystemCalls.readFile(path + "/cgroup.procs") ?? "").split(separator: "\n") {
+            if let pid = Int32(line) { kill(pid, SIGKILL) }
         }
     }
 

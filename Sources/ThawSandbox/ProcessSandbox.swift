@@ -61,10 +61,7 @@ public struct ProcessSandbox: Sendable {
         let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize,
                                network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function,
                                memoryCgroup: cgroup?.path)
-        let planText = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
-        var unshareArguments = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
-        if options.network == .none { unshareArguments.append("--net") }
-        let arguments = unshareArguments + ["--"] + options.initCommand + [planText]
+        let arguments = try unshareArguments(plan)
 
         let input = try PipeEnds(), output = try PipeEnds(), errors = try PipeEnds(), reports = try PipeEnds()
         let child: ChildProcess
@@ -119,8 +116,7 @@ public struct ProcessSandbox: Sendable {
             case .handlerStarted: outcome.handlerStarted = report.time
             case .handlerEnded: break
             case .failed:
-                setupFailure = SandboxError(report.handlerMissing == true ? .handlerNotFound : .setupFailed,
-                                            report.detail ?? "the sandbox could not be built")
+                setupFailure = report.setupError
             }
         }
         if let reason = stopper.reason {
@@ -134,6 +130,14 @@ public struct ProcessSandbox: Sendable {
             outcome.leftovers.append("\(device) is still attached")
         }
         return outcome
+    }
+
+    /// util-linux `unshare` starting the init in new namespaces, with `plan` as its argument.
+    func unshareArguments(_ plan: SandboxPlan) throws -> [String] {
+        let planText = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+        var arguments = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+        if options.network == .none { arguments.append("--net") }
+        return arguments + ["--"] + options.initCommand + [planText]
     }
 
     func makeWorkDirectory() throws -> String {

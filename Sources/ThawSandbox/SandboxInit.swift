@@ -4,13 +4,16 @@ import Glibc
 import ThawSandboxCore
 
 /// The first process of a sandbox: PID 1 of new mount, PID, UTS, IPC and (unless the host's
-/// network is asked for) network namespaces, started by `ProcessSandbox` through `unshare`.
+/// network is asked for) network namespaces, started by `ProcessSandbox` or `WarmSandbox`
+/// through `unshare`.
 ///
-/// It attaches the image read-only to a loop device, mounts it as ext4 under a tmpfs overlay,
-/// adds proc and a minimal /dev, chroots, becomes the image's user and starts the handler, then
-/// reaps until the handler ends and exits with its status. Every mount lives in the sandbox's
-/// own mount namespace, so when this process ends, however it ends, the kernel removes them
-/// and the loop device (attached with autoclear) detaches: nothing is left to clean up.
+/// It moves into the sandbox's memory cgroup when there is one, attaches the image read-only
+/// to a loop device, mounts it as ext4 under a tmpfs overlay, adds proc and a minimal /dev,
+/// chroots and becomes the image's user. Then, for a cold start, it starts the handler, reaps
+/// until the handler ends and exits with its status; for a warm sandbox it serves handler
+/// starts from the host (`serve`). Every mount lives in the sandbox's own mount namespace, so
+/// when this process ends, however it ends, the kernel removes them and the loop device
+/// (attached with autoclear) detaches; the host removes the empty work directory and cgroup.
 public enum SandboxInit {
     /// Exit status when the sandbox could not be built.
     public static let setupFailedStatus: Int32 = 125
@@ -23,15 +26,14 @@ public enum SandboxInit {
         let reporter = Reporter(descriptor: reportDescriptor)
         do {
             if let cgroup = plan.memoryCgroup {
-                try MemoryCgroup(path: cgroup, version: .v1).join()
+                try MemoryCgroup(path: cgroup).join()
             }
             try build(plan, reporter: reporter)
             if plan.reusable { return try serve(plan.function, control: reportDescriptor, reporter: reporter) }
             return try startAndReap(plan.function, reporter: reporter)
         } catch let error as SandboxError {
-            let missing = error.kind == .handlerNotFound
-            reporter.send(SandboxReport(stage: .failed, detail: error.message, handlerMissing: missing))
-            return missing ? handlerMissingStatus : setupFailedStatus
+            reporter.send(.failure(error))
+            return error.kind == .handlerNotFound ? handlerMissingStatus : setupFailedStatus
         } catch {
             reporter.send(SandboxReport(stage: .failed, detail: "\(error)"))
             return setupFailedStatus
@@ -114,6 +116,11 @@ public enum SandboxInit {
     /// A warm sandbox's loop: becomes the image's user once, then starts a handler each time
     /// the host asks and reports how it ended, until the host closes the control socket. The
     /// host feeds and drains the handler's pipes itself, so the init never touches an event.
+    ///
+    /// When a handler ends, every other process in the sandbox is killed too: a background
+    /// process it left would hold the pipes open, and the host would wait for their end until
+    /// the timeout. While a handler runs the init watches the control socket as well, so a host
+    /// that dies (its end closes) takes the sandbox with it even mid-invocation.
     static func serve(_ function: FunctionSpec, control: Int32, reporter: Reporter) throws -> Int32 {
         let prepared = try HandlerLauncher.prepare(function.launch, dropPrivileges: true)
         var handler: Int32?
@@ -124,7 +131,7 @@ public enum SandboxInit {
             let count = thaw_receive_descriptors(control, &request, 1, &descriptors, 3, &received)
             guard count == 1, let kind = ControlRequest(rawValue: request) else {
                 // The host went away (or spoke nonsense): end, and the namespace with us.
-                if let handler { kill(handler, SIGKILL) }
+                killOthers()
                 return 0
             }
             switch kind {
@@ -141,10 +148,47 @@ public enum SandboxInit {
                 guard let pid = handler else {
                     throw SandboxError(.setupFailed, "the host waited for a handler that was never started")
                 }
-                let status = HandlerLauncher.reap(until: pid).shellStatus
+                guard let status = reapWatching(pid, control: control) else {
+                    killOthers()
+                    return 0
+                }
                 handler = nil
+                killOthers()
                 reporter.send(SandboxReport(stage: .handlerEnded, status: status))
             }
         }
+    }
+
+    /// Waits until `handler` ends and returns its status as a shell reports it; nil when the
+    /// host's end of `control` closed first. One poll waits on both: the handler's pidfd and
+    /// the socket, which during an invocation can only become readable by closing.
+    static func reapWatching(_ handler: Int32, control: Int32) -> Int32? {
+        let process = thaw_pidfd_open(handler)
+        defer { if process >= 0 { close(process) } }
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(handler, &status, WNOHANG)
+            if pid == handler { return Termination(waitStatus: status).shellStatus }
+            if pid < 0 && errno != EINTR { return 125 }
+            var watched = [pollfd(fd: control, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: process, events: Int16(POLLIN), revents: 0)]
+            // Without a pidfd (an old kernel), look again every 10 ms.
+            guard poll(&watched, process >= 0 ? 2 : 1, process >= 0 ? -1 : 10) > 0 else { continue }
+            if watched[0].revents != 0 {
+                var byte: UInt8 = 0
+                let peeked = recv(control, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+                if peeked < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                // Closed, broken, or a request the host never sends mid-invocation: stop here.
+                return nil
+            }
+        }
+    }
+
+    /// Kills every process of the sandbox but the init (in a PID namespace, `kill(-1)` reaches
+    /// exactly those), and reaps them.
+    static func killOthers() {
+        _ = kill(-1, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(-1, &status, 0) > 0 || errno == EINTR {}
     }
 }

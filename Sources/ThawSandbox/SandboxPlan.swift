@@ -61,17 +61,35 @@ public struct SandboxReport: Codable, Sendable, Equatable {
     /// `MonotonicTime.now()` when it happened.
     public var time: UInt64
     public var detail: String?
-    /// For `.failed`, the `SandboxError.Kind` it maps to on the host.
+    /// For `.failed`: the handler's program is missing (`SandboxError.Kind.handlerNotFound`).
     public var handlerMissing: Bool?
+    /// For `.failed`: the function's settings are unusable, an unknown user for one
+    /// (`SandboxError.Kind.invalidFunction`).
+    public var invalidFunction: Bool?
     /// For `.handlerEnded`, the handler's exit status, or 128 plus the signal that killed it.
     public var status: Int32?
 
     public init(stage: Stage, time: UInt64 = MonotonicTime.now(), detail: String? = nil, handlerMissing: Bool? = nil,
-                status: Int32? = nil) {
+                invalidFunction: Bool? = nil, status: Int32? = nil) {
         self.status = status
+        self.invalidFunction = invalidFunction
         self.stage = stage
         self.time = time
         self.detail = detail
         self.handlerMissing = handlerMissing
+    }
+}
+
+extension SandboxReport {
+    /// A `.failed` report as the host's error.
+    var setupError: SandboxError {
+        let kind: SandboxError.Kind = handlerMissing == true ? .handlerNotFound : invalidFunction == true ? .invalidFunction : .setupFailed
+        return SandboxError(kind, detail ?? "the sandbox could not be built")
+    }
+
+    /// The report of a failure inside the init.
+    static func failure(_ error: SandboxError) -> SandboxReport {
+        SandboxReport(stage: .failed, detail: error.message, handlerMissing: error.kind == .handlerNotFound ? true : nil,
+                      invalidFunction: error.kind == .invalidFunction ? true : nil)
     }
 }

@@ -34,6 +34,10 @@ public final class WarmSandbox: Sendable {
         var waiting: HandlerPipes?
         /// The start of the next handler, while it is under way.
         var preparing: Task<Void, any Error>?
+        /// An invocation is running (it owns the control socket).
+        var invoking = false
+        /// What `measureMemory` found last.
+        var memory: UInt64 = 0
         /// Why this sandbox can serve no more invocations.
         var retired: String?
         var stopped = false
@@ -57,38 +61,36 @@ public final class WarmSandbox: Sendable {
         signal(SIGPIPE, SIG_IGN)
         let sandbox = ProcessSandbox(options: options)
         let workDirectory = try sandbox.makeWorkDirectory()
-        let cgroup: MemoryCgroup?
+        // Until the sandbox is running, every failure undoes what was made so far.
+        var undo: [() -> Void] = [{ rmdir(workDirectory) }]
+        func undoAll() { undo.reversed().forEach { $0() } }
+        let child: ChildProcess, hostEnd: ControlSocket, cgroup: MemoryCgroup?, diagnostics: Int32
         do {
             cgroup = try sandbox.makeMemoryCgroup(for: workDirectory)
-        } catch {
-            rmdir(workDirectory)
-            throw error
-        }
-        let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize, network: options.network,
-                               deviceReadAheadKiB: options.deviceReadAheadKiB, function: function, reusable: true,
-                               memoryCgroup: cgroup?.path)
-        let planText = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
-        var unshareArguments = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
-        if options.network == .none { unshareArguments.append("--net") }
-        let arguments = unshareArguments + ["--"] + options.initCommand + [planText]
-
-        let (hostEnd, sandboxEnd) = try ControlSocket.pair()
-        let diagnostics = try PipeEnds()
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        let child: ChildProcess
-        do {
+            undo.append { cgroup?.remove() }
+            let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize, network: options.network,
+                                   deviceReadAheadKiB: options.deviceReadAheadKiB, function: function, reusable: true,
+                                   memoryCgroup: cgroup?.path)
+            let arguments = try sandbox.unshareArguments(plan)
+            let (host, sandboxEnd) = try ControlSocket.pair()
+            hostEnd = host
+            undo.append { host.close() }
+            defer { close(sandboxEnd) }
+            let pipe = try PipeEnds()
+            defer { close(pipe.write) }
+            undo.append { close(pipe.read) }
+            let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+            guard null >= 0 else { throw SandboxError(.setupFailed, "cannot open /dev/null: \(SystemCalls.errorText())") }
+            defer { close(null) }
             child = try ChildProcess(executable: try ProcessSandbox.hostProgram("unshare"), arguments: arguments,
                                      environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                                     descriptors: [0: null, 1: diagnostics.write, 2: diagnostics.write, 3: sandboxEnd])
+                                     descriptors: [0: null, 1: pipe.write, 2: pipe.write, 3: sandboxEnd])
+            diagnostics = pipe.read
         } catch {
-            for descriptor in [null, sandboxEnd, diagnostics.read, diagnostics.write] { close(descriptor) }
-            hostEnd.close()
-            rmdir(workDirectory)
-            cgroup?.remove()
+            undoAll()
             throw error
         }
-        for descriptor in [null, sandboxEnd, diagnostics.write] { close(descriptor) }
-        let unshareErrors = Task { await PipeEnds.drain(diagnostics.read, limit: 4096).bytes }
+        let unshareErrors = Task { await PipeEnds.drain(diagnostics, limit: 4096).bytes }
         let ended = Task { await child.wait() }
 
         // The init reports the device and the root, or why it failed; a sandbox that takes
@@ -102,7 +104,7 @@ public final class WarmSandbox: Sendable {
             switch report.stage {
             case .deviceAttached: (device, attached) = (report.detail, report.time)
             case .rootMounted: mounted = report.time
-            case .failed: failure = Self.setupError(report)
+            case .failed: failure = report.setupError
             case .handlerStarted, .handlerEnded: failure = SandboxError(.setupFailed, "the sandbox's init reported \(report.stage) while being built")
             }
         }
@@ -110,11 +112,11 @@ public final class WarmSandbox: Sendable {
         guard let device, let attached, let mounted, failure == nil else {
             child.signal(SIGKILL)
             _ = await ended.value
-            hostEnd.close()
-            rmdir(workDirectory)
-            cgroup?.remove()
-            if let device { _ = await ProcessSandbox.waitUntilDetached(device) }
             let said = String(decoding: await unshareErrors.value, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            hostEnd.close()
+            cgroup?.remove()
+            rmdir(workDirectory)
+            if let device { _ = await ProcessSandbox.waitUntilDetached(device) }
             throw stopper.reason ?? failure ?? SandboxError(.setupFailed, "the sandbox ended while being built" + (said.isEmpty ? "" : ": \(said)"))
         }
         let warm = WarmSandbox(options: options, deviceAttached: attached, rootMounted: mounted, child: child, control: hostEnd,
@@ -141,16 +143,12 @@ public final class WarmSandbox: Sendable {
         self.ended = ended
     }
 
-    static func setupError(_ report: SandboxReport) -> SandboxError {
-        SandboxError(report.handlerMissing == true ? .handlerNotFound : .setupFailed, report.detail ?? "the sandbox could not be built")
-    }
-
     /// Why this sandbox takes no more invocations (a timeout, a failed handler, `stop`); nil
     /// while it does.
     public var retired: String? { state.withLock { $0.stopped ? "stopped" : $0.retired } }
 
-    /// Starts the next handler, unless one already waits, so the next invocation finds it loaded.
-    /// Calls at once share one start.
+    /// Starts the next handler, unless one already waits or an invocation is running, so the
+    /// next invocation finds it loaded. Calls at once share one start.
     ///
     /// - Throws: `SandboxError` when the handler cannot start; the sandbox is retired then.
     public func prepare() async throws {
@@ -158,7 +156,8 @@ public final class WarmSandbox: Sendable {
             if let reason = state.stopped ? "stopped" : state.retired {
                 throw SandboxError(.setupFailed, "the warm sandbox cannot start a handler: \(reason)")
             }
-            if state.waiting != nil { return nil }
+            // An invocation owns the control socket until it ends; it leaves no handler waiting.
+            if state.waiting != nil || state.invoking { return nil }
             if let preparing = state.preparing { return preparing }
             let task = Task { try await self.startHandler() }
             state.preparing = task
@@ -170,14 +169,27 @@ public final class WarmSandbox: Sendable {
     /// Asks the init for a handler on new pipes.
     private func startHandler() async throws {
         defer { state.withLock { $0.preparing = nil } }
-        let input = try PipeEnds(), output = try PipeEnds(), errors = try PipeEnds()
+        let input = try PipeEnds()
+        let output: PipeEnds, errors: PipeEnds
+        do {
+            output = try PipeEnds()
+            do {
+                errors = try PipeEnds()
+            } catch {
+                output.closeBoth()
+                throw error
+            }
+        } catch {
+            input.closeBoth()
+            throw error
+        }
         let sent = control.send(.startHandler, descriptors: [input.read, output.write, errors.write])
         for descriptor in [input.read, output.write, errors.write] { close(descriptor) }
         let pipes = HandlerPipes(input: input.write, output: output.read, errors: errors.read, started: MonotonicTime.now())
         let report = sent ? await control.receiveReport() : nil
         guard let report, report.stage == .handlerStarted else {
             pipes.close()
-            let error = report.map(Self.setupError) ?? SandboxError(.setupFailed, "the warm sandbox's init is gone")
+            let error = report.map(\.setupError) ?? SandboxError(.setupFailed, "the warm sandbox's init is gone")
             retire(error.message)
             throw error
         }
@@ -201,13 +213,17 @@ public final class WarmSandbox: Sendable {
             let failure = error as? SandboxError ?? SandboxError(.setupFailed, "\(error)")
             return SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(), failure: failure, leftovers: [])
         }
-        guard let pipes = state.withLock({ state in
-            defer { state.waiting = nil }
-            return state.waiting
+        guard let pipes = state.withLock({ state -> HandlerPipes? in
+            guard let waiting = state.waiting else { return nil }
+            state.waiting = nil
+            state.invoking = true
+            return waiting
         }) else {
             let failure = SandboxError(.setupFailed, "the warm sandbox was stopped before the invocation")
             return SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(), failure: failure, leftovers: [])
         }
+        defer { state.withLock { $0.invoking = false } }
+        let killsBefore = cgroup?.outOfMemoryKills() ?? 0
         let stopper = SandboxStopper(child: child)
         let limit = options.responseLimit
         let tail = LogTail(limit: options.logTailLimit)
@@ -235,8 +251,9 @@ public final class WarmSandbox: Sendable {
         if let reason = stopper.reason {
             outcome.failure = reason
         } else if let status, status != 0 {
-            outcome.failure = ProcessSandbox(options: options).outOfMemory(cgroup)
-                ?? SandboxError(.handlerFailed, ProcessSandbox.describeFailure(.exited(status), log: outcome.logTail))
+            let killed = (cgroup?.outOfMemoryKills() ?? 0) > killsBefore
+            outcome.failure = killed ? ProcessSandbox(options: options).outOfMemory(cgroup)
+                : SandboxError(.handlerFailed, ProcessSandbox.describeFailure(.exited(status), log: outcome.logTail))
         } else if status == nil {
             outcome.failure = SandboxError(.setupFailed, "the warm sandbox's init ended during the invocation")
         }
@@ -252,13 +269,15 @@ public final class WarmSandbox: Sendable {
     ///
     /// - Returns: what was left behind (a loop device still attached); empty when nothing.
     public func stop() async -> [String] {
-        let waiting = state.withLock { state -> HandlerPipes? in
+        let (waiting, preparing) = state.withLock { state -> (HandlerPipes?, Task<Void, any Error>?) in
             state.stopped = true
             defer { state.waiting = nil }
-            return state.waiting
+            return (state.waiting, state.preparing)
         }
         child.signal(SIGKILL)
         _ = await ended.value
+        // A handler start under way ends once the init is gone; only then is the socket closed.
+        _ = try? await preparing?.value
         waiting?.close()
         control.close()
         rmdir(workDirectory)
@@ -269,7 +288,11 @@ public final class WarmSandbox: Sendable {
     /// Memory this sandbox holds while it waits: the proportional set size of its processes
     /// (the init and the waiting handler; shared library pages split among their users) plus
     /// what its tmpfs holds. The image's page cache is shared by every instance and not counted.
-    public func memoryHeld() -> UInt64 {
+    /// Measured by `measureMemory` (a walk of /proc), and kept.
+    public var memoryHeld: UInt64 { state.withLock { $0.memory } }
+
+    /// Measures what `memoryHeld` reports, now.
+    public func measureMemory() {
         let processes = ProcessTree.descendants(of: child.pid)
         var bytes: UInt64 = processes.reduce(0) { $0 + ProcessTree.proportionalSetSize(of: $1) }
         // The overlay reports its upper layer's file system: the sandbox's tmpfs.
@@ -279,7 +302,7 @@ public final class WarmSandbox: Sendable {
                 bytes += UInt64(info.f_blocks - info.f_bfree) * UInt64(info.f_frsize)
             }
         }
-        return bytes
+        state.withLock { $0.memory = bytes }
     }
 }
 
@@ -321,12 +344,17 @@ final class ControlSocket: Sendable {
         }
     }
 
+    /// Ends both directions: a receive under way returns, and later sends and receives fail.
+    /// The descriptor itself is closed only when nothing can use it any more (deinit), so its
+    /// number cannot be reused under a late call.
     func close() {
         closed.withLock { done in
-            if !done { Glibc.close(descriptor) }
+            if !done { _ = shutdown(descriptor, Int32(SHUT_RDWR)) }
             done = true
         }
     }
+
+    deinit { Glibc.close(descriptor) }
 }
 
 /// Processes of the host seen through /proc.

@@ -41,6 +41,15 @@ struct KeepAlivePolicyTests {
         #expect(abs(twoOutliers - 550) < 1e-9)
     }
 
+    @Test func aLowerWarmTargetKeepsInstancesForLess() {
+        // Gaps of 1 s to 100 s: a 50% target keeps for the median gap, a 90% target for the 90th.
+        let gaps = (1...100).map(Double.init)
+        let half = KeepAlivePolicy(initial: 60, minimum: 1, maximum: 3600, percentile: 0.5)
+        let most = KeepAlivePolicy(initial: 60, minimum: 1, maximum: 3600, percentile: 0.9)
+        #expect(abs(half.keepAlive(for: history(gaps: gaps)) - 55) < 1e-9)
+        #expect(abs(most.keepAlive(for: history(gaps: gaps)) - 99) < 1e-9)
+    }
+
     @Test func theKeepAliveStaysWithinItsBounds() {
         #expect(policy.keepAlive(for: history(gaps: Array(repeating: 0.01, count: 20))) == 1)
         #expect(policy.keepAlive(for: history(gaps: Array(repeating: 10_000, count: 20))) == 3600)
@@ -103,6 +112,7 @@ struct InstancePoolTests {
         await #expect(throws: LambdaError.self) { try await pool.acquire("f", code: "a") }
         do {
             _ = try await pool.acquire("f", code: "a")
+            Issue.record("a third invocation of f was admitted past its limit of 2")
         } catch {
             #expect(error.status == 429)
             #expect(error.retryAfterSeconds != nil)
@@ -157,6 +167,23 @@ struct InstancePoolTests {
         }
         #expect(await pool.census.idle == 2)
         #expect(await pool.census.idleMemory == 200)
+    }
+
+    @Test func aRefusedLeaseHandsNothingBack() async throws {
+        let clock = ManualClock()
+        let pool = pool(admission: 8, perFunction: 1, clock: clock)
+        _ = try await pool.acquire("f", code: "a")
+        _ = await pool.release("f", code: "a", instance: 1)
+        _ = try await pool.acquire("f", code: "a")  // takes instance 1
+        _ = await pool.release("f", code: "old", instance: 2)  // an idle instance of old code
+        _ = try await pool.acquire("f", code: "b")
+        do {
+            _ = try await pool.acquire("f", code: "b")
+            Issue.record("a second invocation was admitted past the limit of 1")
+        } catch {
+            #expect(error.status == 429)
+        }
+        #expect(await pool.census.unstopped == 1, "only the granted lease handed back instance 2")
     }
 
     @Test func afterCloseNothingGoesIdle() async throws {
