@@ -78,7 +78,11 @@ struct InstanceInvoker: FunctionInvoker {
             stopInBackground(back, reason: await pool.isClosed ? .shutdown : .budget)
             if !back.contains(where: { $0 === instance }) {
                 Task {
-                    if (try? await instance.prepare()) != nil { instance.measureMemory() }
+                    guard (try? await instance.prepare()) != nil else { return }
+                    // Measured once the new handler has had time to load what it loads before
+                    // reading its event: what the instance holds while it waits.
+                    try? await Task.sleep(for: .milliseconds(500))
+                    instance.measureMemory()
                 }
             }
         }
