@@ -40,6 +40,12 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
         return try await image.read(offset: min(offset, size), length: available)
     }
 
+    /// FUSE's read of what is in memory, on the calling thread (see `LazyImage.readNow`).
+    public func readNow(offset: UInt64, length: Int) -> [UInt8]? {
+        guard offset < size else { return nil }
+        return image.readNow(offset: offset, length: Int(min(UInt64(length), size - offset)))
+    }
+
     /// NBD's read: decrypts straight into the reply buffer.
     public func read(offset: UInt64, length: Int, into buffer: inout ByteBuffer) async throws {
         try await image.read(offset: offset, length: length, into: &buffer)

@@ -77,6 +77,11 @@ public final class L1Cache: Sendable {
         return bytes
     }
 
+    /// Whether the memory tier holds the chunk, without counting an access.
+    public func isInMemory(_ name: ChunkName) -> Bool {
+        memory.withLock { $0.contains(name) }
+    }
+
     /// Whether either tier holds the chunk, without counting an access: read-ahead and prefetch
     /// ask this before fetching, and must not make a chunk look hot to LRU-K.
     public func contains(_ name: ChunkName) -> Bool {

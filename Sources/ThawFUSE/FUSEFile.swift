@@ -11,4 +11,13 @@ public protocol FUSEFile: Sendable {
     ///
     /// A throw becomes `EIO` for that read alone: the mount and other reads go on.
     func read(offset: UInt64, length: Int) async throws -> [UInt8]
+
+    /// The same bytes when they can be had at once on the calling thread (from memory), else
+    /// nil and the mount calls `read`. A libfuse thread thus answers a hit without handing it
+    /// to a task and waiting for it, a hop that costs more than the copy.
+    func readNow(offset: UInt64, length: Int) -> [UInt8]?
+}
+
+extension FUSEFile {
+    public func readNow(offset: UInt64, length: Int) -> [UInt8]? { nil }
 }

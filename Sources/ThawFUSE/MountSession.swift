@@ -81,7 +81,8 @@ final class MountSession: Sendable {
     }
 
     /// Copies up to `size` bytes at `offset` into `buffer` and returns how many; 0 at or past
-    /// the end. The catalog's async `read` runs as a task while this libfuse thread waits.
+    /// the end. What the file has in memory is read on this libfuse thread (`readNow`); for the
+    /// rest, the file's async `read` runs as a task while this thread waits.
     func read(handle: UInt64, into buffer: UnsafeMutableRawPointer, size: Int, offset: Int) -> Int32 {
         guard let open = openFiles.file(handle) else { return RequestError(code: EBADF).reply }
         guard offset >= 0 else { return RequestError(code: EINVAL).reply }
@@ -90,6 +91,10 @@ final class MountSession: Sendable {
         guard size > 0, UInt64(offset) < fileSize else { return 0 }
         let length = Int(min(UInt64(size), fileSize - UInt64(offset)))
         let start = UInt64(offset)
+        if let bytes = file.readNow(offset: start, length: length), bytes.count == length {
+            bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: length) }
+            return Int32(length)
+        }
         let failure: String
         switch BlockingAwait.result(of: { try await file.read(offset: start, length: length) }) {
         case .success(let bytes) where bytes.count == length:

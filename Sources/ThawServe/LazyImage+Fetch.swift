@@ -5,15 +5,42 @@ public import ThawSeal
 import ThawStore
 
 extension LazyImage {
-    /// The verified ciphertext of stored chunk `index` and the tier that gave it: L1 (or the
-    /// holding area), else L2 or the origin through the single-flight table, bounded by the deadline.
-    func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> ([UInt8], ServeTier) {
+    /// Counts a read of chunk `index` that the prefetch or the record planned.
+    func noteFirstUse(of index: Int) {
         let (wasPrefetched, firstRecordedRead) = state.withLock { ($0.prefetched.remove(index) != nil, $0.recordedUnread.remove(index) != nil) }
         if firstRecordedRead { counters.withLock { $0.recordedChunksRead += 1 } }
         if wasPrefetched {
             counters.withLock { $0.prefetchHits += 1 }
             metrics.prefetchHits.increment()
         }
+    }
+
+    /// The ciphertext of chunk `index` when it is in memory (L1's memory tier, or the holding
+    /// area without L1), counted as a hit there; nil otherwise, with nothing counted.
+    func ciphertextInMemory(of index: Int, _ ref: ChunkRef) -> [UInt8]? {
+        if let cache {
+            guard let bytes = cache.lookupInMemory(ref.name), bytes.count == Int(chunkSize) else { return nil }
+            counters.withLock { $0.chunksFromL1 += 1 }
+            return bytes
+        }
+        guard let held = state.withLock({ $0.held[index] }) else { return nil }
+        counters.withLock { $0.chunksFromMemory += 1 }
+        return held
+    }
+
+    /// Whether chunk `index` can be served without waiting: a zero chunk, or one in memory.
+    /// Counts nothing.
+    func isInMemory(_ index: Int) -> Bool {
+        guard let ref = manifest.chunks[index] else { return true }
+        if let cache { return cache.isInMemory(ref.name) }
+        return state.withLock { $0.held[index] != nil }
+    }
+
+    /// The verified ciphertext of stored chunk `index` and the tier that gave it: L1 (or the
+    /// holding area), else L2 or the origin through the single-flight table, bounded by the deadline.
+    func ciphertext(of index: Int, _ ref: ChunkRef) async throws -> ([UInt8], ServeTier) {
+        noteFirstUse(of: index)
+        if let bytes = ciphertextInMemory(of: index, ref) { return (bytes, .memory) }
         if let cache {
             if let hit = await cache.lookup(ref.name), hit.bytes.count == Int(chunkSize) {
                 counters.withLock {

@@ -76,6 +76,63 @@ public final class LazyImage: Sendable {
     /// (a server's reply buffer), decrypting each piece straight into it. On a throw the sink
     /// may hold part of the bytes.
     public func read<Sink: ReadSink>(offset: UInt64, length: Int, into sink: inout Sink) async throws {
+        guard let span = try beginRead(offset: offset, length: length) else { return }
+        do {
+            for index in span.first...span.last {
+                if servePieceNow(index, of: span, into: &sink) { continue }
+                let (lower, upper) = span.bounds(of: index, chunkSize: chunkSize)
+                let pieceStarted = ContinuousClock.now
+                let ref = manifest.chunks[index]!
+                let (ciphertext, tier) = try await self.ciphertext(of: index, ref)
+                sink.append(count: upper - lower) { ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key, into: $0) }
+                metrics.served(tier, bytes: upper - lower, since: pieceStarted)
+            }
+        } catch {
+            metrics.readErrors.increment()
+            throw error
+        }
+        metrics.readDuration.recordNanoseconds((ContinuousClock.now - span.started).nanoseconds)
+    }
+
+    /// The bytes in `offset ..< offset + length` when every chunk they need is a zero chunk or
+    /// in memory, read on the calling thread: a FUSE thread answers a cache hit without handing
+    /// the read to a task and waiting for it. Nil, with nothing counted, when a chunk must come
+    /// from disk, L2 or the origin (or the range is bad): then `read` does it.
+    ///
+    /// A chunk evicted between the check and its read also gives nil, after the read was
+    /// counted once: `read` then counts it again. That is rare, and costs a figure, not a byte.
+    public func readNow(offset: UInt64, length: Int) -> [UInt8]? {
+        guard length > 0, offset <= size, UInt64(length) <= size - offset else { return nil }
+        let first = Int(offset / chunkSize), last = Int((offset + UInt64(length) - 1) / chunkSize)
+        guard (first...last).allSatisfy(isInMemory) else { return nil }
+        guard let span = try? beginRead(offset: offset, length: length) else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(length)
+        for index in first...last where !servePieceNow(index, of: span, into: &bytes) {
+            return nil
+        }
+        metrics.readDuration.recordNanoseconds((ContinuousClock.now - span.started).nanoseconds)
+        return bytes
+    }
+
+    /// A read's range in chunks, and when it began.
+    struct ReadSpan {
+        let offset: UInt64
+        let end: UInt64
+        let first: Int
+        let last: Int
+        let started: ContinuousClock.Instant
+
+        /// The part of chunk `index` the read covers, as offsets within the chunk.
+        func bounds(of index: Int, chunkSize: UInt64) -> (lower: Int, upper: Int) {
+            let chunkStart = UInt64(index) * chunkSize
+            return (Int(max(offset, chunkStart) - chunkStart), Int(min(end, chunkStart + chunkSize) - chunkStart))
+        }
+    }
+
+    /// Checks the range, counts the read, notes it for read-ahead and the recorder; nil for an
+    /// empty read.
+    func beginRead(offset: UInt64, length: Int) throws -> ReadSpan? {
         guard length >= 0, offset <= size, UInt64(length) <= size - offset else {
             metrics.readErrors.increment()
             throw ReadOutOfRangeError(offset: offset, length: length, imageSize: size)
@@ -87,36 +144,37 @@ public final class LazyImage: Sendable {
         }
         metrics.reads.increment()
         metrics.readBytes.increment(by: length)
-        guard length > 0 else { return }
+        guard length > 0 else { return nil }
         let end = offset + UInt64(length)
-        let first = Int(offset / chunkSize)
-        let last = Int((end - 1) / chunkSize)
-        noteRead(offset: offset, end: end, endingIn: last)
+        let span = ReadSpan(offset: offset, end: end, first: Int(offset / chunkSize), last: Int((end - 1) / chunkSize), started: started)
+        noteRead(offset: offset, end: end, endingIn: span.last)
         recorder?.touchBlocks(offset: offset, end: end)
+        return span
+    }
 
-        do {
-            for index in first...last {
-                let chunkStart = UInt64(index) * chunkSize
-                let lower = Int(max(offset, chunkStart) - chunkStart)
-                let upper = Int(min(end, chunkStart + chunkSize) - chunkStart)
-                let pieceStarted = ContinuousClock.now
-                guard let ref = manifest.chunks[index] else {
-                    if let recorder, recorder.includingZeroChunks { recorder.touch(index) }
-                    counters.withLock { $0.chunksFromZero += 1 }
-                    sink.appendZeros(upper - lower)
-                    metrics.served(.zero, bytes: upper - lower, since: pieceStarted)
-                    continue
-                }
-                recorder?.touch(index)
-                let (ciphertext, tier) = try await self.ciphertext(of: index, ref)
-                sink.append(count: upper - lower) { ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key, into: $0) }
-                metrics.served(tier, bytes: upper - lower, since: pieceStarted)
-            }
-        } catch {
-            metrics.readErrors.increment()
-            throw error
+    /// Serves the part of chunk `index` that `span` covers when it is a zero chunk or in memory,
+    /// and returns whether it did; false (nothing appended) when it must be waited for.
+    func servePieceNow<Sink: ReadSink>(_ index: Int, of span: ReadSpan, into sink: inout Sink) -> Bool {
+        let (lower, upper) = span.bounds(of: index, chunkSize: chunkSize)
+        let pieceStarted = ContinuousClock.now
+        guard let ref = manifest.chunks[index] else {
+            if let recorder, recorder.includingZeroChunks { recorder.touch(index) }
+            counters.withLock { $0.chunksFromZero += 1 }
+            sink.appendZeros(upper - lower)
+            metrics.served(.zero, bytes: upper - lower, since: pieceStarted)
+            return true
         }
-        metrics.readDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        recorder?.touch(index)
+        // The fast path only takes what is in memory now; anything else goes the async way,
+        // which counts its first use itself.
+        guard isInMemory(index) else { return false }
+        noteFirstUse(of: index)
+        guard let ciphertext = ciphertextInMemory(of: index, ref) else {
+            return false
+        }
+        sink.append(count: upper - lower) { ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key, into: $0) }
+        metrics.served(.memory, bytes: upper - lower, since: pieceStarted)
+        return true
     }
 }
 

@@ -326,4 +326,37 @@ import ThawTestSupport
             #expect(image.statistics.chunksFromL1 == 2)
         }
     }
+
+    @Test func readNowServesWhatIsInMemoryAndLeavesTheRestToRead() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let setup = try await Setup(dir)
+            let store = CountingStore(setup.store)
+            let cache = try L1Cache(L1Configuration(memoryCapacity: 16 << 20))
+            let image = LazyImage(manifest: setup.manifest, store: store, cache: cache, configuration: LazyImageConfiguration(readAhead: 0))
+            let (first, second) = (setup.storedIndexes[0], setup.storedIndexes[1])
+            // Not in memory: nil, and nothing counted or fetched.
+            #expect(image.readNow(offset: UInt64(first * setup.chunkSize), length: 100) == nil)
+            #expect(image.statistics.reads == 0)
+            #expect(store.totalGets == 0)
+            // Once `read` has fetched it, the same bytes come at once, counted as an L1 hit.
+            let offset = first * setup.chunkSize + 777
+            _ = try await image.read(offset: UInt64(offset), length: 10)
+            let now = try #require(image.readNow(offset: UInt64(offset), length: 3000))
+            #expect(now == setup.expected(offset, 3000))
+            #expect(image.statistics.reads == 2)
+            #expect(image.statistics.chunksFromL1 == 1)
+            #expect(store.totalGets == 1)
+            // A range that also needs a chunk not in memory is left to `read`; a zero chunk needs nothing.
+            let across = first * setup.chunkSize + setup.chunkSize - 50
+            if second == first + 1 {
+                #expect(image.readNow(offset: UInt64(across), length: 100) == nil)
+                #expect(image.statistics.reads == 2)
+            }
+            if let zero = setup.zeroIndexes.first {
+                #expect(image.readNow(offset: UInt64(zero * setup.chunkSize), length: 4096) == [UInt8](repeating: 0, count: 4096))
+            }
+            // Out of range: nil, for `read` to refuse with its error.
+            #expect(image.readNow(offset: image.size - 10, length: 20) == nil)
+        }
+    }
 }
