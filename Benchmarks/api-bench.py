@@ -51,18 +51,10 @@ import subprocess
 import time
 import urllib.request
 
-from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, drop_caches_keeping, fmt, free_port,
+from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, EVENT_HANDLERS, MIB, BenchError, check_arguments, drop_caches_keeping, fmt, free_port,
                       installation_files, machine_line, run_in_work_directory, table, wait_for_port)
 
-# Each handler loads what its kind loads, then reads its event and answers with it.
-STARTS = {
-    "py": ["python3", "-c", "import json, email, http.client, sys; event = json.loads(sys.stdin.readline()); "
-           "print(json.dumps({'ok': True, 'event': event}))"],
-    "perl": ["perl", "-MJSON", "-MDBI", "-MLWP::UserAgent", "-e",
-             "my $event = decode_json(scalar <STDIN>); print encode_json({ok => 1, event => $event})"],
-    "web": ["sh", "-c", "nginx -t 2>/dev/null; curl --version >/dev/null; read -r event; "
-            "printf '{\"ok\": true, \"event\": %s}\\n' \"$event\""],
-}
+STARTS = EVENT_HANDLERS
 KEY_ID, SECRET = "AKIATHAWBENCH0000001", "thaw-bench-secret"
 KINDS = ["warm", "cold", "cold, empty worker"]
 COLORS = {"warm": "#d62728", "cold": "#1f77b4", "cold, empty worker": "#2ca02c"}

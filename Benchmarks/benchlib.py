@@ -28,6 +28,18 @@ DEFAULT_CORPUS = os.environ.get("THAW_CORPUS", "/var/cache/thaw-corpus")
 REF_NAME = "org.opencontainers.image.ref.name"
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 
+# Corpus functions that load what their kind of handler loads, then read their event from
+# standard input and answer with it: what a snapshot is taken of, and what the invoke service runs.
+EVENT_HANDLERS = {
+    "py": ["python3", "-c", "import json, email, http.client, sys; event = json.loads(sys.stdin.readline()); "
+           "print(json.dumps({'ok': True, 'event': event}))"],
+    "perl": ["perl", "-MJSON", "-MDBI", "-MLWP::UserAgent", "-e",
+             "my $event = decode_json(scalar <STDIN>); print encode_json({ok => 1, event => $event})"],
+    "web": ["sh", "-c", "nginx -t 2>/dev/null; curl --version >/dev/null; read -r event; "
+            "printf '{\"ok\": true, \"event\": %s}\\n' \"$event\""],
+}
+
+
 class BenchError(Exception):
     """Stops the benchmark with one clear line."""
 

@@ -54,18 +54,11 @@ import subprocess
 import sys
 import time
 
-from benchlib import DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, fmt, machine_line, run_in_work_directory, table
+from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, EVENT_HANDLERS, MIB, BenchError, check_arguments, fmt, machine_line,
+                      run_in_work_directory, table)
 
-# Each function loads what its kind of handler loads, then waits for its event: the point a
-# snapshot is taken at.
-STARTS = {
-    "py": ["python3", "-c", "import json, email, http.client, sys; event = json.loads(sys.stdin.readline()); "
-           "print(json.dumps({'ok': True, 'event': event}))"],
-    "perl": ["perl", "-MJSON", "-MDBI", "-MLWP::UserAgent", "-e",
-             "my $event = decode_json(scalar <STDIN>); print encode_json({ok => 1, event => $event})"],
-    "web": ["sh", "-c", "nginx -t 2>/dev/null; curl --version >/dev/null; read -r event; "
-            "printf '{\"ok\": true, \"event\": %s}\\n' \"$event\""],
-}
+# Each function waits for its event after loading its runtime: the point a snapshot is taken at.
+STARTS = EVENT_HANDLERS
 EVENT = '{"n": 7}'
 # A cold boot prefetches its image's record as widely as a restore prefetches its memory's
 # (`--memory-prefetch-concurrency`, 64), so the comparison is of boot against restore only.

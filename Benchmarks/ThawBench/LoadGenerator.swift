@@ -115,7 +115,7 @@ enum LoadGenerator {
 
     /// Poisson arrivals per function for `options.seconds`, at most `maxRequests` in all.
     static func open(_ options: Options, client: HTTPClient) async -> [Result] {
-        var generator = SeededGenerator(seed: options.seed)
+        var generator = SplitMix64(seed: options.seed)
         var arrivals: [(time: Double, function: String)] = []
         for function in options.functions {
             var time = 0.0
@@ -148,7 +148,7 @@ enum LoadGenerator {
         return await withTaskGroup(of: [Result].self) { group in
             for worker in 0..<workers {
                 group.addTask {
-                    var generator = SeededGenerator(seed: options.seed &+ UInt64(worker))
+                    var generator = SplitMix64(seed: options.seed &+ UInt64(worker))
                     var results: [Result] = []
                     while ContinuousClock.now < deadline, let number = counter.next() {
                         var pick = Double.random(in: 0..<total, using: &generator)
@@ -252,19 +252,6 @@ final class RequestCounter: Sendable {
             issued += 1
             return issued - 1
         }
-    }
-}
-
-/// SplitMix64: the same arrivals for the same seed, run after run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

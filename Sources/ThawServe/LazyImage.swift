@@ -167,11 +167,8 @@ public final class LazyImage: Sendable {
         recorder?.touch(index)
         // The fast path only takes what is in memory now; anything else goes the async way,
         // which counts its first use itself.
-        guard isInMemory(index) else { return false }
+        guard let ciphertext = ciphertextInMemory(of: index, ref) else { return false }
         noteFirstUse(of: index)
-        guard let ciphertext = ciphertextInMemory(of: index, ref) else {
-            return false
-        }
         sink.append(count: upper - lower) { ChunkSealer.decrypt(ciphertext, range: lower..<upper, key: ref.key, into: $0) }
         metrics.served(.memory, bytes: upper - lower, since: pieceStarted)
         return true
