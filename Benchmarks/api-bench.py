@@ -21,20 +21,31 @@ is checked. The starts:
               (--empty-runs per function).
 
 Memory held per idle instance: a warm instance's processes (proportional set size) plus its
-tmpfs, as `/metrics` reports it after the warm runs; a cold one holds nothing. Deduplicated
-instances are not built yet.
+tmpfs, as `/metrics` reports it after the warm runs; a cold one holds nothing.
+
+Then the same functions with `--sandbox microvm` (qemu under TCG here), where an instance is warm
+(a VM restored from the function's snapshot ahead of its event), deduplicated (the snapshot in
+the store, restored on demand) or cold (a boot). One service walks each function through its
+states: a cold boot, after which the service snapshots it; the first restore, which records the
+memory's working set; then --vm-warm-runs warm invocations, each waiting until the service has
+restored the next VM ahead. A second service keeps no warm VMs (keep-alive 0): --vm-dedup-runs
+restores from the snapshot it finds in the store. A third keeps nothing (keep-alive 0, no
+deduplication): --vm-cold-runs boots. Memory held per idle instance: a warm VM's qemu
+(proportional set size); a deduplicated instance holds no process, and the table gives what its
+snapshot added to the store instead.
 
 Then load (`thaw-bench load`, bounded in requests and time) on the same functions, with the
 agent admitting --load-admission invocations at once (two per function): the capacity, as
 goodput of that many clients back to back (closed loop), then Poisson arrivals (open loop) at
 --load-factors times it, the rates mixed 50/30/20% across the functions. For each: requests,
 answered, refused (429 at once), lost or mismatched, goodput and latency. --sections picks
-parts: latency, load.
+parts: latency, load, microvm.
 
     api-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--warm-runs 50]
                  [--warm-gap 0.2] [--cold-runs 10] [--empty-runs 5] [--cold-gap 1.0] [--origin-latency 20]
                  [--load-seconds 10] [--load-factors 0.5,1,1.5,2,3] [--load-admission 4]
-                 [--sections latency,load] [--svg PATH] [--work DIR] [--keep]
+                 [--vm-warm-runs 10] [--vm-dedup-runs 5] [--vm-cold-runs 3] [--guest PATH]
+                 [--sections latency,load,microvm] [--svg PATH] [--vm-svg PATH] [--work DIR] [--keep]
 
 Build first: `swift build -c release --product thaw && swift build -c release --product thaw-bench`. Needs root (namespaces, loop devices,
 mounts, FUSE) and boto3.
@@ -57,7 +68,7 @@ from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, EVENT_HANDLERS, MIB, BenchEr
 STARTS = EVENT_HANDLERS
 KEY_ID, SECRET = "AKIATHAWBENCH0000001", "thaw-bench-secret"
 KINDS = ["warm", "cold", "cold, empty worker"]
-COLORS = {"warm": "#d62728", "cold": "#1f77b4", "cold, empty worker": "#2ca02c"}
+COLORS = {"warm": "#d62728", "deduplicated": "#9467bd", "cold": "#1f77b4", "cold, empty worker": "#2ca02c"}
 
 
 class Service:
@@ -186,6 +197,102 @@ def run(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
         latency(args, tags, bench)
     if "load" in sections:
         load(args, tags, bench)
+    if "microvm" in sections:
+        microvm(args, tags, bench)
+
+
+VM_KINDS = ["warm", "deduplicated", "cold"]
+
+
+def metric(text: str, pattern: str) -> float:
+    found = re.search("^" + pattern + r" (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def wait_for_metric(service: Service, pattern: str, at_least: float, what: str, seconds: float = 300) -> float:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = metric(service.metrics(), pattern)
+        if value >= at_least:
+            return value
+        time.sleep(0.2)
+    raise BenchError(f"{what} did not happen within {seconds:.0f} s")
+
+
+def microvm(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
+    samples: dict[str, dict[str, list[float]]] = {tag: {kind: [] for kind in VM_KINDS} for tag in tags}
+    first: dict[str, tuple[float, float]] = {}
+    warm_bytes: dict[str, float] = {}
+    stored: dict[str, float] = {}
+    vm = ["--sandbox", "microvm", "--guest", args.guest, "--max-instances-per-function", "1"]
+    warm_pattern = r'thaw_api_instances\{state="warm"\}'
+
+    for tag in tags:
+        # A service per function, so that no other function's VM runs beside its figures.
+        service = Service(bench, [*vm, "--keep-alive", "600", "--keep-dedup", "600"])
+        try:
+            bench.create(service, tag)
+            cold, start = service.invoke(tag, 0)
+            bench.expect(start, "cold", tag)
+            stored[tag] = wait_for_metric(service, r"thaw_api_deduplicated_stored_bytes", 1, f"the snapshot of {tag}")
+            restore, start = service.invoke(tag, 1)
+            bench.expect(start, "deduplicated", tag)
+            first[tag] = (cold, restore)
+            for n in range(2, args.vm_warm_runs + 2):
+                wait_for_metric(service, warm_pattern, 1, f"a warm VM of {tag}")
+                time.sleep(0.5)
+                seconds, start = service.invoke(tag, n)
+                bench.expect(start, "warm", tag)
+                samples[tag]["warm"].append(seconds)
+            wait_for_metric(service, warm_pattern, 1, f"a warm VM of {tag}")
+            time.sleep(1)
+            text = service.metrics()
+            warm_bytes[tag] = metric(text, r'thaw_api_idle_instance_bytes\{state="warm"\}') / max(1, metric(text, warm_pattern))
+        finally:
+            service.stop()
+
+    service = Service(bench, [*vm, "--keep-alive", "0", "--keep-alive-min", "0", "--keep-alive-max", "0", "--keep-dedup", "600"])
+    try:
+        for tag in tags:
+            for n in range(args.vm_dedup_runs):
+                time.sleep(1)
+                seconds, start = service.invoke(tag, n)
+                bench.expect(start, "deduplicated", tag)
+                samples[tag]["deduplicated"].append(seconds)
+    finally:
+        service.stop()
+
+    service = Service(bench, [*vm, "--keep-alive", "0", "--keep-alive-min", "0", "--keep-alive-max", "0",
+                              "--keep-dedup", "0", "--keep-dedup-min", "0", "--keep-dedup-max", "0"])
+    try:
+        for tag in tags:
+            for n in range(args.vm_cold_runs):
+                time.sleep(1)
+                seconds, start = service.invoke(tag, n)
+                bench.expect(start, "cold", tag)
+                samples[tag]["cold"].append(seconds)
+    finally:
+        service.stop()
+
+    print("\n## microVM instances (--sandbox microvm, TCG)\n")
+    rows = []
+    for tag in tags:
+        for kind in VM_KINDS:
+            series = samples[tag][kind]
+            held = {"warm": fmt(warm_bytes[tag] / MIB, 1) + " MiB", "deduplicated": f"0 (store: {fmt(stored[tag] / MIB, 1)} MiB)",
+                    "cold": "0"}[kind]
+            rows.append([tag, kind, str(len(series)), fmt(statistics.median(series) * 1000, 1),
+                         fmt(percentile(series, 0.99) * 1000, 1), held])
+    print(table(["function", "start", "n", "p50 ms", "p99 ms", "held per idle instance"], rows))
+    print("\nFirst start of each function: " + "; ".join(
+        f"{tag} cold boot {first[tag][0]:.2f} s, first restore (no record yet) {first[tag][1]:.2f} s" for tag in tags))
+    merged = {kind: [v for tag in tags for v in samples[tag][kind]] for kind in VM_KINDS}
+    with open(args.vm_svg, "w") as f:
+        f.write(cdf_svg(merged, f"microVM invocation latency by start kind ({', '.join(tags)}; TCG; origin {args.origin_latency:g} ms)"))
+    print(f"\nCDF: {args.vm_svg}")
+    for kind in VM_KINDS:
+        series = merged[kind]
+        print(f"{kind}: p50 {statistics.median(series) * 1000:.1f} ms, p99 {percentile(series, 0.99) * 1000:.1f} ms (n={len(series)})")
 
 
 def load(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
@@ -310,9 +417,15 @@ def main() -> int:
     parser.add_argument("--load-seconds", type=float, default=10)
     parser.add_argument("--load-factors", default="0.5,1,1.5,2,3")
     parser.add_argument("--load-admission", type=int, default=4)
-    parser.add_argument("--sections", default="latency,load", help="which parts to run: latency, load")
+    parser.add_argument("--vm-warm-runs", type=int, default=10)
+    parser.add_argument("--vm-dedup-runs", type=int, default=5)
+    parser.add_argument("--vm-cold-runs", type=int, default=3)
+    parser.add_argument("--guest", default="/var/lib/thaw/vm/thaw-guest", help="the microVM guest init (scripts/build-guest.sh)")
+    parser.add_argument("--sections", default="latency,load,microvm", help="which parts to run: latency, load, microvm")
     parser.add_argument("--svg", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                       "docs", "api-latency-cdf.svg"))
+    parser.add_argument("--vm-svg", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                         "docs", "api-microvm-latency-cdf.svg"))
     parser.add_argument("--work")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

@@ -200,6 +200,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let record = AccessRecord(manifestID: header.id, chunkCount: header.chunkCount, chunks: order, blocks: blocks)
         let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
         try await origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: origin.keys))
+        served.noteSaved(order)
         logger.info("saved access record", metadata: ["manifest": "\(header.id)", "chunks": "\(order.count)"])
         return order.count
     }

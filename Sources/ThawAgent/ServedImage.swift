@@ -17,12 +17,21 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
     public let prefetchRecord: AccessRecord?
     let prefetchTask = Mutex<Task<Void, Never>?>(nil)
     let prefetchDone = Atomic<Bool>(false)
+    let savedRecording = Mutex<[UInt32]?>(nil)
 
     init(id: String, image: LazyImage, prefetchRecord: AccessRecord?) {
         self.id = id
         self.image = image
         self.prefetchRecord = prefetchRecord
     }
+
+    /// The chunks, in first-touch order, that the record this agent saved for this image holds
+    /// (nil until it saved one): what a long-running agent, which keeps the image open,
+    /// prefetches for its later starts.
+    public var savedRecord: [UInt32]? { savedRecording.withLock { $0 } }
+
+    /// The chunks the recording saved for the image, in order.
+    func noteSaved(_ order: [UInt32]) { savedRecording.withLock { $0 = order } }
 
     /// The file name under the agent's mount directory.
     public var fileName: String { id + ".ext4" }

@@ -23,18 +23,8 @@ struct InstanceInvoker: FunctionInvoker {
     let maxConcurrentStarts: Int
     let pool: InstancePool<WarmSandbox>
     let metrics: InvocationMetrics
-    /// Where kept instances are recorded (the shared metadata), under this agent's id.
-    let records: (metadata: any MetadataStore, agent: String)?
-    /// The instances recorded and not yet stopped, to record again after this agent was
-    /// removed from the metadata as silent.
-    let recorded = Recorded()
-
-    final class Recorded: Sendable {
-        private let entries = Mutex<[String: InstanceRecord]>([:])
-        func add(_ entry: InstanceRecord) { entries.withLock { $0[entry.id] = entry } }
-        func remove(_ id: String) { _ = entries.withLock { $0.removeValue(forKey: id) } }
-        var all: [InstanceRecord] { entries.withLock { Array($0.values) } }
-    }
+    /// Where kept instances are recorded (the shared metadata).
+    let records: InstanceRecords
     let logger: Logger
 
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
@@ -58,7 +48,8 @@ struct InstanceInvoker: FunctionInvoker {
         case .cold:
             do {
                 instance = try await startInstance(function, settings: settings)
-                await record(instance, of: function.name)
+                // Recorded before it is used, so its removal at its stop always comes after.
+                await records.add(id: instance.id, function: function.name, state: "warm")
             } catch {
                 if (error as? LambdaError)?.status == 429 { metrics.refusedOne() }
                 await stop(await pool.release(name, code: code, instance: nil), reason: .budget, confirm: true)
@@ -114,6 +105,24 @@ struct InstanceInvoker: FunctionInvoker {
             throw LambdaError.tooManyRequests("Rate Exceeded. \(error.message)")
         }
         defer { slot.release() }
+        let (served, spec) = try await Self.open(function, settings: settings, agent: agent)
+        var options = sandbox
+        options.timeout = .seconds(Int64(settings.timeout))
+        if MemoryCgroup.unavailable == nil { options.memoryLimit = settings.memorySize << 20 }
+        do {
+            return try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
+        } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
+            throw LambdaError.invalidParameter("function \(function.name) cannot start: \(error.message)")
+        } catch {
+            throw LambdaError.service("cannot start an instance of \(function.name): \(CommandErrors.describe(error))")
+        }
+    }
+
+    /// `function`'s image opened by the agent, and the handler it runs: the image's entrypoint,
+    /// command, environment and directory as the function's settings override them.
+    ///
+    /// - Throws: `LambdaError` naming what cannot be served or started.
+    static func open(_ function: FunctionRecord, settings: FunctionSettings, agent: Agent) async throws -> (ServedImage, FunctionSpec) {
         let served: ServedImage
         let config: ImageConfiguration
         do {
@@ -131,42 +140,7 @@ struct InstanceInvoker: FunctionInvoker {
             throw LambdaError.invalidParameter(error.message)
         }
         if let directory = settings.workingDirectory { spec.workingDirectory = directory }
-        var options = sandbox
-        options.timeout = .seconds(Int64(settings.timeout))
-        if MemoryCgroup.unavailable == nil { options.memoryLimit = settings.memorySize << 20 }
-        do {
-            return try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
-        } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
-            throw LambdaError.invalidParameter("function \(function.name) cannot start: \(error.message)")
-        } catch {
-            throw LambdaError.service("cannot start an instance of \(function.name): \(CommandErrors.describe(error))")
-        }
-    }
-
-    /// Notes a new instance in the shared metadata before it is used, so its removal at its
-    /// stop always comes after. A metadata that cannot be written does not stop the invocation.
-    func record(_ instance: WarmSandbox, of function: FunctionName) async {
-        guard let records else { return }
-        let entry = InstanceRecord(id: instance.id, agent: records.agent, function: function, state: "warm", since: Date())
-        recorded.add(entry)
-        do {
-            try await records.metadata.setInstance(entry)
-        } catch {
-            logger.warning("cannot record instance \(entry.id) of \(function) in the metadata: \(error)")
-        }
-    }
-
-    /// Records every instance this agent keeps again (after another agent removed them with
-    /// this agent, taking it for silent).
-    func recordAgain() async {
-        guard let records else { return }
-        for entry in recorded.all {
-            do {
-                try await records.metadata.setInstance(entry)
-            } catch {
-                logger.warning("cannot record instance \(entry.id) again: \(error)")
-            }
-        }
+        return (served, spec)
     }
 
     /// Stops instances the pool handed back, in the background.
@@ -180,19 +154,59 @@ struct InstanceInvoker: FunctionInvoker {
     func stop(_ instances: [WarmSandbox], reason: InvocationMetrics.StopReason?, confirm: Bool = false) async {
         guard !instances.isEmpty else { return }
         if let reason { metrics.stopped(instances.count, reason: reason) }
-        await Self.stop(instances, records: records?.metadata, logger: logger)
-        for instance in instances { recorded.remove(instance.id) }
+        await Self.stop(instances, records: records, logger: logger)
         if confirm { await pool.confirmStopped(instances.count) }
     }
 
-    static func stop(_ instances: [WarmSandbox], records: (any MetadataStore)?, logger: Logger) async {
+    static func stop(_ instances: [WarmSandbox], records: InstanceRecords, logger: Logger) async {
         await withTaskGroup(of: Void.self) { group in
             for instance in instances {
                 group.addTask {
                     let leftovers = await instance.stop()
                     if !leftovers.isEmpty { logger.error("teardown of \(instance.id) incomplete: \(leftovers.joined(separator: "; "))") }
-                    try? await records?.removeInstance(id: instance.id)
+                    await records.remove(id: instance.id)
                 }
+            }
+        }
+    }
+}
+
+/// The instances this agent keeps, recorded in the shared metadata under its id: added when an
+/// instance is made, removed when it goes, and all recorded again after another agent removed
+/// them with this agent, taking it for silent. A metadata that cannot be written stops nothing.
+final class InstanceRecords: Sendable {
+    let metadata: (any MetadataStore)?
+    let agent: String
+    let logger: Logger
+    private let entries = Mutex<[String: InstanceRecord]>([:])
+
+    init(metadata: (any MetadataStore)?, agent: String, logger: Logger) {
+        self.metadata = metadata
+        self.agent = agent
+        self.logger = logger
+    }
+
+    func add(id: String, function: FunctionName, state: String) async {
+        let entry = InstanceRecord(id: id, agent: agent, function: function, state: state, since: Date())
+        entries.withLock { $0[id] = entry }
+        do {
+            try await metadata?.setInstance(entry)
+        } catch {
+            logger.warning("cannot record instance \(id) of \(function) in the metadata: \(error)")
+        }
+    }
+
+    func remove(id: String) async {
+        _ = entries.withLock { $0.removeValue(forKey: id) }
+        try? await metadata?.removeInstance(id: id)
+    }
+
+    func recordAgain() async {
+        for entry in entries.withLock({ Array($0.values) }) {
+            do {
+                try await metadata?.setInstance(entry)
+            } catch {
+                logger.warning("cannot record instance \(entry.id) again: \(error)")
             }
         }
     }

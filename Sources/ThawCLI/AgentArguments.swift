@@ -5,6 +5,8 @@ import ThawAgent
 import ThawCache
 import ThawL2
 import ThawNBD
+import ThawSandbox
+import ThawSandboxCore
 import ThawServe
 import ThawStore
 
@@ -177,5 +179,46 @@ enum AddressArgument {
         if text == "none" { return nil }
         if let (host, port) = try parse(text, option: "--control") { return .tcp(host: host, port: port) }
         return .unix(path: socketPath(text))
+    }
+}
+
+/// The microVM's kernel, guest init and accelerator, for `thaw run`, `thaw snapshot` and
+/// `thaw serve-api --sandbox microvm`.
+struct MicroVMArguments: ParsableArguments {
+    @Option(help: "The microVM's accelerator: auto (KVM where it can run guests, else TCG), kvm or tcg.")
+    var accel: String = "auto"
+
+    @Option(help: "The microVM's kernel. (default: the newest /boot/vmlinuz-*)")
+    var kernel: String?
+
+    @Option(help: "The static guest init for the microVM's initramfs. (default: $THAW_HOME/vm/thaw-guest, from scripts/build-guest.sh)")
+    var guest: String?
+
+    /// The microVM's settings: its kernel and initramfs (built on first use) and accelerator,
+    /// with `tmpSize` for the function's writes; the rest at their defaults.
+    func options(tmpSize: Int) throws -> MicroVMSandbox.Options {
+        let assets: MicroVMAssets
+        do {
+            assets = try MicroVMAssets.prepare(kernel: kernel, guest: guest ?? ThawHome.path + "/vm/thaw-guest",
+                                               directory: ThawHome.path + "/vm")
+        } catch let error as SandboxError {
+            throw ValidationFailure(error.message)
+        }
+        let accelerator: MicroVMSandbox.Accelerator
+        switch accel {
+        case "auto":
+            let (chosen, note) = MicroVMSandbox.chooseAccelerator()
+            if let note { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+            accelerator = chosen
+        default:
+            guard let chosen = MicroVMSandbox.Accelerator(rawValue: accel) else {
+                throw ValidationFailure("--accel must be auto, kvm or tcg (got '\(accel)')")
+            }
+            accelerator = chosen
+        }
+        var options = MicroVMSandbox.Options(assets: assets, accelerator: accelerator)
+        options.tmpSize = tmpSize
+        options.stateDirectory = ThawRuntime.directory + "/vms"
+        return options
     }
 }

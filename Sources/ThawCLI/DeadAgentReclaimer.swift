@@ -8,6 +8,8 @@ import ThawSandbox
 /// cgroups. Its sandboxes end on their own: each warm sandbox's init watches the control socket
 /// to its agent, even while a handler runs, and ends the sandbox when it closes; its mounts
 /// and loop device go with its namespaces. A process still in a dead agent's cgroup is killed.
+/// A microVM does not end with its agent (qemu has no way to follow its parent here): a qemu
+/// whose state directory names a dead agent is killed, and the directory removed.
 /// The next serve-api on the host reclaims the rest before it starts, so a restarted agent
 /// finds its runtime directory clean.
 enum DeadAgentReclaimer {
@@ -23,6 +25,22 @@ enum DeadAgentReclaimer {
                 _ = umount2(path, Int32(MNT_DETACH))
                 if rmdir(path) == 0 { reclaimed.append(path) }
             }
+        }
+        let vms = runtime + "/vms"
+        let orphans = ((try? FileManager.default.contentsOfDirectory(atPath: vms)) ?? []).filter { entry in
+            Self.pid(in: entry, after: "vm-").map { !Self.isRunning($0) } ?? false
+        }
+        if !orphans.isEmpty {
+            let paths = orphans.map { vms + "/" + $0 + "/" }
+            for process in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(process), let data = FileManager.default.contents(atPath: "/proc/\(process)/cmdline") else { continue }
+                let commandLine = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+                if paths.contains(where: { commandLine.contains($0) }) {
+                    kill(pid, SIGKILL)
+                    reclaimed.append("microVM process \(pid)")
+                }
+            }
+            for path in paths where (try? FileManager.default.removeItem(atPath: path)) != nil { reclaimed.append(path) }
         }
         for cgroup in MemoryCgroup.children(named: "thaw-sandbox-") {
             let name = (cgroup.path as NSString).lastPathComponent

@@ -98,20 +98,16 @@ struct Run: AsyncParsableCommand {
     @Flag(help: .hidden)
     var snapshotOnly = false
 
-    @Option(help: "The microVM's accelerator: auto (KVM where it can run guests, else TCG), kvm or tcg.")
-    var accel: String = "auto"
 
     @Option(help: "The microVM's root disk: nbd (qemu's NBD client on the agent's export) or file (the FUSE file).")
     var vmDisk: String = "nbd"
 
+    @OptionGroup var microVM: MicroVMArguments
+
     @Option(help: "MiB of memory for the microVM.")
     var vmMemory: Int = 512
 
-    @Option(help: "The microVM's kernel. (default: the newest /boot/vmlinuz-*)")
-    var kernel: String?
 
-    @Option(help: "The static guest init for the microVM's initramfs. (default: $THAW_HOME/vm/thaw-guest, from scripts/build-guest.sh)")
-    var guest: String?
 
     @Option(help: "An environment entry NAME=value added to the image's (repeatable).")
     var env: [String] = []
@@ -230,28 +226,8 @@ struct Run: AsyncParsableCommand {
 
     /// The microVM's settings: its kernel and initramfs (built on first use), accelerator and limits.
     func microVMOptions(_ process: ProcessSandbox.Options) throws -> MicroVMSandbox.Options {
-        let assets: MicroVMAssets
-        do {
-            assets = try MicroVMAssets.prepare(kernel: kernel, guest: guest ?? ThawHome.path + "/vm/thaw-guest",
-                                               directory: ThawHome.path + "/vm")
-        } catch let error as SandboxError {
-            throw ValidationFailure(error.message)
-        }
-        let accelerator: MicroVMSandbox.Accelerator
-        switch accel {
-        case "auto":
-            let (chosen, note) = MicroVMSandbox.chooseAccelerator()
-            if let note { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
-            accelerator = chosen
-        default:
-            guard let chosen = MicroVMSandbox.Accelerator(rawValue: accel) else {
-                throw ValidationFailure("--accel must be auto, kvm or tcg (got '\(accel)')")
-            }
-            accelerator = chosen
-        }
-        var options = MicroVMSandbox.Options(assets: assets, accelerator: accelerator)
+        var options = try microVM.options(tmpSize: process.tmpSize)
         options.memoryMiB = vmMemory
-        options.tmpSize = process.tmpSize
         options.timeout = process.timeout
         options.responseLimit = process.responseLimit
         options.stateDirectory = ThawRuntime.directory + "/vms"
@@ -366,7 +342,7 @@ struct Run: AsyncParsableCommand {
             return try await takeSnapshot(agent: agent, served: served, root: root, function: spec, options: options,
                                           interrupt: interrupt, breakdown: &breakdown)
         }
-        if mayUseMicroVM, !cold, let snapshot = try await findSnapshot(agent: agent, served: served) {
+        if mayUseMicroVM, !cold, let snapshot = try await FunctionSnapshots(agent: agent).find(served: served) {
             return try await restoreSnapshot(snapshot, agent: agent, served: served, root: root, directory: directory, function: spec,
                                              options: options, event: event, interrupt: interrupt, breakdown: &breakdown)
         }

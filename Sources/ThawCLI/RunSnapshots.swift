@@ -49,32 +49,7 @@ struct SnapshotCommand: AsyncParsableCommand {
     }
 }
 
-/// A snapshot found for a served image, with its record.
-struct FoundSnapshot {
-    var record: SnapshotRecord
-    var key: StoreKey
-}
-
 extension Run {
-    /// The SHA-256 of a file on the host (the kernel, the initramfs).
-    static func fileDigest(_ path: String) throws -> [UInt8] {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationFailure("cannot read \(path)") }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let data = try handle.read(upToCount: 8 << 20), !data.isEmpty { hash.update(data: data) }
-        return Array(hash.finalize())
-    }
-
-    /// The SHA-256 of a handler's launch: what the guest started before the snapshot.
-    static func launchDigest(_ launch: HandlerLauncher.Launch) -> [UInt8] {
-        var writer = ByteWriter()
-        for list in [launch.arguments, launch.environment, [launch.workingDirectory, launch.user]] {
-            writer.u32(UInt32(list.count))
-            for item in list { writer.blob(Array(item.utf8)) }
-        }
-        return Array(SHA256.hash(data: writer.bytes))
-    }
-
     /// Boots the function in snapshot mode and stores what it saved.
     func takeSnapshot(agent: Agent, served: ServedImage, root: MicroVMSandbox.RootDisk, function: FunctionSpec,
                       options: ProcessSandbox.Options, interrupt: Interrupt, breakdown: inout StartBreakdown) async throws
@@ -87,41 +62,23 @@ extension Run {
         if let base {
             patching = try await loadBase(base, agent: agent, for: header)
         } else if memoryCompression {
-            patching = FilePatching(baseManifestID: nil) { chunk, _ in ChunkDelta.compressed(chunk, pageSize: SnapshotDeduplicator.pageSize) }
+            patching = FunctionSnapshots.compressing
         }
-        let directory = ThawRuntime.directory + "/snapshots/take-\(getpid())"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/ram", state: directory + "/state")
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
-        let sandbox = MicroVMSandbox(options: vm)
-        let taking = Task { try await sandbox.snapshot(root: root, function: function, into: files, log: show) }
+        let snapshots = FunctionSnapshots(agent: agent), chunkKiB = memoryChunkKib, bootOptions = vm, chunkPatching = patching
+        let taking = Task {
+            try await snapshots.take(served: served, root: root, function: function, vm: bootOptions, memoryChunkKiB: chunkKiB,
+                                     patching: chunkPatching, log: show)
+        }
         interrupt.onFire { taking.cancel() }
-        let timings: MicroVMSandbox.SnapshotTimings
+        let taken: FunctionSnapshots.Taken
         do {
-            timings = try await taking.value
+            taken = try await taking.value
         } catch let error as SandboxError {
             throw ValidationFailure("cannot snapshot \(self.function): \(error.message)")
         }
-
-        var pushOptions = PushOptions()
-        pushOptions.root = header.root
-        pushOptions.tenant = header.tenant
-        pushOptions.chunkSize = UInt64(memoryChunkKib * 1024)
-        let pushed = try await Pusher(store: agent.origin.store, keys: agent.origin.keys, options: pushOptions)
-            .pushFile(at: files.ram, patching: patching)
-        guard let state = FileManager.default.contents(atPath: files.state) else {
-            throw ValidationFailure("cannot read the saved VM state \(files.state)")
-        }
-        let record = SnapshotRecord(
-            imageManifestID: header.id, memoryManifestID: pushed.manifestID, memoryMiB: UInt32(vm.memoryMiB),
-            responseLimit: UInt64(vm.responseLimit), tmpSize: UInt64(vm.tmpSize),
-            kernelDigest: try Self.fileDigest(vm.assets.kernel), initramfsDigest: try Self.fileDigest(vm.assets.initramfs),
-            launchDigest: Self.launchDigest(function.launch), kernelArguments: vm.kernelArguments.joined(separator: " "),
-            accelerator: vm.accelerator.rawValue, takenAtMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
-            deviceState: Array(state))
-        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
-        try await agent.origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
+        let (record, key, pushed, timings) = (taken.found.record, taken.found.key, taken.pushed, taken.timings)
+        let state = record.deviceState
         let progress = pushed.progress
         let deltaKind = patching?.baseManifestID.map { "compressed, or patched against base \($0.prefix(16))" } ?? "compressed"
         let report = """
@@ -208,23 +165,6 @@ extension Run {
         return pages
     }
 
-    /// The snapshot of `served`'s image, if the store holds one.
-    func findSnapshot(agent: Agent, served: ServedImage) async throws -> FoundSnapshot? {
-        let header = served.image.manifest.header
-        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
-        let bytes: [UInt8]
-        do {
-            bytes = try await agent.origin.store.get(key)
-        } catch let error as StoreError where error.kind == .notFound {
-            return nil
-        }
-        do {
-            return FoundSnapshot(record: try await SnapshotRecord.open(bytes, for: header, keys: agent.origin.keys, what: "snapshot record \(key)"), key: key)
-        } catch {
-            throw ValidationFailure(CommandErrors.describe(error))
-        }
-    }
-
     /// Restores `snapshot` with its RAM served lazily by the agent, and delivers the event.
     ///
     /// - Throws: `ValidationFailure` naming the difference when the snapshot was taken with
@@ -236,39 +176,16 @@ extension Run {
         // cache already, and the memory's prefetch should have the origin to itself.
         served.stopPrefetch()
         let record = snapshot.record
-        var vm = try microVMOptions(options)
-        vm.memoryMiB = Int(record.memoryMiB)
-        vm.responseLimit = Int(record.responseLimit)
-        vm.tmpSize = Int(record.tmpSize)
-        vm.kernelArguments = record.kernelArguments.split(separator: " ").map(String.init)
-        var mismatches: [String] = []
-        if try Self.fileDigest(vm.assets.kernel) != record.kernelDigest { mismatches.append("the kernel \(vm.assets.kernel)") }
-        if try Self.fileDigest(vm.assets.initramfs) != record.initramfsDigest { mismatches.append("the initramfs (guest init or modules)") }
-        if Self.launchDigest(function.launch) != record.launchDigest { mismatches.append("the handler's command, environment, directory or user") }
-        if record.accelerator != vm.accelerator.rawValue { mismatches.append("the accelerator (\(record.accelerator), not \(vm.accelerator.rawValue))") }
+        let (vm, mismatches) = try FunctionSnapshots.restoreOptions(record, vm: try microVMOptions(options), function: function)
         guard mismatches.isEmpty else {
             throw ValidationFailure("the snapshot \(snapshot.key) does not match this start: \(mismatches.joined(separator: "; ")) changed since it was taken; take it again with thaw snapshot, or start with --cold")
         }
-        let memory: ServedImage
-        do {
-            memory = try await agent.open(record.memoryManifestID, privatelyMapped: true)
-        } catch {
-            throw ValidationFailure("cannot serve the snapshot's memory: \(CommandErrors.describe(error))")
-        }
         let stateDirectory = ThawRuntime.directory + "/snapshots/restore-\(getpid())"
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
-        let statePath = stateDirectory + "/state"
-        guard FileManager.default.createFile(atPath: statePath, contents: Data(record.deviceState)) else {
-            throw ValidationFailure("cannot write the snapshot's device state to \(statePath)")
-        }
-        let files = MicroVMSandbox.SnapshotFiles(ram: directory + "/" + memory.fileName, state: statePath)
+        let (memory, files, warm) = try await FunctionSnapshots(agent: agent).openForRestore(record, mountDirectory: directory,
+                                                                                            stateDirectory: stateDirectory)
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
         let sandbox = MicroVMSandbox(options: vm)
-        // The recorded working set goes into the page cache as well as L1: the guest's faults
-        // then map cached pages instead of each asking the agent for 4 KiB through FUSE.
-        let chunkSize = UInt64(memory.image.manifest.header.chunkSize)
-        let warm = (memory.prefetchRecord?.chunks ?? []).map { (offset: UInt64($0) * chunkSize, length: Int(chunkSize)) }
         let restoring = Task {
             try await sandbox.restore(root: root, from: files, event: event, hugePages: restoreHugePages, warm: warm, log: show)
         }

@@ -76,6 +76,23 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "Memory idle instances may hold together (e.g. 2G); the longest idle stop first. (default: no budget)")
     var idleMemoryBudget: String?
 
+    @Option(help: "The sandbox instances run in: process (namespaces and a loop mount; warm and cold instances) or microvm (qemu -M microvm; warm, deduplicated and cold instances).")
+    var sandbox: String = "process"
+
+    @Option(help: "microvm: seconds a function's snapshot (its deduplicated instance) is kept before the function has a pattern of arrivals.")
+    var keepDedup: Double = 600
+
+    @Option(help: "microvm: least seconds a snapshot is kept.")
+    var keepDedupMin: Double = 60
+
+    @Option(help: "microvm: most seconds a snapshot is kept.")
+    var keepDedupMax: Double = 86400
+
+    @Option(help: "microvm: the share of a function's invocations that should find at least its snapshot kept (the keep-dedup is this percentile of the gaps between its invocations, times 1.1).")
+    var dedupTarget: Double = 0.999
+
+    @OptionGroup var microVM: MicroVMArguments
+
     @Option(help: "Size of the tmpfs that holds a function's writes, /tmp included.")
     var tmpSize: String = "64M"
 
@@ -108,6 +125,10 @@ struct ServeAPI: AsyncParsableCommand {
         }
         let budget = try idleMemoryBudget.map { UInt64(try ByteCount.parse($0, option: "--idle-memory-budget")) }
         guard warmTarget > 0, warmTarget <= 1 else { throw ValidationError("--warm-target must be above 0 and at most 1") }
+        guard sandbox == "process" || sandbox == "microvm" else { throw ValidationError("--sandbox must be process or microvm (got '\(sandbox)')") }
+        guard keepDedup >= 0, keepDedupMin >= 0, keepDedupMax >= keepDedupMin, dedupTarget > 0, dedupTarget <= 1 else {
+            throw ValidationError("--keep-dedup and --keep-dedup-min must be 0 or more, --keep-dedup-max at least --keep-dedup-min, and --dedup-target above 0 and at most 1")
+        }
         guard agentTimeout > 0 else { throw ValidationError("--agent-timeout must be more than 0 seconds") }
         let advertised = advertise ?? listen
         guard let (_, advertisedPort) = try AddressArgument.parse(advertised, option: "--advertise"), advertisedPort > 0 else {
@@ -141,27 +162,48 @@ struct ServeAPI: AsyncParsableCommand {
             throw ValidationFailure(CommandErrors.describe(error))
         }
 
-        if let reason = MemoryCgroup.unavailable {
-            logger.warning("MemorySize is not enforced on this host: \(reason)")
-        }
-        var sandbox = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
-        sandbox.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
-        sandbox.stateDirectory = ThawRuntime.directory + "/sandboxes"
-        let pool = InstancePool<WarmSandbox>(
-            limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
-            policy: KeepAlivePolicy(initial: keepAlive, minimum: keepAliveMin, maximum: keepAliveMax, percentile: warmTarget),
-            clock: { Double(MonotonicTime.now()) / 1e9 }, memory: { $0.memoryHeld }, usable: { $0.retired == nil })
         let metrics = InvocationMetrics(registry: agent.metrics.registry)
-        let invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: sandbox,
-                                      slots: ThawRuntime.directory + "/starts", maxConcurrentStarts: maxConcurrentStarts,
-                                      pool: pool, metrics: metrics, records: (metadata, agentID), logger: logger)
-        let controller = InstanceController(pool: pool, metrics: metrics) { instances in
-            await InstanceInvoker.stop(instances, records: metadata, logger: logger)
-            for instance in instances { invoker.recorded.remove(instance.id) }
+        let records = InstanceRecords(metadata: metadata, agent: agentID, logger: logger)
+        let keepWarm = KeepAlivePolicy(initial: keepAlive, minimum: keepAliveMin, maximum: keepAliveMax, percentile: warmTarget)
+        let clock: @Sendable () -> Double = { Double(MonotonicTime.now()) / 1e9 }
+        let slots = ThawRuntime.directory + "/starts"
+        let invoker: any FunctionInvoker
+        let controller: any Service
+        if sandbox == "microvm" {
+            var vm = try microVM.options(tmpSize: try ByteCount.parse(tmpSize, option: "--tmp-size"))
+            vm.stateDirectory = ThawRuntime.directory + "/vms"
+            let pool = InstancePool<RestoredMicroVM>(
+                limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
+                policy: keepWarm, clock: clock, memory: { $0.memoryHeld }, usable: { $0.isRunning })
+            let deduplicated = DeduplicatedInstances<KeptSnapshot>(
+                policy: KeepAlivePolicy(initial: keepDedup, minimum: keepDedupMin, maximum: keepDedupMax, percentile: dedupTarget), clock: clock)
+            let microVMs = MicroVMInvoker(agent: agent, directory: configuration.mountDirectory!, vm: vm, slots: slots,
+                                          maxConcurrentStarts: maxConcurrentStarts, pool: pool, deduplicated: deduplicated,
+                                          metrics: metrics, records: records, logger: logger)
+            invoker = microVMs
+            controller = InstanceController(pool: pool, metrics: metrics,
+                                            stop: { await MicroVMInvoker.stop($0, records: records) },
+                                            tick: { await microVMs.tick(shuttingDown: $0) })
+        } else {
+            if let reason = MemoryCgroup.unavailable {
+                logger.warning("MemorySize is not enforced on this host: \(reason)")
+            }
+            var options = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
+            options.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
+            options.stateDirectory = ThawRuntime.directory + "/sandboxes"
+            let pool = InstancePool<WarmSandbox>(
+                limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
+                policy: keepWarm, clock: clock, memory: { $0.memoryHeld }, usable: { $0.retired == nil })
+            invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: options, slots: slots,
+                                      maxConcurrentStarts: maxConcurrentStarts, pool: pool, metrics: metrics, records: records,
+                                      logger: logger)
+            controller = InstanceController(pool: pool, metrics: metrics) { instances in
+                await InstanceInvoker.stop(instances, records: records, logger: logger)
+            }
         }
         let cluster = AgentCluster(id: agentID, address: advertised, metadata: metadata,
                                    timeout: .milliseconds(Int64(agentTimeout * 1000)), logger: logger,
-                                   onRejoin: { await invoker.recordAgain() })
+                                   onRejoin: { await records.recordAgain() })
         let code = PushingCodeSource(store: storeArguments, tenant: tenant.name)
         let service = LambdaService(metadata: metadata, code: code, invoker: invoker, tenant: tenant, region: apiRegion,
                                     account: account)

@@ -19,18 +19,21 @@ func say(_ line: String) {
     _ = write(1, text, text.count)
 }
 
+/// Up to `limit` bytes of `path`, read 1 MiB at a time: a guest of Lambda's smallest memory
+/// size cannot afford a buffer as large as the limit.
 func readAll(_ path: String, limit: Int) -> [UInt8]? {
     let descriptor = open(path, O_RDONLY)
     guard descriptor >= 0 else { return nil }
     defer { close(descriptor) }
-    var bytes = [UInt8](repeating: 0, count: limit)
-    var total = 0
-    while total < limit {
-        let count = bytes[total...].withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+    var bytes: [UInt8] = []
+    var piece = [UInt8](repeating: 0, count: min(limit, 1 << 20))
+    while bytes.count < limit {
+        let wanted = min(piece.count, limit - bytes.count)
+        let count = piece.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, wanted) }
         if count <= 0 { break }
-        total += count
+        bytes += piece[0..<count]
     }
-    return Array(bytes.prefix(total))
+    return bytes
 }
 
 /// The disks by what is on them (virtio-mmio probing order is not the command line's), waiting

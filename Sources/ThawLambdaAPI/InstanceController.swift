@@ -10,13 +10,18 @@ public struct InstanceController<Instance: Sendable>: Service {
     public let metrics: InvocationMetrics
     /// Stops instances the pool gave up; the controller confirms them to the pool afterwards.
     public let stop: @Sendable ([Instance]) async -> Void
+    /// Called at every tick after the pool's expiry, and once at shutdown with `true`: what
+    /// else moves between states (deduplicated instances expiring).
+    public let tick: @Sendable (_ shuttingDown: Bool) async -> Void
 
     public init(pool: InstancePool<Instance>, interval: Duration = .milliseconds(500), metrics: InvocationMetrics,
-                stop: @escaping @Sendable ([Instance]) async -> Void) {
+                stop: @escaping @Sendable ([Instance]) async -> Void,
+                tick: @escaping @Sendable (_ shuttingDown: Bool) async -> Void = { _ in }) {
         self.pool = pool
         self.interval = interval
         self.metrics = metrics
         self.stop = stop
+        self.tick = tick
     }
 
     public func run() async throws {
@@ -29,9 +34,11 @@ public struct InstanceController<Instance: Sendable>: Service {
                     await stop(expired)
                     await pool.confirmStopped(expired.count)
                 }
+                await tick(false)
                 await metrics.update(census: pool.census)
             }
         }
+        await tick(true)
         let idle = await pool.close()
         metrics.stopped(idle.count, reason: .shutdown)
         await stop(idle)
@@ -51,8 +58,10 @@ public struct InstanceController<Instance: Sendable>: Service {
 /// started, refusals, instances by state and why they were stopped.
 public final class InvocationMetrics: Sendable {
     public enum StopReason: String, Sendable, CaseIterable {
-        /// Idle past its function's keep-alive.
+        /// Idle past its function's keep-alive (a microVM's function stays deduplicated).
         case expired
+        /// A deduplicated instance past its function's keep-dedup: its snapshot was deleted.
+        case dedupExpired = "dedup_expired"
         /// Over the idle memory budget.
         case budget
         /// Its function's code changed, or the function was deleted.
@@ -68,6 +77,8 @@ public final class InvocationMetrics: Sendable {
     private let busy: Gauge
     private let warm: Gauge
     private let warmBytes: Gauge
+    private let deduplicated: Gauge
+    private let deduplicatedStoredBytes: Gauge
 
     public init(registry: PrometheusCollectorRegistry) {
         invocations = Dictionary(uniqueKeysWithValues: [StartKind.warm, .deduplicated, .cold].map {
@@ -80,6 +91,8 @@ public final class InvocationMetrics: Sendable {
         busy = registry.makeGauge(name: "thaw_api_instances", labels: [("state", "busy")])
         warm = registry.makeGauge(name: "thaw_api_instances", labels: [("state", "warm")])
         warmBytes = registry.makeGauge(name: "thaw_api_idle_instance_bytes", labels: [("state", "warm")])
+        deduplicated = registry.makeGauge(name: "thaw_api_instances", labels: [("state", "deduplicated")])
+        deduplicatedStoredBytes = registry.makeGauge(name: "thaw_api_deduplicated_stored_bytes")
     }
 
     public func invoked(_ start: StartKind) { invocations[start]?.increment() }
@@ -92,5 +105,10 @@ public final class InvocationMetrics: Sendable {
         busy.set(Double(census.busy))
         warm.set(Double(census.idle))
         warmBytes.set(Double(census.idleMemory))
+    }
+
+    public func update<Snapshot>(deduplicated census: DeduplicatedInstances<Snapshot>.Census) {
+        deduplicated.set(Double(census.snapshots))
+        deduplicatedStoredBytes.set(Double(census.storedBytes))
     }
 }

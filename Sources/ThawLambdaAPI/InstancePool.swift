@@ -126,6 +126,21 @@ public actor InstancePool<Instance: Sendable> {
         return handOver(overBudget())
     }
 
+    /// Adds an idle instance of `function` (of `code`) made outside any lease, such as a microVM
+    /// restored ahead of the next event; the instances the memory budget no longer admits come
+    /// back, to stop (after a close, `instance` itself).
+    public func adopt(_ function: String, code: String, instance: Instance) -> [Instance] {
+        if closed { return handOver([instance]) }
+        functions[function, default: Function()].idle.append(Idle(instance: instance, code: code, since: clock()))
+        return handOver(overBudget())
+    }
+
+    /// Idle instances of `function` now.
+    public func idleCount(of function: String) -> Int { functions[function]?.idle.count ?? 0 }
+
+    /// Each function's recent arrivals, for policies kept outside the pool.
+    public func histories() -> [String: ArrivalHistory] { functions.mapValues(\.history) }
+
     /// Ends a lease whose instance cannot serve again (its handler failed): it comes back, to stop.
     public func releaseRetired(_ function: String, instance: Instance) -> [Instance] {
         functions[function, default: Function()].busy = max(0, functions[function, default: Function()].busy - 1)

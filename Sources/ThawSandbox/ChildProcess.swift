@@ -40,6 +40,9 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Whether `wait` has reaped the process.
+    public var hasEnded: Bool { reaped.withLock { $0 } }
+
     /// Waits for the end and reaps the process.
     public func wait() async -> Termination {
         let termination = await OwnThread.run { [pid] in Spawn.wait(pid) }

@@ -153,6 +153,16 @@ public struct MicroVMSandbox: Sendable {
                 onStep: @escaping @Sendable (String, SandboxStopper) -> Void = { _, _ in },
                 refuseHugePageAdvice: Bool = false,
                 whenStarted: (@Sendable (SandboxStopper) -> Void)? = nil) async throws -> QemuRun {
+        let qemu = try await start(arguments, log: log, onStep: onStep, refuseHugePageAdvice: refuseHugePageAdvice)
+        qemu.arm(options.timeout)
+        whenStarted?(qemu.stopper)
+        return await qemu.wait()
+    }
+
+    /// Starts qemu as `launch` does and returns while it runs, with no timeout armed yet.
+    func start(_ arguments: [String], log: @escaping @Sendable ([UInt8]) -> Void,
+               onStep: @escaping @Sendable (String, SandboxStopper) -> Void = { _, _ in },
+               refuseHugePageAdvice: Bool = false) async throws -> QemuProcess {
         let qemu = try Self.hostProgram(options.qemu)
         var arguments = arguments
         arguments[0] = qemu
@@ -172,39 +182,7 @@ public struct MicroVMSandbox: Sendable {
             throw error
         }
         close(console.write)
-
-        let stopper = SandboxStopper(child: child)
-        let timer = stopper.armTimeout(options.timeout, killing: "the microVM")
-        defer { timer.cancel() }
-        whenStarted?(stopper)
-        let marks = Shared<[String: UInt64]>([:])
-        let tail = LogTail(limit: options.logTailLimit)
-        let lines = LineSplitter()
-        let termination = await withTaskCancellationHandler {
-            async let consoleRead = PipeEnds.drain(console.read, limit: 0, chunk: { piece in
-                for line in lines.feed(piece) {
-                    let text = String(decoding: line, as: UTF8.self)
-                    // The kernel's own word on the restart that ends every run.
-                    if text.hasSuffix("sysrq: Resetting") { continue }
-                    if text.hasPrefix("thaw-guest: ") {
-                        let step = String(text.dropFirst("thaw-guest: ".count))
-                        marks.withLock { $0[step.hasPrefix("failed") ? "failed" : step] = MonotonicTime.now() }
-                        onStep(step, stopper)
-                        if !step.hasPrefix("failed") { continue }
-                    }
-                    let withNewline = line + [0x0a]
-                    log(withNewline)
-                    tail.append(withNewline)
-                }
-            })
-            let termination = await child.wait()
-            _ = await consoleRead
-            return termination
-        } onCancel: {
-            stopper.stop(SandboxError(.cancelled, "the start was interrupted; the microVM was killed"))
-        }
-        return QemuRun(termination: termination, marks: marks.withLock { $0 }, tail: tail.bytes, stopped: stopper.reason,
-                       finished: MonotonicTime.now())
+        return QemuProcess(child: child, console: console.read, logTailLimit: options.logTailLimit, log: log, onStep: onStep)
     }
 
     /// What the guest answered on the response disk, as an outcome.
@@ -269,6 +247,71 @@ public struct MicroVMSandbox: Sendable {
         } catch {
             throw SandboxError(.setupFailed, "\(name) is not installed: the microVM sandbox needs qemu (Debian package qemu-system-x86)")
         }
+    }
+}
+
+/// One running qemu: its console is read as it comes (progress marks, log lines, the tail) and
+/// its end is awaited once, by `wait`. The timeout is armed by whoever knows when the work
+/// starts: at launch for a boot, at the event for a VM restored ahead of it.
+final class QemuProcess: Sendable {
+    let child: ChildProcess
+    let stopper: SandboxStopper
+    let marks = Shared<[String: UInt64]>([:])
+    let tail: LogTail
+    private let timer = Shared<Task<Void, Never>?>(nil)
+    private let ended = Shared<Task<Termination, Never>?>(nil)
+
+    init(child: ChildProcess, console: Int32, logTailLimit: Int, log: @escaping @Sendable ([UInt8]) -> Void,
+         onStep: @escaping @Sendable (String, SandboxStopper) -> Void) {
+        self.child = child
+        stopper = SandboxStopper(child: child)
+        tail = LogTail(limit: logTailLimit)
+        let lines = LineSplitter(), marks = marks, tail = tail, stopper = stopper
+        ended.withLock {
+            $0 = Task {
+                async let consoleRead = PipeEnds.drain(console, limit: 0, chunk: { piece in
+                    for line in lines.feed(piece) {
+                        let text = String(decoding: line, as: UTF8.self)
+                        // The kernel's own word on the restart that ends every run.
+                        if text.hasSuffix("sysrq: Resetting") { continue }
+                        if text.hasPrefix("thaw-guest: ") {
+                            let step = String(text.dropFirst("thaw-guest: ".count))
+                            marks.withLock { $0[step.hasPrefix("failed") ? "failed" : step] = MonotonicTime.now() }
+                            onStep(step, stopper)
+                            if !step.hasPrefix("failed") { continue }
+                        }
+                        let withNewline = line + [0x0a]
+                        log(withNewline)
+                        tail.append(withNewline)
+                    }
+                })
+                let termination = await child.wait()
+                _ = await consoleRead
+                return termination
+            }
+        }
+    }
+
+    /// Kills the VM with `.timedOut` once `timeout` has passed (replacing a timeout armed before).
+    func arm(_ timeout: Duration) {
+        let next = stopper.armTimeout(timeout, killing: "the microVM")
+        timer.withLock { current in
+            current?.cancel()
+            current = next
+        }
+    }
+
+    /// Waits for qemu's end; cancelling the waiting task kills the VM.
+    func wait() async -> MicroVMSandbox.QemuRun {
+        let ended = ended.withLock { $0! }
+        let termination = await withTaskCancellationHandler {
+            await ended.value
+        } onCancel: {
+            stopper.stop(SandboxError(.cancelled, "the start was interrupted; the microVM was killed"))
+        }
+        timer.withLock { $0?.cancel() }
+        return MicroVMSandbox.QemuRun(termination: termination, marks: marks.withLock { $0 }, tail: tail.bytes, stopped: stopper.reason,
+                       finished: MonotonicTime.now())
     }
 }
 

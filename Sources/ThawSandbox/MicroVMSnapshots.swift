@@ -117,20 +117,80 @@ extension MicroVMSandbox {
     public func restore(root: RootDisk, from files: SnapshotFiles, event: [UInt8], hugePages: Bool = false,
                         warm: [(offset: UInt64, length: Int)] = [],
                         log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> (SandboxOutcome, restored: UInt64?) {
-        let directory = try makeStateDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let vm: RestoredMicroVM
+        do {
+            vm = try await RestoredMicroVM.restore(self, root: root, from: files, event: event, hugePages: hugePages, warm: warm, log: log)
+        } catch let error as SandboxError {
+            return (SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(), failure: error, leftovers: []), nil)
+        }
+        return (await vm.invoke(event: nil), vm.restored)
+    }
+}
+
+/// A microVM restored from its function's snapshot and running: the guest's handler has loaded
+/// and the guest polls its request disk for the event. Restored ahead of an invocation, it
+/// answers one in the time the handler takes, with no boot and no state load on the way; it
+/// answers exactly one, since the guest powers off after its answer, as after a cold boot.
+///
+/// It holds what qemu holds: the guest's pages it has touched (mapped privately from the
+/// snapshot's RAM file, whose page cache every VM restored from that snapshot shares) and
+/// qemu's own memory, measured as qemu's proportional set size.
+public final class RestoredMicroVM: Sendable {
+    public let id: String
+    /// When the guest resumed (`MonotonicTime`).
+    public let restored: UInt64
+    let options: MicroVMSandbox.Options
+    let directory: String
+    let requestPath: String
+    let responsePath: String
+    let qemu: QemuProcess
+    let warmer: Shared<PageCacheWarmer?>
+    /// Set by the first `invoke` or `stop`: a VM answers once.
+    private let used = Shared(false)
+
+    init(id: String, restored: UInt64, options: MicroVMSandbox.Options, directory: String, requestPath: String, responsePath: String,
+         qemu: QemuProcess, warmer: Shared<PageCacheWarmer?>) {
+        self.id = id
+        self.restored = restored
+        self.options = options
+        self.directory = directory
+        self.requestPath = requestPath
+        self.responsePath = responsePath
+        self.qemu = qemu
+        self.warmer = warmer
+    }
+
+    /// Starts qemu on the snapshot, loads its state and lets the guest run; returns once it
+    /// runs. With `event`, the event already waits on the request disk (a restore for one
+    /// invocation); without, the guest polls until `invoke` writes one. The restore may take
+    /// `restoreTimeout` (default: the sandbox's timeout); the answer, the sandbox's timeout.
+    ///
+    /// - Throws: `SandboxError` when qemu cannot start or load the state, or the restore
+    ///   takes longer than the sandbox's timeout; nothing is left running.
+    public static func restore(_ sandbox: MicroVMSandbox, root: MicroVMSandbox.RootDisk, from files: MicroVMSandbox.SnapshotFiles,
+                               event: [UInt8]? = nil, hugePages: Bool = false, warm: [(offset: UInt64, length: Int)] = [],
+                               restoreTimeout: Duration? = nil,
+                               log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> RestoredMicroVM {
+        let directory = try sandbox.makeStateDirectory()
         let requestPath = directory + "/request.img", responsePath = directory + "/response.img", qmp = directory + "/qmp.sock"
-        // The event is waiting on the request disk before the guest resumes and polls it.
-        try Self.writeDisks(request: try GuestProtocol.eventDisk(event), requestPath: requestPath, responsePath: responsePath,
-                            responseSize: responseDiskSize)
-        let restored = Shared<UInt64?>(nil)
-        let arguments = arguments(root: root, request: requestPath, response: responsePath,
-                                  memory: MemoryFile(path: files.ram, shared: false), qmp: qmp, incoming: true)
-        let stateFile = files.state, ramPath = files.ram
+        let qemu: QemuProcess
+        do {
+            let request = try event.map { try GuestProtocol.eventDisk($0) }
+                ?? [UInt8](repeating: 0, count: GuestProtocol.snapshotRequestDiskSize)
+            try MicroVMSandbox.writeDisks(request: request, requestPath: requestPath, responsePath: responsePath,
+                                          responseSize: sandbox.responseDiskSize)
+            let arguments = sandbox.arguments(root: root, request: requestPath, response: responsePath,
+                                              memory: MicroVMSandbox.MemoryFile(path: files.ram, shared: false), qmp: qmp, incoming: true)
+            qemu = try await sandbox.start(arguments, log: log, refuseHugePageAdvice: !hugePages)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        qemu.arm(restoreTimeout ?? sandbox.options.timeout)
         let warmer = Shared<PageCacheWarmer?>(nil)
-        defer { warmer.withLock { $0?.stop() } }
-        let run = try await launch(arguments, log: log, refuseHugePageAdvice: !hugePages, whenStarted: { stopper in
-            Thread {
+        let stateFile = files.state, ramPath = files.ram
+        let loaded: Result<UInt64, SandboxError> = await withTaskCancellationHandler {
+            await OwnThread.run {
                 do {
                     let control = try QMPConnection(path: qmp)
                     // qemu answers its monitor only after it has opened and mapped the RAM file.
@@ -146,14 +206,93 @@ extension MicroVMSandbox {
                         throw SandboxError(.setupFailed, "qemu could not load the snapshot's state (status \(status))")
                     }
                     if status != "running" { try control.execute("cont") }
-                    restored.withLock { $0 = MonotonicTime.now() }
+                    return .success(MonotonicTime.now())
                 } catch let error as SandboxError {
-                    stopper.stop(error)
+                    return .failure(error)
                 } catch {
-                    stopper.stop(SandboxError(.setupFailed, "restore control failed: \(error)"))
+                    return .failure(SandboxError(.setupFailed, "restore control failed: \(error)"))
                 }
-            }.start()
-        })
-        return (outcome(of: run, responsePath: responsePath), restored.withLock { $0 })
+            }
+        } onCancel: {
+            qemu.stopper.stop(SandboxError(.cancelled, "the restore was interrupted; the microVM was killed"))
+        }
+        switch loaded {
+        case .success(let time):
+            return RestoredMicroVM(id: (directory as NSString).lastPathComponent, restored: time, options: sandbox.options,
+                                   directory: directory, requestPath: requestPath, responsePath: responsePath, qemu: qemu, warmer: warmer)
+        case .failure(let failure):
+            qemu.stopper.stop(failure)
+            let run = await qemu.wait()
+            warmer.withLock { $0?.stop() }
+            try? FileManager.default.removeItem(atPath: directory)
+            // A qemu that ended by itself says why on its console better than its monitor can.
+            let reason = run.stopped ?? failure
+            let last = String(decoding: run.tail, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            throw reason.kind == .setupFailed && !last.isEmpty ? SandboxError(.setupFailed, "\(reason.message): \(last)") : reason
+        }
+    }
+
+    /// Delivers `event` (nil: the one written at the restore), waits for the answer under the
+    /// sandbox's timeout, and removes the VM.
+    public func invoke(event: [UInt8]?) async -> SandboxOutcome {
+        let first = used.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        guard first else {
+            return SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(),
+                                  failure: SandboxError(.setupFailed, "microVM \(id) has already answered"), leftovers: [])
+        }
+        defer { finish() }
+        if let event {
+            do {
+                try deliver(event)
+            } catch let error as SandboxError {
+                qemu.stopper.stop(error)
+            } catch {
+                qemu.stopper.stop(SandboxError(.setupFailed, "cannot deliver the event: \(error)"))
+            }
+        }
+        qemu.arm(options.timeout)
+        let run = await qemu.wait()
+        return MicroVMSandbox(options: options).outcome(of: run, responsePath: responsePath)
+    }
+
+    /// Kills the VM, unused.
+    public func stop() async {
+        used.withLock { $0 = true }
+        qemu.stopper.stop(SandboxError(.cancelled, "microVM \(id) was stopped"))
+        _ = await qemu.wait()
+        finish()
+    }
+
+    /// Whether the VM still runs (it has not answered, failed or been stopped).
+    public var isRunning: Bool { qemu.stopper.reason == nil && !used.withLock { $0 } && !qemu.child.hasEnded }
+
+    /// The proportional set size of qemu now, in bytes.
+    public var memoryHeld: UInt64 { ProcessTree.proportionalSetSize(of: qemu.child.pid) }
+
+    /// Writes the event where the polling guest finds it: the body first, then the magic that
+    /// says it is complete, so the guest never reads a length before its bytes.
+    func deliver(_ event: [UInt8]) throws {
+        let disk = try GuestProtocol.eventDisk(event)
+        let used = GuestProtocol.eventMagic.count + 4 + event.count
+        let descriptor = open(requestPath, O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SandboxError(.setupFailed, "cannot open the request disk \(requestPath): \(SystemCalls.errorText())") }
+        defer { close(descriptor) }
+        let magic = GuestProtocol.eventMagic.count
+        for range in [magic..<max(magic, used), 0..<magic] {
+            var done = range.lowerBound
+            while done < range.upperBound {
+                let count = disk[done..<range.upperBound].withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(done)) }
+                guard count > 0 else { throw SandboxError(.setupFailed, "cannot write the event to \(requestPath): \(SystemCalls.errorText())") }
+                done += count
+            }
+        }
+    }
+
+    private func finish() {
+        warmer.withLock { $0?.stop() }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -289,6 +289,94 @@ import ThawTestSupport
         }
     }
 
+    /// `--sandbox microvm` (TCG here): a function's instances go from cold (a boot) to
+    /// deduplicated (its snapshot in the store, restored on demand) to warm (a VM restored ahead
+    /// of the event), and back down as their keep-alive and keep-dedup periods pass. The boot id
+    /// the handler read before its event tells a boot from a restore: every restore of one
+    /// snapshot has the boot id of the boot it was taken in.
+    @Test func microVMInstancesMoveBetweenWarmDeduplicatedAndCold() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            let handler = """
+                #!/bin/sh
+                # Read before the event: the kernel makes its boot id on the first read.
+                boot=$(cat /proc/sys/kernel/random/boot_id)
+                event=$(cat)
+                count=$(( $(cat /tmp/count 2>/dev/null || echo 0) + 1 ))
+                echo $count > /tmp/count
+                echo "handled $event" >&2
+                printf '{"event": %s, "boot": "%s", "count": %s}' "$event" "$boot" "$count"
+                """
+            _ = try FunctionImage.writeBusybox(to: harness.layout, tag: "vm", handler: handler,
+                                               execution: .init(cmd: ["/function/handler"]))
+            let api = try API(harness, options: ["--sandbox", "microvm", "--max-instances-per-function", "1",
+                                                 "--keep-alive", "8", "--keep-alive-min", "1",
+                                                 "--keep-dedup", "20", "--keep-dedup-min", "1"])
+            defer { api.process.stop() }
+            let script = """
+                import base64, glob, json, re, sys, time, urllib.request, boto3
+                from botocore.config import Config
+                endpoint, image, store = sys.argv[1:4]
+                client = boto3.client("lambda", endpoint_url=endpoint,
+                                      config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=300))
+                client.create_function(FunctionName="vm", PackageType="Image", Role="r", Code={"ImageUri": image}, Timeout=60)
+                def invoke(n):
+                    answer = client.invoke(FunctionName="vm", Payload=json.dumps({"n": n}).encode(), LogType="Tail")
+                    start = answer["ResponseMetadata"]["HTTPHeaders"]["x-thaw-start"]
+                    body = json.loads(answer["Payload"].read())
+                    assert answer.get("FunctionError") is None and body["event"] == {"n": n}, (start, body)
+                    assert "handled" in base64.b64decode(answer["LogResult"]).decode()
+                    return start, body
+                def metrics():
+                    return urllib.request.urlopen(endpoint + "/metrics").read().decode()
+                def figure(name):
+                    found = re.search("^" + re.escape(name) + r" (\\S+)$", metrics(), re.MULTILINE)
+                    return float(found.group(1)) if found else 0.0
+                def wait(name, value, seconds=300):
+                    deadline = time.monotonic() + seconds
+                    while figure(name) != value:
+                        assert time.monotonic() < deadline, f"{name} did not become {value}:\\n{metrics()}"
+                        time.sleep(0.2)
+                def snapshots():
+                    return glob.glob(store + "/roots/*/snapshots/*/*")
+                start, cold = invoke(0)
+                assert start == "cold", start
+                # The service snapshots the function after its first answer.
+                wait('thaw_api_instances{state="deduplicated"}', 1)
+                assert len(snapshots()) == 1, snapshots()
+                start, restored = invoke(1)
+                assert start == "deduplicated" and restored["boot"] != cold["boot"], (start, restored, cold)
+                # A VM is restored ahead of the next event: a restore of the same snapshot.
+                wait('thaw_api_instances{state="warm"}', 1)
+                start, warm = invoke(2)
+                assert start == "warm" and warm["boot"] == restored["boot"] and warm["count"] == 1, (start, warm)
+                # Past the keep-alive (8 s) the warm VM stops; the function stays deduplicated.
+                wait('thaw_api_instances{state="warm"}', 1)
+                time.sleep(10)
+                assert figure('thaw_api_instances{state="warm"}') == 0, metrics()
+                start, again = invoke(3)
+                assert start == "deduplicated" and again["boot"] == restored["boot"], (start, again)
+                # Past the keep-dedup (20 s) the snapshot is deleted from the store: cold again.
+                wait('thaw_api_instances_stopped_total{reason="dedup_expired"}', 1, seconds=60)
+                assert snapshots() == [], snapshots()
+                start, booted = invoke(4)
+                assert start == "cold" and booted["boot"] not in (cold["boot"], restored["boot"]), (start, booted)
+                assert figure('thaw_api_invocations_total{start="warm"}') == 1, metrics()
+                assert figure('thaw_api_invocations_total{start="deduplicated"}') == 2, metrics()
+                assert figure('thaw_api_invocations_total{start="cold"}') == 2, metrics()
+                assert figure('thaw_api_instances_stopped_total{reason="expired"}') >= 1, metrics()
+                print("microvm ok")
+                """
+            let result = try TestSupport.runWithEnvironment("python3", ["-c", script, api.endpoint, "oci:\(harness.layout):vm", harness.store],
+                                                            environment: try api.environment(), check: false)
+            let log = (try? String(contentsOfFile: api.log, encoding: .utf8)) ?? ""
+            #expect(result.status == 0 && result.output.contains("microvm ok"), "\(result.output)\nservice log:\n\(log)")
+            // Stopped while it snapshots the function again: that boot ends with the service.
+            #expect(api.process.stop(grace: 120) == 0, "\(log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
     /// `thaw-bench load` against the service; its JSON summary.
     func load(_ api: API, _ arguments: [String]) throws -> [String: Any] {
         let result = try TestSupport.run(TestSupport.thawBenchExecutable, [
