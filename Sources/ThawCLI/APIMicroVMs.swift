@@ -58,6 +58,7 @@ struct MicroVMInvoker: FunctionInvoker {
     /// Snapshots being taken and VMs being restored ahead, cancelled and awaited at shutdown so
     /// that no qemu outlives the service.
     let background = BackgroundWork()
+    let restoringAhead = RestoringAhead()
     /// Chunk size of a snapshot's memory in the store.
     let memoryChunkKiB = 64
     /// Time a boot or a restore may take before the handler's own timeout starts, as Lambda
@@ -105,34 +106,41 @@ struct MicroVMInvoker: FunctionInvoker {
     /// else a cold boot.
     func startFresh(_ function: FunctionRecord, settings: FunctionSettings, code: String, event: [UInt8]) async throws
         -> (StartKind, SandboxOutcome) {
+        let name = function.name.value
         let (served, spec) = try await InstanceInvoker.open(function, settings: settings, agent: agent)
         let root = MicroVMSandbox.RootDisk.file(directory + "/" + served.fileName)
         if let kept = try await snapshot(of: function, settings: settings, code: code, served: served, spec: spec, root: root) {
-            metrics.invoked(.deduplicated)
-            let restored: (vm: RestoredMicroVM, memoryID: String)
             do {
-                restored = try await restore(kept, event: event)
-            } catch let error as SandboxError {
-                return (.deduplicated, SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(),
-                                                      failure: error, leftovers: []))
+                let restored = try await restore(kept, event: event)
+                metrics.invoked(.deduplicated)
+                let outcome = await restored.vm.invoke(event: nil)
+                // The first restore's reads, event and answer included, are what later restores prefetch.
+                if outcome.failure == nil { _ = try? await agent.finishRecording(restored.memoryID) }
+                return (.deduplicated, outcome)
+            } catch let error as SandboxError where error.kind != .cancelled {
+                // A snapshot that cannot be restored would fail every start: it is dropped (and
+                // deleted, when the store still holds this one) and the function boots cold.
+                logger.warning("cannot restore the snapshot of \(name), booting it cold: \(error.message)")
+                await forgetSnapshots(of: name, await deduplicated.drain(name))
             }
-            let outcome = await restored.vm.invoke(event: nil)
-            // The first restore's reads, event and answer included, are what later restores prefetch.
-            if outcome.failure == nil { _ = try? await agent.finishRecording(restored.memoryID) }
-            return (.deduplicated, outcome)
         }
         let slot = try startSlot()
         defer { slot.release() }
         metrics.invoked(.cold)
         var boot = options(for: settings)
         boot.timeout += Self.initAllowance
-        let outcome = try await MicroVMSandbox(options: boot).run(root: root, function: spec, event: event)
+        let outcome: SandboxOutcome
+        do {
+            outcome = try await MicroVMSandbox(options: boot).run(root: root, function: spec, event: event)
+        } catch let error as SandboxError {
+            throw LambdaError.service("cannot start a microVM of \(name): \(error.message)")
+        }
         if outcome.failure == nil { _ = try? await agent.finishRecording(served.id) }
         return (.cold, outcome)
     }
 
-    /// Whether functions are kept deduplicated at all: not with a keep-dedup of at most 0, which
-    /// leaves warm and cold instances only (and without snapshots, no warm ones either).
+    /// Whether functions are kept deduplicated at all: not with `--keep-dedup-max 0`, which
+    /// leaves cold instances only (warm ones are restored from snapshots).
     var deduplicating: Bool { deduplicated.policy.maximum > 0 }
 
     /// The VM options for a function: its memory (Lambda's MemorySize, in MiB) and timeout.
@@ -167,13 +175,13 @@ struct MicroVMInvoker: FunctionInvoker {
               restoreOptions.responseLimit == wanted.responseLimit, restoreOptions.kernelArguments == wanted.kernelArguments,
               await deduplicated.beginTaking(name, code: code) else { return nil }
         let kept = KeptSnapshot(found: found, vm: restoreOptions, root: root, storedBytes: 0)
-        await deleteInBackground(await deduplicated.finishTaking(name, code: code, snapshot: kept, storedBytes: 0))
-        await records.add(id: Self.snapshotInstanceID(name), function: function.name, state: "deduplicated")
+        await forgetSnapshots(of: name, await deduplicated.finishTaking(name, code: code, snapshot: kept, storedBytes: 0))
+        await records.add(id: snapshotInstanceID(name), function: function.name, state: "deduplicated")
         return kept
     }
 
-    /// The instance id a function's deduplicated instance is recorded under.
-    static func snapshotInstanceID(_ function: String) -> String { "snapshot-\(function)" }
+    /// The instance id a function's deduplicated instance is recorded under, unique in the cluster.
+    func snapshotInstanceID(_ function: String) -> String { "snapshot-\(records.agent)-\(function)" }
 
     /// Restores `kept` with its RAM served lazily by the agent: with `event` waiting for the
     /// guest, or (nil) ahead of one.
@@ -215,16 +223,21 @@ struct MicroVMInvoker: FunctionInvoker {
             } catch {
                 logger.warning("cannot snapshot \(name): \(CommandErrors.describe(error))")
             }
-            await deleteInBackground(await deduplicated.finishTaking(name, code: code, snapshot: taken, storedBytes: taken?.storedBytes ?? 0))
+            // A snapshot not kept (its function changed meanwhile) is deleted; one it replaced
+            // under the same key is not, the key holding the new record now.
+            await forgetSnapshots(of: name, await deduplicated.finishTaking(name, code: code, snapshot: taken,
+                                                                           storedBytes: taken?.storedBytes ?? 0))
             kept = await deduplicated.snapshot(of: name, code: code)
-            if kept != nil { await records.add(id: Self.snapshotInstanceID(name), function: function.name, state: "deduplicated") }
+            if kept != nil { await records.add(id: snapshotInstanceID(name), function: function.name, state: "deduplicated") }
         }
         // A VM restored ahead waits for its event longer than a recording waits for reads: the
         // memory's working set is recorded by a restore with its event (a deduplicated start)
         // before any is restored ahead.
-        guard let kept, await pool.idleCount(of: name) < pool.limits.perFunction, await pool.keepAlive(of: name) > 0,
+        guard let kept, await pool.keepAlive(of: name) > 0,
               let memory = try? await agent.open(kept.found.record.memoryManifestID, privatelyMapped: true),
-              memory.prefetchRecord != nil || memory.savedRecord != nil else { return }
+              memory.prefetchRecord != nil || memory.savedRecord != nil,
+              await restoringAhead.begin(name, idle: await pool.idleCount(of: name), limit: pool.limits.perFunction) else { return }
+        defer { restoringAhead.end(name) }
         do {
             let restored = try await restore(kept, event: nil).vm
             await records.add(id: restored.id, function: function.name, state: "warm")
@@ -254,33 +267,48 @@ struct MicroVMInvoker: FunctionInvoker {
 
     func forget(_ function: FunctionName) async {
         stopInBackground(await pool.drain(function.value), reason: .stale)
-        let dropped = await deduplicated.drain(function.value)
-        if !dropped.isEmpty { await records.remove(id: Self.snapshotInstanceID(function.value)) }
-        await deleteInBackground(dropped)
+        await forgetSnapshots(of: function.value, await deduplicated.drain(function.value))
     }
 
     /// The controller's tick: snapshots past their keep-dedup are deleted (their functions go
-    /// cold); at shutdown, nothing more is kept, and the snapshots stay for the next agent.
+    /// cold), unless warm VMs of them are still kept; at shutdown, nothing more is kept or
+    /// started, and the snapshots stay for the next agent.
     func tick(shuttingDown: Bool) async {
         if shuttingDown {
-            await background.cancelAll()
-            for name in await deduplicated.close() { await records.remove(id: Self.snapshotInstanceID(name)) }
+            let held = await deduplicated.close()
+            await background.close()
+            for name in held { await records.remove(id: snapshotInstanceID(name)) }
         } else {
-            let expired = await deduplicated.expire(histories: await pool.histories())
+            var warm: Set<String> = []
+            for name in await pool.histories().keys where await pool.idleCount(of: name) > 0 { warm.insert(name) }
+            let expired = await deduplicated.expire(histories: await pool.histories(), keeping: warm)
             metrics.stopped(expired.count, reason: .dedupExpired)
-            for (name, _) in expired { await records.remove(id: Self.snapshotInstanceID(name)) }
-            await deleteInBackground(expired.map(\.snapshot))
+            for (name, snapshot) in expired { await forgetSnapshots(of: name, [snapshot]) }
         }
         metrics.update(deduplicated: await deduplicated.census)
     }
 
-    /// Deletes snapshot records from the store; their memory chunks go with the next rotation.
-    func deleteInBackground(_ snapshots: [KeptSnapshot]) async {
+    /// Lets go of `function`'s `snapshots`: its instance record goes when it keeps none, and
+    /// each snapshot record is deleted from the store, in the background, if it is still the one
+    /// that was kept (a later snapshot of the same image, by this agent or another, replaces it
+    /// under the same key). Their memory chunks go with the next rotation of the root.
+    func forgetSnapshots(of function: String, _ snapshots: [KeptSnapshot]) async {
+        guard !snapshots.isEmpty else { return }
+        if await deduplicated.snapshot(of: function, code: nil) == nil { await records.remove(id: snapshotInstanceID(function)) }
+        let store = agent.origin.store, keys = agent.origin.keys, logger = logger
         for kept in snapshots {
-            do {
-                try await agent.origin.store.delete(kept.found.key)
-            } catch {
-                logger.warning("cannot delete the snapshot \(kept.found.key): \(error)")
+            background.run {
+                do {
+                    let image = try await agent.open(kept.found.record.imageManifestID).image.manifest.header
+                    let current = try await SnapshotRecord.open(try await store.get(kept.found.key), for: image, keys: keys,
+                                                               what: "snapshot record \(kept.found.key)")
+                    guard current.memoryManifestID == kept.found.record.memoryManifestID else { return }
+                    try await store.delete(kept.found.key)
+                } catch let error as StoreError where error.kind == .notFound {
+                    return
+                } catch {
+                    logger.warning("cannot delete the snapshot \(kept.found.key): \(error)")
+                }
             }
         }
     }
@@ -311,24 +339,50 @@ struct MicroVMInvoker: FunctionInvoker {
 
 /// Tasks started in the background that shutdown must not leave running.
 final class BackgroundWork: Sendable {
-    private let tasks = Mutex<[UInt64: Task<Void, Never>]>([:])
+    private let tasks = Mutex<(running: [UInt64: Task<Void, Never>], closed: Bool)>(([:], false))
     private let next = Atomic<UInt64>(0)
 
-    /// Runs `work` in a task of its own, forgotten once it ends.
+    /// Runs `work` in a task of its own, forgotten once it ends; nothing after `close`.
     func run(_ work: @escaping @Sendable () async -> Void) {
         let id = next.add(1, ordering: .relaxed).newValue
         tasks.withLock { tasks in
-            tasks[id] = Task { [weak self] in
+            guard !tasks.closed else { return }
+            tasks.running[id] = Task { [weak self] in
                 await work()
-                _ = self?.tasks.withLock { $0.removeValue(forKey: id) }
+                _ = self?.tasks.withLock { $0.running.removeValue(forKey: id) }
             }
         }
     }
 
-    /// Cancels every task still running and waits for them to end.
-    func cancelAll() async {
-        let running = tasks.withLock { Array($0.values) }
+    /// Refuses new work, cancels every task still running and waits for them to end.
+    func close() async {
+        let running = tasks.withLock { tasks in
+            tasks.closed = true
+            return Array(tasks.running.values)
+        }
         for task in running { task.cancel() }
         for task in running { await task.value }
+    }
+}
+
+/// The VMs being restored ahead for each function, so that with those already idle they stay
+/// within the per-function limit when several invocations end at once.
+final class RestoringAhead: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Counts one more restore of `function` if `idle` plus those under way stay below `limit`.
+    func begin(_ function: String, idle: Int, limit: Int) -> Bool {
+        counts.withLock { counts in
+            guard idle + counts[function, default: 0] < limit else { return false }
+            counts[function, default: 0] += 1
+            return true
+        }
+    }
+
+    func end(_ function: String) {
+        counts.withLock { counts in
+            counts[function, default: 1] -= 1
+            if counts[function] == 0 { counts[function] = nil }
+        }
     }
 }

@@ -10,12 +10,22 @@ import ThawSandbox
 /// and loop device go with its namespaces. A process still in a dead agent's cgroup is killed.
 /// A microVM does not end with its agent (qemu has no way to follow its parent here): a qemu
 /// whose state directory names a dead agent is killed, and the directory removed.
+/// So is a dead agent's snapshot scratch directory.
 /// The next serve-api on the host reclaims the rest before it starts, so a restarted agent
 /// finds its runtime directory clean.
 enum DeadAgentReclaimer {
     /// Reclaims, under `runtime`, what processes no longer running left.
     static func reclaim(runtime: String, logger: Logger) {
         var reclaimed: [String] = []
+        // A snapshot's scratch directory holds a whole guest RAM file.
+        for prefix in ["take-", "restore-"] {
+            let parent = runtime + "/snapshots"
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
+                guard let pid = Self.pid(in: entry, after: prefix), !Self.isRunning(pid),
+                      (try? FileManager.default.removeItem(atPath: parent + "/" + entry)) != nil else { continue }
+                reclaimed.append(parent + "/" + entry)
+            }
+        }
         for (directory, prefix) in [("mounts", "api-"), ("sandboxes", "sandbox-")] {
             let parent = runtime + "/" + directory
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {

@@ -85,7 +85,7 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "microvm: least seconds a snapshot is kept.")
     var keepDedupMin: Double = 60
 
-    @Option(help: "microvm: most seconds a snapshot is kept.")
+    @Option(help: "microvm: most seconds a snapshot is kept; 0 keeps none (instances are then only cold).")
     var keepDedupMax: Double = 86400
 
     @Option(help: "microvm: the share of a function's invocations that should find at least its snapshot kept (the keep-dedup is this percentile of the gaps between its invocations, times 1.1).")

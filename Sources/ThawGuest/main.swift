@@ -228,9 +228,13 @@ func waitForEvent(_ disk: String) -> [UInt8] {
     while true {
         if pread(descriptor, buffer, 4096, 0) == 4096,
            GuestProtocol.eventMagic.elementsEqual(UnsafeRawBufferPointer(start: buffer, count: 8)) {
+            // Only the sectors the event fills: reading the whole disk would touch megabytes
+            // of guest memory the restored VM never had, each page a fault on the host.
+            let length = (0..<4).reduce(0) { $0 | Int(buffer.load(fromByteOffset: 8 + $1, as: UInt8.self)) << (8 * $1) }
+            let wanted = min(size, (GuestProtocol.eventMagic.count + 4 + length + 4095) / 4096 * 4096)
             var total = 0
-            while total < size {
-                let count = pread(descriptor, buffer + total, size - total, off_t(total))
+            while total < wanted {
+                let count = pread(descriptor, buffer + total, wanted - total, off_t(total))
                 if count <= 0 { break }
                 total += count
             }
@@ -253,4 +257,6 @@ do {
     response = GuestProtocol.Response(termination: .exited(125), responseLength: 0, failure: "\(error)")
 }
 answer(response, on: responseDisk)
+// The host may end the VM from here on: the answer is flushed.
+say("answered")
 powerOff()

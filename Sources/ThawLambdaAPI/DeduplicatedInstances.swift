@@ -39,9 +39,10 @@ public actor DeduplicatedInstances<Snapshot: Sendable> {
         self.clock = clock
     }
 
-    /// The snapshot of `function`'s `code`, if one is kept; using it restarts its keep-dedup.
-    public func snapshot(of function: String, code: String) -> Snapshot? {
-        guard var entry = entries[function], entry.code == code else { return nil }
+    /// The snapshot of `function`'s `code` (nil: any code), if one is kept; using it restarts
+    /// its keep-dedup.
+    public func snapshot(of function: String, code: String?) -> Snapshot? {
+        guard var entry = entries[function], code == nil || entry.code == code else { return nil }
         entry.lastUsed = clock()
         entries[function] = entry
         return entry.snapshot
@@ -68,9 +69,12 @@ public actor DeduplicatedInstances<Snapshot: Sendable> {
     }
 
     /// Snapshots unused for longer than their function's keep-dedup, with their functions,
-    /// taken out to delete. `histories` are the functions' arrivals (`InstancePool.histories`).
-    public func expire(histories: [String: ArrivalHistory]) -> [(function: String, snapshot: Snapshot)] {
+    /// taken out to delete. `histories` are the functions' arrivals (`InstancePool.histories`);
+    /// the snapshots of functions in `keeping` (which still have warm instances restored from
+    /// them) count as used now, so a function goes from warm to deduplicated to cold in order.
+    public func expire(histories: [String: ArrivalHistory], keeping: Set<String> = []) -> [(function: String, snapshot: Snapshot)] {
         let now = clock()
+        for function in keeping where entries[function] != nil { entries[function]?.lastUsed = now }
         var expired: [(function: String, snapshot: Snapshot)] = []
         for (function, entry) in entries where now - entry.lastUsed >= keepDedup(histories[function] ?? ArrivalHistory()) {
             expired.append((function, entry.snapshot))

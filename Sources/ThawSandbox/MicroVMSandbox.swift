@@ -277,6 +277,9 @@ final class QemuProcess: Sendable {
                         if text.hasPrefix("thaw-guest: ") {
                             let step = String(text.dropFirst("thaw-guest: ".count))
                             marks.withLock { $0[step.hasPrefix("failed") ? "failed" : step] = MonotonicTime.now() }
+                            // The answer is on the response disk, flushed to the host's file:
+                            // the guest's power-off would only add its reboot path's time.
+                            if step == "answered" { child.signal(SIGKILL) }
                             onStep(step, stopper)
                             if !step.hasPrefix("failed") { continue }
                         }
@@ -300,6 +303,9 @@ final class QemuProcess: Sendable {
             current = next
         }
     }
+
+    /// Cancels the armed timeout.
+    func disarm() { timer.withLock { $0?.cancel() } }
 
     /// Waits for qemu's end; cancelling the waiting task kills the VM.
     func wait() async -> MicroVMSandbox.QemuRun {

@@ -117,13 +117,16 @@ extension MicroVMSandbox {
     public func restore(root: RootDisk, from files: SnapshotFiles, event: [UInt8], hugePages: Bool = false,
                         warm: [(offset: UInt64, length: Int)] = [],
                         log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> (SandboxOutcome, restored: UInt64?) {
+        let began = MonotonicTime.now()
         let vm: RestoredMicroVM
         do {
             vm = try await RestoredMicroVM.restore(self, root: root, from: files, event: event, hugePages: hugePages, warm: warm, log: log)
         } catch let error as SandboxError {
             return (SandboxOutcome(response: [], logTail: [], termination: nil, finished: MonotonicTime.now(), failure: error, leftovers: []), nil)
         }
-        return (await vm.invoke(event: nil), vm.restored)
+        // One timeout for the whole start, the restore included.
+        let spent = Duration.nanoseconds(Int64(MonotonicTime.now() - began))
+        return (await vm.invoke(event: nil, timeout: max(.zero, options.timeout - spent)), vm.restored)
     }
 }
 
@@ -218,6 +221,8 @@ public final class RestoredMicroVM: Sendable {
         }
         switch loaded {
         case .success(let time):
+            // A VM restored ahead may wait for its event longer than any timeout: `invoke` arms one.
+            qemu.disarm()
             return RestoredMicroVM(id: (directory as NSString).lastPathComponent, restored: time, options: sandbox.options,
                                    directory: directory, requestPath: requestPath, responsePath: responsePath, qemu: qemu, warmer: warmer)
         case .failure(let failure):
@@ -232,9 +237,9 @@ public final class RestoredMicroVM: Sendable {
         }
     }
 
-    /// Delivers `event` (nil: the one written at the restore), waits for the answer under the
-    /// sandbox's timeout, and removes the VM.
-    public func invoke(event: [UInt8]?) async -> SandboxOutcome {
+    /// Delivers `event` (nil: the one written at the restore), waits for the answer within
+    /// `timeout` (default: the sandbox's), and removes the VM.
+    public func invoke(event: [UInt8]?, timeout: Duration? = nil) async -> SandboxOutcome {
         let first = used.withLock { done in
             defer { done = true }
             return !done
@@ -253,7 +258,7 @@ public final class RestoredMicroVM: Sendable {
                 qemu.stopper.stop(SandboxError(.setupFailed, "cannot deliver the event: \(error)"))
             }
         }
-        qemu.arm(options.timeout)
+        qemu.arm(timeout ?? options.timeout)
         let run = await qemu.wait()
         return MicroVMSandbox(options: options).outcome(of: run, responsePath: responsePath)
     }

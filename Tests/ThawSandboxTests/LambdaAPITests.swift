@@ -310,8 +310,8 @@ import ThawTestSupport
             _ = try FunctionImage.writeBusybox(to: harness.layout, tag: "vm", handler: handler,
                                                execution: .init(cmd: ["/function/handler"]))
             let api = try API(harness, options: ["--sandbox", "microvm", "--max-instances-per-function", "1",
-                                                 "--keep-alive", "8", "--keep-alive-min", "1",
-                                                 "--keep-dedup", "20", "--keep-dedup-min", "1"])
+                                                 "--keep-alive", "24", "--keep-alive-min", "1",
+                                                 "--keep-dedup", "30", "--keep-dedup-min", "1"])
             defer { api.process.stop() }
             let script = """
                 import base64, glob, json, re, sys, time, urllib.request, boto3
@@ -319,7 +319,7 @@ import ThawTestSupport
                 endpoint, image, store = sys.argv[1:4]
                 client = boto3.client("lambda", endpoint_url=endpoint,
                                       config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=300))
-                client.create_function(FunctionName="vm", PackageType="Image", Role="r", Code={"ImageUri": image}, Timeout=60)
+                client.create_function(FunctionName="vm", PackageType="Image", Role="r", Code={"ImageUri": image}, Timeout=8)
                 def invoke(n):
                     answer = client.invoke(FunctionName="vm", Payload=json.dumps({"n": n}).encode(), LogType="Tail")
                     start = answer["ResponseMetadata"]["HTTPHeaders"]["x-thaw-start"]
@@ -346,18 +346,21 @@ import ThawTestSupport
                 assert len(snapshots()) == 1, snapshots()
                 start, restored = invoke(1)
                 assert start == "deduplicated" and restored["boot"] != cold["boot"], (start, restored, cold)
-                # A VM is restored ahead of the next event: a restore of the same snapshot.
+                # A VM is restored ahead of the next event: a restore of the same snapshot. It
+                # waits longer than the function's timeout (8 s, and 10 s for the restore) allow.
                 wait('thaw_api_instances{state="warm"}', 1)
+                time.sleep(19)
                 start, warm = invoke(2)
                 assert start == "warm" and warm["boot"] == restored["boot"] and warm["count"] == 1, (start, warm)
-                # Past the keep-alive (8 s) the warm VM stops; the function stays deduplicated.
+                # Past the keep-alive (24 s) the warm VM stops; the function stays deduplicated.
                 wait('thaw_api_instances{state="warm"}', 1)
-                time.sleep(10)
+                time.sleep(26)
                 assert figure('thaw_api_instances{state="warm"}') == 0, metrics()
                 start, again = invoke(3)
                 assert start == "deduplicated" and again["boot"] == restored["boot"], (start, again)
-                # Past the keep-dedup (20 s) the snapshot is deleted from the store: cold again.
-                wait('thaw_api_instances_stopped_total{reason="dedup_expired"}', 1, seconds=60)
+                # Past the keep-dedup (30 s after the last warm VM went) the snapshot is deleted
+                # from the store: cold again.
+                wait('thaw_api_instances_stopped_total{reason="dedup_expired"}', 1, seconds=90)
                 assert snapshots() == [], snapshots()
                 start, booted = invoke(4)
                 assert start == "cold" and booted["boot"] not in (cold["boot"], restored["boot"]), (start, booted)
