@@ -190,7 +190,7 @@ def cdf_svg(samples: dict[str, list[float]], title: str) -> str:
 
 
 def run(args: argparse.Namespace, tags: list[str], bench: Bench) -> None:
-    print(f"# Thaw invoke service (thaw serve-api, process sandbox)\n\n{machine_line()}; origin latency "
+    print(f"# Thaw invoke service (thaw serve-api)\n\n{machine_line()}; origin latency "
           f"{args.origin_latency:g} ms per request; client-side latency to the whole answer\n", flush=True)
     sections = args.sections.split(",")
     if "latency" in sections:

@@ -30,7 +30,13 @@ struct ServeAPI: AsyncParsableCommand {
             which. An idle instance is kept while the gaps between its function's invocations suggest \
             another will come (the --warm-target percentile of the recent gaps, 0.99 by default, times 1.1, within \
             --keep-alive-min and --keep-alive-max; --keep-alive until a function has 8 gaps), and while \
-            idle instances fit --idle-memory-budget. GET /metrics (unsigned) gives Prometheus figures. \
+            idle instances fit --idle-memory-budget. With --sandbox microvm, instances are microVMs: \
+            a cold one boots, after which the function is snapshotted into the store in the background \
+            (deduplicated: no memory held, restored on demand), and warm ones are VMs restored from the \
+            snapshot ahead of the next event; a snapshot is kept for the keep-dedup period (the \
+            --dedup-target percentile of the gaps times 1.1, within --keep-dedup-min and --keep-dedup-max; \
+            --keep-dedup until 8 gaps) after the last warm VM went, then deleted. \
+            GET /metrics (unsigned) gives Prometheus figures. \
             Several serve-api processes sharing one metadata (--metadata postgres://…) and one store form \
             a cluster: each registers under --agent-id with the address in --advertise (default: \
             --listen), an invocation runs on its function's home agent (rendezvous hashing of the name \
