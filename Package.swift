@@ -243,7 +243,7 @@ let package = Package(
         .target(
             name: "ThawAgent",
             dependencies: [
-                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawCache", "ThawL2", "ThawMetadata", "ThawStore", "ThawSeal",
+                "ThawServe", "ThawNBD", "ThawFUSE", "ThawPush", "ThawImage", "ThawCache", "ThawL2", "ThawMetadata", "ThawStore", "ThawSeal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -4,9 +4,11 @@ public import Logging
 public import ServiceLifecycle
 import Synchronization
 import ThawCache
+public import ThawImage
 import ThawFUSE
 import ThawL2
 public import ThawNBD
+import ThawPush
 import ThawSeal
 import ThawServe
 
@@ -69,6 +71,18 @@ public final class Agent: Service, Sendable {
     /// client naming it or `PUT /v1/images/ID` does. `privatelyMapped` is for a snapshot's RAM.
     public func open(_ reference: String, privatelyMapped: Bool = false) async throws -> ServedImage {
         try await catalog.open(reference, privatelyMapped: privatelyMapped)
+    }
+
+    /// How to run the image `served` is: the config stored with its manifest, as read when it
+    /// was opened, or from the store again when that read found none.
+    ///
+    /// - Throws: as `ImageConfigLookup.load` (no config stored, or one that does not open or decode).
+    public func imageConfiguration(of served: ServedImage) async throws -> ImageConfiguration {
+        let header = served.image.manifest.header
+        if let json = served.imageConfigJSON {
+            return try ImageConfigLookup.decode(json, of: header, from: origin.store.location)
+        }
+        return try await ImageConfigLookup.load(for: header, store: origin.store, keys: origin.keys)
     }
 
     /// Declares the start of `id` over: its recording (if any) is saved next to the manifest.

@@ -104,17 +104,10 @@ public actor ImageCatalog: NBDExportCatalog {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
         let header = manifest.header
-        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
-        var record: AccessRecord?
-        do {
-            record = try await AccessRecord.open(try await store.get(recordKey), for: header, keys: origin.keys,
-                                                 what: "access record \(recordKey)")
-        } catch let error as StoreError where error.kind == .notFound {
-            record = nil
-        } catch {
-            // A broken record costs a prefetch, never a start: serve without it and record anew.
-            logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
-        }
+        // The record and the image's config are asked for at once: each is an origin round trip
+        // that a start would otherwise wait for one after the other.
+        async let configJSON = memory ? nil : try? ImageConfigLookup.loadBytes(for: header, store: store, keys: origin.keys)
+        let record = await accessRecord(of: header)
         // A record of chunks alone (format 1) is prefetched, and the start recorded again with
         // its blocks, which a relayout needs.
         let recordsAgain = record.map { $0.blocks.isEmpty && !memory } ?? true
@@ -133,7 +126,22 @@ public actor ImageCatalog: NBDExportCatalog {
         let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2,
                               configuration: memory ? memoryImageConfiguration : configuration.image,
                               metrics: metrics, recorder: recorder, patches: patches)
-        return ServedImage(id: header.id, image: image, prefetchRecord: record)
+        return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: await configJSON)
+    }
+
+    /// The manifest's access record; nil when it has none or it cannot be read (a broken record
+    /// costs a prefetch, never a start: the image is served without it and recorded anew).
+    private func accessRecord(of header: ManifestHeader) async -> AccessRecord? {
+        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        do {
+            return try await AccessRecord.open(try await origin.store.get(recordKey), for: header, keys: origin.keys,
+                                               what: "access record \(recordKey)")
+        } catch let error as StoreError where error.kind == .notFound {
+            return nil
+        } catch {
+            logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// How a snapshot's RAM (and a base's) is served: as images are, with twice the memory

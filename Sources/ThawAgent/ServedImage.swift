@@ -19,10 +19,16 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
     let prefetchDone = Atomic<Bool>(false)
     let savedRecording = Mutex<[UInt32]?>(nil)
 
-    init(id: String, image: LazyImage, prefetchRecord: AccessRecord?) {
+    /// The image config stored with the manifest (`ImageConfigLookup`), checked against its
+    /// digest, as read when the image was opened; nil when there was none or it could not be
+    /// read (ask the store again for the error) and for memory snapshots.
+    public let imageConfigJSON: [UInt8]?
+
+    init(id: String, image: LazyImage, prefetchRecord: AccessRecord?, imageConfigJSON: [UInt8]? = nil) {
         self.id = id
         self.image = image
         self.prefetchRecord = prefetchRecord
+        self.imageConfigJSON = imageConfigJSON
     }
 
     /// The chunks, in first-touch order, that the record this agent saved for this image holds

@@ -127,7 +127,7 @@ struct InstanceInvoker: FunctionInvoker {
         let config: ImageConfiguration
         do {
             served = try await agent.open(function.manifestID)
-            config = try await ImageConfigLookup.load(for: served.image.manifest.header, store: agent.origin.store, keys: agent.origin.keys)
+            config = try await agent.imageConfiguration(of: served)
         } catch {
             throw LambdaError.service("cannot serve the image of \(function.name): \(CommandErrors.describe(error))")
         }

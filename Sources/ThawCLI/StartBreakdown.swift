@@ -23,6 +23,8 @@ struct StartBreakdown {
     var prefetchChunks: Int?
     /// Chunks this start's recording saved, when it was recorded.
     var recordedChunks: Int?
+    /// Recorded ranges and bytes loaded into the image file's page cache ahead of the handler.
+    var pageCacheWarmed: (ranges: Int, bytes: UInt64)?
     /// When a restored microVM resumed (restores only).
     var restored: UInt64?
     /// How a restore read its memory snapshot (restores only).
@@ -83,6 +85,9 @@ struct StartBreakdown {
         } else if let recordedChunks {
             lines.append("  recorded: \(recordedChunks) chunks, prefetched from the next start on")
         }
+        if let warmed = pageCacheWarmed {
+            lines.append("  page cache: \(warmed.ranges) recorded ranges, \(mib(warmed.bytes)), loaded ahead of the handler's reads")
+        }
         if let memory {
             let m = memory.reads
             lines.append(String(format: "  memory %@ (%@): %d reads through FUSE (faults and page-cache loads), %@; origin %d chunks, %@; L1 %d chunk pieces",
@@ -114,6 +119,10 @@ struct StartBreakdown {
         }
         if let prefetchChunks { object["prefetchChunks"] = prefetchChunks }
         if let recordedChunks { object["recordedChunks"] = recordedChunks }
+        if let warmed = pageCacheWarmed {
+            object["pageCacheWarmedRanges"] = warmed.ranges
+            object["pageCacheWarmedBytes"] = warmed.bytes
+        }
         if let memory {
             var entry: [String: Any] = [
                 "manifest": memory.manifestID, "bytes": memory.size, "reads": memory.reads.reads, "bytesRead": memory.reads.bytesRead,

@@ -34,11 +34,17 @@ public enum ImageConfigLookup {
     ///   an image config.
     public static func load(for header: ManifestHeader, store: any ChunkStore,
                             keys: any TenantKeyProvider) async throws -> ImageConfiguration {
-        let bytes = try await loadBytes(for: header, store: store, keys: keys)
+        try decode(try await loadBytes(for: header, store: store, keys: keys), of: header, from: store.location)
+    }
+
+    /// The config JSON `loadBytes` returned for the manifest `header` describes, decoded.
+    ///
+    /// - Throws: `PushError` naming the manifest and `location` when it does not decode.
+    public static func decode(_ bytes: [UInt8], of header: ManifestHeader, from location: String) throws -> ImageConfiguration {
         do {
             return try JSONDecoder().decode(ImageConfiguration.self, from: Data(bytes))
         } catch {
-            throw PushError("the image config of manifest \(header.id) in \(store.location) does not decode: \(error)")
+            throw PushError("the image config of manifest \(header.id) in \(location) does not decode: \(error)")
         }
     }
 }

@@ -19,7 +19,7 @@ import Synchronization
 public final class PageCacheWarmer: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let counts = Mutex((ranges: 0, bytes: UInt64(0), failure: String?.none))
-    private let done = Mutex<Bool>(false)
+    private let completion = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     private init() {}
 
@@ -37,10 +37,31 @@ public final class PageCacheWarmer: Sendable {
     public var progress: (ranges: Int, bytes: UInt64, failure: String?) { counts.withLock { $0 } }
 
     /// Whether the thread has finished.
-    public var finished: Bool { done.withLock { $0 } }
+    public var finished: Bool { completion.withLock { $0.done } }
+
+    /// Stops the thread before its next range and returns once it has closed the file: a range
+    /// being asked for when it stops may wait for its reads to be queued (FUSE bounds the
+    /// reads in flight), and the mount should not go while the warmer holds the file open.
+    public func stopAndWait() async {
+        stop()
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let finishedAlready = completion.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(waiter)
+                return false
+            }
+            if finishedAlready { waiter.resume() }
+        }
+    }
 
     private func warm(path: String, ranges: [(offset: UInt64, length: Int)]) {
-        defer { done.withLock { $0 = true } }
+        defer {
+            let waiters = completion.withLock { state in
+                state.done = true
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             let reason = "cannot open \(path): \(String(cString: strerror(errno)))"

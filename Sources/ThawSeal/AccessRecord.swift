@@ -46,6 +46,25 @@ public struct AccessRecord: Sendable, Equatable {
         self.blocks = blocks
     }
 
+    /// The bytes of the image the recorded blocks cover, as (offset, length) ranges in the order
+    /// they were first read; runs that follow on from the one before are joined. What a reader of
+    /// the image through the page cache loads ahead of a start (`PageCacheWarmer`): one range
+    /// is one request however many blocks it spans.
+    public var blockRanges: [(offset: UInt64, length: Int)] {
+        var ranges: [(offset: UInt64, length: Int)] = []
+        ranges.reserveCapacity(blocks.count)
+        for run in blocks {
+            let offset = UInt64(run.first) * 4096
+            let length = Int(run.count) * 4096
+            if let last = ranges.last, last.offset + UInt64(last.length) == offset {
+                ranges[ranges.count - 1].length += length
+            } else {
+                ranges.append((offset: offset, length: length))
+            }
+        }
+        return ranges
+    }
+
     func publicPart() -> [UInt8] {
         var writer = ByteWriter()
         writer.shortString(manifestID)

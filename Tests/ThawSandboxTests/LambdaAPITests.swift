@@ -429,8 +429,13 @@ import ThawTestSupport
                 #expect(summary["refused_without_retry_after"] as? Int == 0, "\(factor)×: \(summary)")
                 if factor == 2 {
                     #expect(refused > 0, "twice the capacity was all admitted: \(summary)")
-                    // Refused at once, not after waiting.
-                    #expect((summary["refusal_p99_ms"] as? Double ?? 1e9) < 1000, "\(summary)")
+                    // Refused at once, not after waiting: a refusal that queued for an instance
+                    // would wait at least one handler (0.1 s) and take longer than an answer. Both
+                    // medians slow alike when the machine is busy, so they are compared with each
+                    // other rather than with a fixed time.
+                    let refusalMedian = summary["refusal_p50_ms"] as? Double ?? 1e9
+                    let answerMedian = summary["answer_p50_ms"] as? Double ?? 0
+                    #expect(refusalMedian < answerMedian, "\(summary)")
                 }
                 goodputs.append(summary["goodput"] as? Double ?? 0)
             }

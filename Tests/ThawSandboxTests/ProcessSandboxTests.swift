@@ -99,6 +99,10 @@ import ThawTestSupport
             #expect(second.status == 0, "\(second.log)")
             #expect(second.response.contains(#""echo": {}"#))
             #expect(second.log.contains("prefetch:"), "\(second.log)")
+            // The recorded blocks were loaded into the image file's page cache ahead of the handler.
+            let warmed = second.log.split(separator: "\n").first { $0.contains("page cache: ") }
+                .flatMap { Int($0.split(separator: "page cache: ")[1].split(separator: " ")[0]) }
+            #expect((warmed ?? 0) > 0, "\(second.log)")
             // Laid out again around the recorded start: the same answer from fewer chunks, and
             // the new manifest's first start prefetches.
             let relaid = try await TestSupport.thawOnOwnThread(["relayout", String(id), "--store", harness.store, "--keys", dir + "/keys"])

@@ -57,6 +57,18 @@ import ThawTestSupport
         }
     }
 
+    @Test func blockRangesKeepFirstTouchOrderAndJoinOnlyRunsThatFollowOn() {
+        let record = AccessRecord(manifestID: "m", chunkCount: 4, chunks: [0], blocks: [
+            .init(first: 10, count: 2), .init(first: 12, count: 1),  // follows on: joined
+            .init(first: 3, count: 1),  // earlier in the image, later in time: its own range
+            .init(first: 5, count: 4),  // a gap of one block: not joined
+        ])
+        let ranges: [[UInt64]] = record.blockRanges.map { [$0.offset / 4096, UInt64($0.length) / 4096] }
+        let expected: [[UInt64]] = [[10, 3], [3, 1], [5, 4]]  // in blocks: offset, length
+        #expect(ranges == expected)
+        #expect(AccessRecord(manifestID: "m", chunkCount: 4, chunks: [1]).blockRanges.isEmpty)
+    }
+
     @Test func carriesBlockRunsAndStillOpensVersion1() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let keys = LocalKeyProvider(directory: dir + "/keys")
