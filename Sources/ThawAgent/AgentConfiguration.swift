@@ -22,8 +22,9 @@ public struct AgentConfiguration: Sendable {
     public var l2ChunkSize = 512 * 1024
     /// How long shutdown waits for write-backs to L2 still in flight.
     public var l2FlushTimeout: Duration = .seconds(5)
-    /// Read-ahead, origin concurrency and deadline of each served image.
-    public var image = LazyImageConfiguration()
+    /// Read-ahead, origin concurrency and deadline of each served image. Twice the fetches of a
+    /// bare `LazyImage`, so that the prefetch (half of them) fetches 16 chunks at once.
+    public var image = LazyImageConfiguration(maximumOriginFetches: 32)
     /// Record the first start of a manifest that has no access record yet.
     public var recording = true
     /// A recording ends when no chunk has been read for this long (or when the start is
@@ -32,8 +33,10 @@ public struct AgentConfiguration: Sendable {
     /// Prefetch what an access record lists when a manifest is opened.
     public var prefetching = true
     /// Chunks the prefetch of one image fetches at once (the image's read-ahead share of the
-    /// origin fetches bounds it too).
-    public var prefetchConcurrency = 8
+    /// origin fetches bounds it too). A start waits for its recorded chunks round trip by round
+    /// trip: at 16 at once, a start of 77 chunks with 20 ms per request took 0.22 s from its
+    /// agent's start to its answer, against 0.27 s at 8; 32 at once was no quicker on two cores.
+    public var prefetchConcurrency = 16
     /// The same for a memory snapshot's RAM, whose origin fetches are raised to twice this
     /// (prefetch may hold half of them). Higher than for images: a restored guest touches
     /// hundreds of scattered chunks within a second, and the whole recorded set should arrive

@@ -96,18 +96,29 @@ public actor ImageCatalog: NBDExportCatalog {
     /// (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
     private func load(_ reference: String, memory: Bool) async throws -> ServedImage {
         let store = origin.store
+        let key: StoreKey
+        do {
+            key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots)
+        } catch {
+            throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
+        }
+        // The manifest, its access record and its image config are asked for at once: each is
+        // an origin round trip that a start would otherwise wait for one after the other.
+        async let recordBytes = Self.fetchBeside(key, kind: "records", from: store)
+        async let configBytes = memory ? .success(nil) : Self.fetchBeside(key, kind: "configs", from: store)
         let manifest: Manifest
         do {
-            let found = try await ManifestLookup.find(reference, in: store, roots: origin.roots)
-            manifest = try await Manifest.open(found.bytes, keys: origin.keys, what: "manifest \(found.key)")
+            manifest = try await Manifest.open(try await store.get(key), keys: origin.keys, what: "manifest \(key)")
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
         let header = manifest.header
-        // The record and the image's config are asked for at once: each is an origin round trip
-        // that a start would otherwise wait for one after the other.
-        async let configJSON = memory ? nil : try? ImageConfigLookup.loadBytes(for: header, store: store, keys: origin.keys)
-        let record = await accessRecord(of: header)
+        // Asked for beside the key the manifest was found at; the header says where they belong.
+        let besideHeader = StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
+        let record = await accessRecord(besideHeader == key ? await recordBytes : await Self.fetchBeside(besideHeader, kind: "records", from: store),
+                                        of: header)
+        let configJSON = memory ? nil : await imageConfig(besideHeader == key ? await configBytes : await Self.fetchBeside(besideHeader, kind: "configs", from: store),
+                                                          of: header)
         // A record of chunks alone (format 1) is prefetched, and the start recorded again with
         // its blocks, which a relayout needs.
         let recordsAgain = record.map { $0.blocks.isEmpty && !memory } ?? true
@@ -126,22 +137,39 @@ public actor ImageCatalog: NBDExportCatalog {
         let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2,
                               configuration: memory ? memoryImageConfiguration : configuration.image,
                               metrics: metrics, recorder: recorder, patches: patches)
-        return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: await configJSON)
+        return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: configJSON)
+    }
+
+    /// The object of `kind` kept beside the manifest at `manifestKey`: nil when there is none,
+    /// the store's error when it cannot be read.
+    private static func fetchBeside(_ manifestKey: StoreKey, kind: String, from store: any ChunkStore) async -> Result<[UInt8]?, any Error> {
+        guard let key = StoreLayout.beside(manifest: manifestKey, kind: kind) else { return .success(nil) }
+        do {
+            return .success(try await store.getIfPresent(key))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// The manifest's access record; nil when it has none or it cannot be read (a broken record
     /// costs a prefetch, never a start: the image is served without it and recorded anew).
-    private func accessRecord(of header: ManifestHeader) async -> AccessRecord? {
+    private func accessRecord(_ fetched: Result<[UInt8]?, any Error>, of header: ManifestHeader) async -> AccessRecord? {
         let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
         do {
-            return try await AccessRecord.open(try await origin.store.get(recordKey), for: header, keys: origin.keys,
-                                               what: "access record \(recordKey)")
-        } catch let error as StoreError where error.kind == .notFound {
-            return nil
+            guard let bytes = try fetched.get() else { return nil }
+            return try await AccessRecord.open(bytes, for: header, keys: origin.keys, what: "access record \(recordKey)")
         } catch {
             logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
             return nil
         }
+    }
+
+    /// The image config JSON stored beside the manifest, checked; nil when there is none or it
+    /// cannot be read or opened (`Agent.imageConfiguration` asks the store again, for the error).
+    private func imageConfig(_ fetched: Result<[UInt8]?, any Error>, of header: ManifestHeader) async -> [UInt8]? {
+        guard case .success(let found) = fetched, let bytes = found else { return nil }
+        let key = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
+        return try? await ImageConfigLookup.open(bytes, for: header, keys: origin.keys, what: "image config \(key) in \(origin.store.location)")
     }
 
     /// How a snapshot's RAM (and a base's) is served: as images are, with twice the memory

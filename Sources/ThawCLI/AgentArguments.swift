@@ -38,7 +38,7 @@ struct AgentArguments: ParsableArguments {
     var readAhead: Int = 4
 
     @Option(help: "Origin fetches in flight at once per image.")
-    var originFetches: Int = 16
+    var originFetches: Int = 32
 
     @Option(help: "Seconds a read may wait for a chunk before it fails with an I/O error.")
     var deadline: Double = 30
@@ -52,8 +52,8 @@ struct AgentArguments: ParsableArguments {
     @Flag(help: "Do not prefetch recorded starts.")
     var noPrefetch = false
 
-    @Option(help: "Chunks one image's prefetch fetches at once.")
-    var prefetchConcurrency: Int = 8
+    @Option(help: "Chunks one image's prefetch fetches at once (at most half the origin fetches).")
+    var prefetchConcurrency: Int = 16
 
     @Option(help: "Chunks the prefetch of a memory snapshot's RAM fetches at once (its origin fetches are raised to twice this).")
     var memoryPrefetchConcurrency: Int = 64

@@ -23,9 +23,16 @@ public enum ImageConfigLookup {
             throw PushError("manifest \(header.id) has no image config in \(store.location) (\(key) is missing): "
                             + "push the image again to store it")
         }
-        let record = try await ImageConfigRecord.open(bytes, for: header, keys: keys,
-                                                      what: "image config \(key) in \(store.location)")
-        return record.configJSON
+        return try await open(bytes, for: header, keys: keys, what: "image config \(key) in \(store.location)")
+    }
+
+    /// The config JSON in `bytes`, the sealed config record read from beside the manifest
+    /// `header` describes (`what` names it in errors).
+    ///
+    /// - Throws: `SealError` as `loadBytes` does.
+    public static func open(_ bytes: [UInt8], for header: ManifestHeader, keys: any TenantKeyProvider,
+                            what: String) async throws -> [UInt8] {
+        try await ImageConfigRecord.open(bytes, for: header, keys: keys, what: what).configJSON
     }
 
     /// The decoded config of the manifest `header` describes.

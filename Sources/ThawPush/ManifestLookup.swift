@@ -16,6 +16,15 @@ public enum ManifestLookup {
     /// Looks in every root of `roots`: a manifest's id differs in each root (its copy-forward
     /// re-seals it under the new root's salt), so a reader need not know which root holds it.
     public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> Found {
+        let key = try await locate(reference, in: store, roots: roots)
+        return Found(key: key, bytes: try await store.get(key))
+    }
+
+    /// The key of the manifest `reference` names, from listings alone: a reader that also wants
+    /// the objects kept beside it (`StoreLayout.beside`) can then ask for all of them at once.
+    ///
+    /// - Throws: `PushError` when `reference` is not a manifest id, names none or is ambiguous.
+    public static func locate(_ reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> StoreKey {
         let id = reference.lowercased()
         guard id.utf8.count >= 8, id.utf8.count <= 64, Hex.decode(id.utf8.count % 2 == 0 ? id : id + "0") != nil else {
             throw PushError("'\(reference)' is not a manifest id (8 to 64 hexadecimal digits)")
@@ -33,6 +42,6 @@ public enum ManifestLookup {
         guard matches.count == 1 else {
             throw PushError("manifest id \(reference) is ambiguous in \(store.location): \(matches.map { String($0.name) }.joined(separator: ", "))")
         }
-        return Found(key: key, bytes: try await store.get(key))
+        return key
     }
 }

@@ -23,6 +23,11 @@ public final class PageCacheWarmer: Sendable {
 
     private init() {}
 
+    /// Bytes one `POSIX_FADV_WILLNEED` call loads at most: the larger of the file's readahead
+    /// window and its device's largest request, 128 KiB for a FUSE file (its mount turns
+    /// readahead off, and the kernel's default request size is 32 pages).
+    static let largestRequest = 128 * 1024
+
     /// Starts warming `ranges` of the file at `path`, in their order.
     public static func start(path: String, ranges: [(offset: UInt64, length: Int)]) -> PageCacheWarmer {
         let warmer = PageCacheWarmer()
@@ -71,11 +76,19 @@ public final class PageCacheWarmer: Sendable {
         defer { close(descriptor) }
         for range in ranges {
             guard !stopped.load(ordering: .relaxed) else { return }
-            let status = posix_fadvise(descriptor, off_t(range.offset), off_t(range.length), POSIX_FADV_WILLNEED)
-            guard status == 0 else {
-                let reason = "cannot load \(path) at \(range.offset) into the page cache: \(String(cString: strerror(status)))"
-                counts.withLock { $0.failure = reason }
-                return
+            // One call reads no more than the file's largest read (the kernel clips a longer
+            // range and drops the rest without saying so), so a long range goes piece by piece.
+            var offset = range.offset
+            let end = range.offset + UInt64(range.length)
+            while offset < end {
+                let length = min(end - offset, UInt64(Self.largestRequest))
+                let status = posix_fadvise(descriptor, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
+                guard status == 0 else {
+                    let reason = "cannot load \(path) at \(offset) into the page cache: \(String(cString: strerror(status)))"
+                    counts.withLock { $0.failure = reason }
+                    return
+                }
+                offset += length
             }
             counts.withLock {
                 $0.ranges += 1

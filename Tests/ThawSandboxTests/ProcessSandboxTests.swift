@@ -113,6 +113,13 @@ import ThawTestSupport
             #expect(third.status == 0, "\(third.log)")
             #expect(third.response.contains(#""echo": {"b": 3}"#), "\(third.response)")
             #expect(third.log.contains("prefetch:"), "\(third.log)")
+            // Its record is a few long ranges, loaded whole: the reads that reached Thaw are
+            // mostly the warmer's, far longer than the 4 KiB pages a loop device asks for one by
+            // one when the page cache misses.
+            let reads = try #require(third.log.split(separator: "\n").first { $0.contains("reads: ") }, "\(third.log)")
+            let fields = reads.split(separator: "reads: ")[1].split(separator: " ")
+            let count = try #require(Double(fields[0])), mebibytes = try #require(Double(fields[1].dropFirst()))
+            #expect(mebibytes * 1_048_576 / count >= 16 * 1024, "\(third.log)")
             func originChunks(_ log: String) -> Int? {
                 log.split(separator: "\n").first { $0.contains("origin: ") }
                     .flatMap { Int($0.split(separator: "origin: ")[1].split(separator: " ")[0]) }

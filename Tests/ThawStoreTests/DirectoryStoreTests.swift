@@ -55,6 +55,16 @@ import ThawTestSupport
         }
     }
 
+    @Test func objectsBesideAManifestShareItsRootTenantAndID() throws {
+        let root = try RootID("r0002"), tenant = try Tenant("acme"), id = String(repeating: "ab", count: 32)
+        let manifest = StoreLayout.manifest(id: id, root: root, tenant: tenant)
+        #expect(StoreLayout.beside(manifest: manifest, kind: "records") == StoreLayout.accessRecord(id: id, root: root, tenant: tenant))
+        #expect(StoreLayout.beside(manifest: manifest, kind: "configs") == StoreLayout.imageConfig(id: id, root: root, tenant: tenant))
+        // Only a manifest's key has objects beside it.
+        #expect(StoreLayout.beside(manifest: StoreLayout.accessRecord(id: id, root: root, tenant: tenant), kind: "configs") == nil)
+        #expect(StoreLayout.beside(manifest: try StoreKey("roots/r0002/manifests/acme"), kind: "records") == nil)
+    }
+
     @Test func parsesStoreLocations() throws {
         #expect(try StoreLocation(parsing: "file:///var/x") == .directory("/var/x"))
         #expect(try StoreLocation(parsing: "rel/dir") == .directory("rel/dir"))
