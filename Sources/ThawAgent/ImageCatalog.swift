@@ -104,8 +104,10 @@ public actor ImageCatalog: NBDExportCatalog {
         }
         // The manifest, its access record and its image config are asked for at once: each is
         // an origin round trip that a start would otherwise wait for one after the other.
-        async let recordBytes = Self.fetchBeside(key, kind: "records", from: store)
-        async let configBytes = memory ? .success(nil) : Self.fetchBeside(key, kind: "configs", from: store)
+        let found = StoreLayout.manifestLocation(of: key)
+        async let recordBytes = Self.fetch(found.map { StoreLayout.accessRecord(id: $0.id, root: $0.root, tenant: $0.tenant) }, from: store)
+        async let configBytes = Self.fetch(memory ? nil : found.map { StoreLayout.imageConfig(id: $0.id, root: $0.root, tenant: $0.tenant) },
+                                           from: store)
         let manifest: Manifest
         do {
             manifest = try await Manifest.open(try await store.get(key), keys: origin.keys, what: "manifest \(key)")
@@ -113,12 +115,15 @@ public actor ImageCatalog: NBDExportCatalog {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
         let header = manifest.header
-        // Asked for beside the key the manifest was found at; the header says where they belong.
-        let besideHeader = StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
-        let record = await accessRecord(besideHeader == key ? await recordBytes : await Self.fetchBeside(besideHeader, kind: "records", from: store),
-                                        of: header)
-        let configJSON = memory ? nil : await imageConfig(besideHeader == key ? await configBytes : await Self.fetchBeside(besideHeader, kind: "configs", from: store),
-                                                          of: header)
+        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        let configKey = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
+        // They were asked for beside the key the manifest was found at; the header says where
+        // they belong, and wins should the two ever differ.
+        let foundWhereItBelongs = found != nil && key == StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
+        let record = await accessRecord(foundWhereItBelongs ? await recordBytes : await Self.fetch(recordKey, from: store),
+                                        at: recordKey, of: header)
+        let configJSON = memory ? nil
+            : await imageConfig(foundWhereItBelongs ? await configBytes : await Self.fetch(configKey, from: store), at: configKey, of: header)
         // A record of chunks alone (format 1) is prefetched, and the start recorded again with
         // its blocks, which a relayout needs.
         let recordsAgain = record.map { $0.blocks.isEmpty && !memory } ?? true
@@ -140,10 +145,10 @@ public actor ImageCatalog: NBDExportCatalog {
         return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: configJSON)
     }
 
-    /// The object of `kind` kept beside the manifest at `manifestKey`: nil when there is none,
-    /// the store's error when it cannot be read.
-    private static func fetchBeside(_ manifestKey: StoreKey, kind: String, from store: any ChunkStore) async -> Result<[UInt8]?, any Error> {
-        guard let key = StoreLayout.beside(manifest: manifestKey, kind: kind) else { return .success(nil) }
+    /// The object at `key`: nil when there is none (or no key), the store's error when it
+    /// cannot be read.
+    private static func fetch(_ key: StoreKey?, from store: any ChunkStore) async -> Result<[UInt8]?, any Error> {
+        guard let key else { return .success(nil) }
         do {
             return .success(try await store.getIfPresent(key))
         } catch {
@@ -153,22 +158,20 @@ public actor ImageCatalog: NBDExportCatalog {
 
     /// The manifest's access record; nil when it has none or it cannot be read (a broken record
     /// costs a prefetch, never a start: the image is served without it and recorded anew).
-    private func accessRecord(_ fetched: Result<[UInt8]?, any Error>, of header: ManifestHeader) async -> AccessRecord? {
-        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+    private func accessRecord(_ fetched: Result<[UInt8]?, any Error>, at key: StoreKey, of header: ManifestHeader) async -> AccessRecord? {
         do {
             guard let bytes = try fetched.get() else { return nil }
-            return try await AccessRecord.open(bytes, for: header, keys: origin.keys, what: "access record \(recordKey)")
+            return try await AccessRecord.open(bytes, for: header, keys: origin.keys, what: "access record \(key)")
         } catch {
-            logger.warning("ignoring an unreadable access record", metadata: ["record": "\(recordKey)", "error": "\(error)"])
+            logger.warning("ignoring an unreadable access record", metadata: ["record": "\(key)", "error": "\(error)"])
             return nil
         }
     }
 
     /// The image config JSON stored beside the manifest, checked; nil when there is none or it
     /// cannot be read or opened (`Agent.imageConfiguration` asks the store again, for the error).
-    private func imageConfig(_ fetched: Result<[UInt8]?, any Error>, of header: ManifestHeader) async -> [UInt8]? {
+    private func imageConfig(_ fetched: Result<[UInt8]?, any Error>, at key: StoreKey, of header: ManifestHeader) async -> [UInt8]? {
         guard case .success(let found) = fetched, let bytes = found else { return nil }
-        let key = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
         return try? await ImageConfigLookup.open(bytes, for: header, keys: origin.keys, what: "image config \(key) in \(origin.store.location)")
     }
 

@@ -166,12 +166,14 @@ public enum StoreLayout {
         StoreKey(unchecked: "roots/\(root)/patches/\(tenant)/\(id)")
     }
 
-    /// The key of the object of `kind` (`records`, `configs`, `patches`, `snapshots`) kept beside
-    /// the manifest at `manifestKey`: the same root, tenant and id. Nil for any other key.
-    public static func beside(manifest manifestKey: StoreKey, kind: String) -> StoreKey? {
-        let parts = manifestKey.path.split(separator: "/")
-        guard parts.count == 5, parts[0] == "roots", parts[2] == "manifests" else { return nil }
-        return StoreKey(unchecked: "roots/\(parts[1])/\(kind)/\(parts[3])/\(parts[4])")
+    /// The id, root and tenant of the manifest at `key` (`manifest(id:root:tenant:)` read
+    /// backwards), so that the objects kept beside it can be named before it is opened; nil for
+    /// any other key.
+    public static func manifestLocation(of key: StoreKey) -> (id: String, root: RootID, tenant: Tenant)? {
+        let parts = key.path.split(separator: "/")
+        guard parts.count == 5, parts[0] == "roots", parts[2] == "manifests",
+              let root = try? RootID(String(parts[1])), let tenant = try? Tenant(String(parts[3])) else { return nil }
+        return (String(parts[4]), root, tenant)
     }
 
     /// The chunk a chunk key names, or nil for any other key.

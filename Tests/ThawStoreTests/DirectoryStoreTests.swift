@@ -55,14 +55,13 @@ import ThawTestSupport
         }
     }
 
-    @Test func objectsBesideAManifestShareItsRootTenantAndID() throws {
+    @Test func aManifestKeyReadsBackAsItsIDRootAndTenant() throws {
         let root = try RootID("r0002"), tenant = try Tenant("acme"), id = String(repeating: "ab", count: 32)
-        let manifest = StoreLayout.manifest(id: id, root: root, tenant: tenant)
-        #expect(StoreLayout.beside(manifest: manifest, kind: "records") == StoreLayout.accessRecord(id: id, root: root, tenant: tenant))
-        #expect(StoreLayout.beside(manifest: manifest, kind: "configs") == StoreLayout.imageConfig(id: id, root: root, tenant: tenant))
-        // Only a manifest's key has objects beside it.
-        #expect(StoreLayout.beside(manifest: StoreLayout.accessRecord(id: id, root: root, tenant: tenant), kind: "configs") == nil)
-        #expect(StoreLayout.beside(manifest: try StoreKey("roots/r0002/manifests/acme"), kind: "records") == nil)
+        let location = try #require(StoreLayout.manifestLocation(of: StoreLayout.manifest(id: id, root: root, tenant: tenant)))
+        #expect(location.id == id && location.root == root && location.tenant == tenant)
+        // Only a manifest's key has a manifest's location.
+        #expect(StoreLayout.manifestLocation(of: StoreLayout.accessRecord(id: id, root: root, tenant: tenant)) == nil)
+        #expect(StoreLayout.manifestLocation(of: try StoreKey("roots/r0002/manifests/acme")) == nil)
     }
 
     @Test func parsesStoreLocations() throws {
