@@ -102,12 +102,15 @@ public actor ImageCatalog: NBDExportCatalog {
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
-        // The manifest, its access record and its image config are asked for at once: each is
-        // an origin round trip that a start would otherwise wait for one after the other.
+        // The manifest, its access record, its image config and its snapshot record are asked
+        // for at once: each is an origin round trip that a start would otherwise wait for one
+        // after the other.
         let found = StoreLayout.manifestLocation(of: key)
         async let recordBytes = Self.fetch(found.map { StoreLayout.accessRecord(id: $0.id, root: $0.root, tenant: $0.tenant) }, from: store)
         async let configBytes = Self.fetch(memory ? nil : found.map { StoreLayout.imageConfig(id: $0.id, root: $0.root, tenant: $0.tenant) },
                                            from: store)
+        async let snapshotBytes = Self.fetch(memory ? nil : found.map { StoreLayout.snapshot(id: $0.id, root: $0.root, tenant: $0.tenant) },
+                                             from: store)
         let manifest: Manifest
         do {
             manifest = try await Manifest.open(try await store.get(key), keys: origin.keys, what: "manifest \(key)")
@@ -142,7 +145,14 @@ public actor ImageCatalog: NBDExportCatalog {
         let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2,
                               configuration: memory ? memoryImageConfiguration : configuration.image,
                               metrics: metrics, recorder: recorder, patches: patches)
-        return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: configJSON)
+        let snapshotRecord: ServedImage.SnapshotRecordAtOpen
+        switch (foundWhereItBelongs && !memory) ? await snapshotBytes : .success(nil) {
+        case .success(let bytes?): snapshotRecord = .present(bytes)
+        case .success(nil): snapshotRecord = foundWhereItBelongs && !memory ? .absent : .unknown
+        case .failure: snapshotRecord = .unknown
+        }
+        return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: configJSON,
+                           snapshotRecordAtOpen: snapshotRecord)
     }
 
     /// The object at `key`: nil when there is none (or no key), the store's error when it

@@ -24,11 +24,30 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
     /// read (ask the store again for the error) and for memory snapshots.
     public let imageConfigJSON: [UInt8]?
 
-    init(id: String, image: LazyImage, prefetchRecord: AccessRecord?, imageConfigJSON: [UInt8]? = nil) {
+    /// What the store held for the image's memory snapshot record (`StoreLayout.snapshot`) when
+    /// the image was opened, asked for with the manifest: a start that opened the image itself
+    /// decides between its sandboxes without another round trip. A server that keeps images open
+    /// asks the store again, as a snapshot may have been taken or deleted since.
+    public let snapshotRecordAtOpen: SnapshotRecordAtOpen
+
+    /// The store's answer for a snapshot record, as read when an image was opened.
+    public enum SnapshotRecordAtOpen: Sendable {
+        /// There was none.
+        case absent
+        /// The sealed record.
+        case present([UInt8])
+        /// Not asked for (memory images, a manifest found away from its place) or the read
+        /// failed: ask the store.
+        case unknown
+    }
+
+    init(id: String, image: LazyImage, prefetchRecord: AccessRecord?, imageConfigJSON: [UInt8]? = nil,
+         snapshotRecordAtOpen: SnapshotRecordAtOpen = .unknown) {
         self.id = id
         self.image = image
         self.prefetchRecord = prefetchRecord
         self.imageConfigJSON = imageConfigJSON
+        self.snapshotRecordAtOpen = snapshotRecordAtOpen
     }
 
     /// The chunks, in first-touch order, that the record this agent saved for this image holds

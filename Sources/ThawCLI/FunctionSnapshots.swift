@@ -71,17 +71,26 @@ struct FunctionSnapshots: Sendable {
         ChunkDelta.compressed(chunk, pageSize: SnapshotDeduplicator.pageSize)
     }
 
-    /// The snapshot of `served`'s image, if the store holds one.
+    /// The snapshot of `served`'s image, if the store holds one. `asOpened` takes the store's
+    /// answer from when the image was opened (`ServedImage.snapshotRecordAtOpen`), for a start
+    /// that has just opened it; otherwise the store is asked now.
     ///
     /// - Throws: `ValidationFailure` when the record is there but cannot be opened.
-    func find(served: ServedImage) async throws -> FoundSnapshot? {
+    func find(served: ServedImage, asOpened: Bool = false) async throws -> FoundSnapshot? {
         let header = served.image.manifest.header
         let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
         let bytes: [UInt8]
-        do {
-            bytes = try await agent.origin.store.get(key)
-        } catch let error as StoreError where error.kind == .notFound {
+        switch asOpened ? served.snapshotRecordAtOpen : .unknown {
+        case .absent:
             return nil
+        case .present(let sealed):
+            bytes = sealed
+        case .unknown:
+            do {
+                bytes = try await agent.origin.store.get(key)
+            } catch let error as StoreError where error.kind == .notFound {
+                return nil
+            }
         }
         do {
             return FoundSnapshot(record: try await SnapshotRecord.open(bytes, for: header, keys: agent.origin.keys, what: "snapshot record \(key)"), key: key)

@@ -221,6 +221,10 @@ struct Run: AsyncParsableCommand {
         return options
     }
 
+    /// Whether this start may run the process sandbox: asked for, or left open (a function with a
+    /// memory snapshot is restored in a microVM instead).
+    var mayUseProcessSandbox: Bool { sandbox != "microvm" && !fromSnapshot && !snapshotOnly }
+
     /// Whether this start may run a microVM: asked for, or left open for a snapshot to restore.
     var mayUseMicroVM: Bool { sandbox != "process" && imageFile == nil || sandbox == "microvm" }
 
@@ -312,6 +316,28 @@ struct Run: AsyncParsableCommand {
             throw ValidationFailure("the image server did not start")
         }
         breakdown.agentReady = MonotonicTime.now()
+        // The process sandbox's init starts now, while the manifest comes (see `LaunchedSandbox`);
+        // not earlier, as its mount namespace is a copy of this one and must hold the agent's
+        // FUSE mount. A launch that fails here is tried again when the sandbox runs, which
+        // reports why.
+        let launched = mayUseProcessSandbox ? try? ProcessSandbox(options: options).launch() : nil
+        do {
+            let result = try await runServed(agent: agent, endpoints: endpoints, directory: directory, reference: reference,
+                                             options: options, launched: launched, event: event, interrupt: interrupt,
+                                             breakdown: &breakdown)
+            await launched?.abandon()
+            return result
+        } catch {
+            await launched?.abandon()
+            throw error
+        }
+    }
+
+    /// `runServed` once the agent runs, with the process sandbox launched ahead, if any: it is
+    /// used or left for the caller to abandon.
+    func runServed(agent: Agent, endpoints: Agent.Endpoints, directory: String, reference: String, options: ProcessSandbox.Options,
+                   launched: LaunchedSandbox?, event: [UInt8], interrupt: Interrupt,
+                   breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
         let served: ServedImage
         let config: ImageConfiguration
         do {
@@ -341,7 +367,8 @@ struct Run: AsyncParsableCommand {
             return try await takeSnapshot(agent: agent, served: served, root: root, function: spec, options: options,
                                           interrupt: interrupt, breakdown: &breakdown)
         }
-        if mayUseMicroVM, !cold, let snapshot = try await FunctionSnapshots(agent: agent).find(served: served) {
+        // This agent opened the image just now, asking for its snapshot record with it.
+        if mayUseMicroVM, !cold, let snapshot = try await FunctionSnapshots(agent: agent).find(served: served, asOpened: true) {
             return try await restoreSnapshot(snapshot, agent: agent, served: served, root: root, directory: directory, function: spec,
                                              options: options, event: event, interrupt: interrupt, breakdown: &breakdown)
         }
@@ -351,6 +378,8 @@ struct Run: AsyncParsableCommand {
         if sandbox == "microvm" {
             let vm = try microVMOptions(options)
             run = Task { try await MicroVMSandbox(options: vm).run(root: root, function: spec, event: event, log: show) }
+        } else if let launched {
+            run = Task { try await launched.run(imageFile: file, function: spec, event: event, log: show) }
         } else {
             run = Task { try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event, log: show) }
         }
@@ -365,6 +394,9 @@ struct Run: AsyncParsableCommand {
             throw error
         }
         breakdown.pageCacheWarmed = warmer.map { ($0.progress.ranges, $0.progress.bytes) }
+        // The device is ready when the sandbox has attached it (the loop device, or the
+        // microVM's disk); until then only the image file was.
+        if let attached = outcome.deviceAttached { breakdown.deviceReady = attached }
         breakdown.rootMounted = outcome.rootMounted
         breakdown.handlerStarted = outcome.handlerStarted
         breakdown.finished = outcome.finished
@@ -446,22 +478,30 @@ enum ThawRuntime {
     }
 }
 
-/// `thaw sandbox-init PLAN`: the first process inside a sandbox (see `SandboxInit`). Not for users.
+/// `thaw sandbox-init WORKDIR`: the first process inside a sandbox (see `SandboxInit`), which
+/// reads its plan from descriptor 4. Not for users.
 struct SandboxInitCommand: ParsableCommand {
     static let name = "sandbox-init"
     static let configuration = CommandConfiguration(commandName: name, abstract: "The init of a process sandbox.",
                                                      shouldDisplay: false)
 
-    @Argument var plan: String
+    /// The sandbox's work directory, which its plan must name too: it shows in `ps`.
+    @Argument var workDirectory: String
 
     func run() throws {
-        let decoded: SandboxPlan
+        let received: SandboxPlan?
         do {
-            decoded = try JSONDecoder().decode(SandboxPlan.self, from: Data(plan.utf8))
+            received = try SandboxPlan.receive()
         } catch {
-            FileHandle.standardError.write(Data("thaw sandbox-init: unreadable plan: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("thaw sandbox-init: \(error)\n".utf8))
             throw ExitCode(SandboxInit.setupFailedStatus)
         }
-        throw ExitCode(SandboxInit.run(decoded))
+        // No plan: the host abandoned this sandbox before it knew what to run.
+        guard let plan = received else { throw ExitCode(SandboxInit.setupFailedStatus) }
+        guard plan.workDirectory == workDirectory else {
+            FileHandle.standardError.write(Data("thaw sandbox-init: the plan is for \(plan.workDirectory), not \(workDirectory)\n".utf8))
+            throw ExitCode(SandboxInit.setupFailedStatus)
+        }
+        throw ExitCode(SandboxInit.run(plan))
     }
 }

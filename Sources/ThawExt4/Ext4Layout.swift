@@ -111,6 +111,13 @@ public struct Ext4Layout: Sendable {
         }
     }
 
+    /// The blocks of `inode`'s own metadata in the tail (extent tree, long symlink, xattr
+    /// blocks), which a read of its content may need first; empty when it has none.
+    public func metadataBlocks(of inode: UInt32) -> Range<UInt64> {
+        guard let tail = tailByInode[inode] else { return 0..<0 }
+        return tail.start..<(tail.start + tail.count)
+    }
+
     /// The last element whose start is at or before `value`, by binary search.
     private static func last<T>(in items: [T], atOrBefore value: UInt64, start: KeyPath<T, UInt64>) -> T? {
         var low = 0

@@ -165,22 +165,35 @@ extension Pusher {
 
     /// The record in the new layout's terms: each block read goes where the new layout keeps
     /// the same thing (content, inode table, bitmap, tree block), in the same order.
+    ///
+    /// A file whose blocks moved may need an extent tree it did not have before (its extents no
+    /// longer fit in the inode): the kernel reads that tree before the file's first content
+    /// block, so the translated record lists the file's metadata blocks there. Without them a
+    /// start of the new image waits for their chunk on demand, one origin round trip each.
     static func translate(_ record: AccessRecord, from old: Ext4Layout, to new: Ext4Layout, manifest: Manifest) -> AccessRecord {
         let chunkBlocks = UInt64(manifest.header.chunkSize) / 4096
         var chunks: [UInt32] = []
         var seenChunks = Set<UInt32>()
         var blocks: [AccessRecord.BlockRun] = []
         var seenBlocks = Set<UInt64>()
+        var inodesRead = Set<UInt32>()
+        func add(_ moved: UInt64) {
+            guard seenBlocks.insert(moved).inserted else { return }
+            if let last = blocks.last, UInt64(last.first) + UInt64(last.count) == moved {
+                blocks[blocks.count - 1].count += 1
+            } else {
+                blocks.append(AccessRecord.BlockRun(first: UInt32(moved), count: 1))
+            }
+            let chunk = UInt32(moved / chunkBlocks)
+            if manifest.chunks[Int(chunk)] != nil, seenChunks.insert(chunk).inserted { chunks.append(chunk) }
+        }
         for run in record.blocks {
             for block in UInt64(run.first)..<(UInt64(run.first) + UInt64(run.count)) {
-                guard let moved = new.block(for: old.role(of: block)), seenBlocks.insert(moved).inserted else { continue }
-                if let last = blocks.last, UInt64(last.first) + UInt64(last.count) == moved {
-                    blocks[blocks.count - 1].count += 1
-                } else {
-                    blocks.append(AccessRecord.BlockRun(first: UInt32(moved), count: 1))
+                let role = old.role(of: block)
+                if case .content(let content) = role, inodesRead.insert(content.inode).inserted {
+                    new.metadataBlocks(of: content.inode).forEach(add)
                 }
-                let chunk = UInt32(moved / chunkBlocks)
-                if manifest.chunks[Int(chunk)] != nil, seenChunks.insert(chunk).inserted { chunks.append(chunk) }
+                if let moved = new.block(for: role) { add(moved) }
             }
         }
         return AccessRecord(manifestID: manifest.header.id, chunkCount: manifest.header.chunkCount, chunks: chunks, blocks: blocks)

@@ -14,8 +14,9 @@ import Synchronization
 /// is gone before it returns.
 public struct ProcessSandbox: Sendable {
     public struct Options: Sendable {
-        /// The command that runs `SandboxInit` inside the namespaces, followed by the plan as
-        /// JSON: `thaw sandbox-init`.
+        /// The command that runs `SandboxInit` inside the namespaces, followed by the sandbox's
+        /// work directory: `thaw sandbox-init`, which reads the plan as JSON from descriptor
+        /// `SandboxPlan.descriptor`.
         public var initCommand: [String]
         public var tmpSize = 64 << 20
         public var network = SandboxPlan.Network.none
@@ -46,10 +47,20 @@ public struct ProcessSandbox: Sendable {
     ///   every later failure is in the outcome, with whatever the handler wrote.
     public func run(imageFile: String, function: FunctionSpec, event: [UInt8],
                     log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
+        try await launch().run(imageFile: imageFile, function: function, event: event, log: log)
+    }
+
+    /// Starts the sandbox's namespaces and its init, which waits for its plan (see
+    /// `LaunchedSandbox`): a caller that launches before it knows the image hides the init's
+    /// start behind its own work. The mount namespace is a copy of the caller's at this moment,
+    /// so the image file's mount must already exist.
+    ///
+    /// - Throws: `SandboxError(.setupFailed)` when the work directory, the cgroup or the
+    ///   process cannot be made; nothing is left behind then.
+    public func launch() throws -> LaunchedSandbox {
         // A handler that exits before reading its event must not kill this process.
         signal(SIGPIPE, SIG_IGN)
         let workDirectory = try makeWorkDirectory()
-        defer { rmdir(workDirectory) }
         let cgroup: MemoryCgroup?
         do {
             cgroup = try makeMemoryCgroup(for: workDirectory)
@@ -57,87 +68,34 @@ public struct ProcessSandbox: Sendable {
             rmdir(workDirectory)
             throw error
         }
-        defer { cgroup?.remove() }
-        let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize,
-                               network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function,
-                               memoryCgroup: cgroup?.path)
-        let arguments = try unshareArguments(plan)
-
-        let input = try PipeEnds(), output = try PipeEnds(), errors = try PipeEnds(), reports = try PipeEnds()
+        let pipes: LaunchedSandbox.Pipes
         let child: ChildProcess
         do {
-            child = try ChildProcess(executable: try Self.hostProgram("unshare"), arguments: arguments,
-                                     environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                                     descriptors: [0: input.read, 1: output.write, 2: errors.write, 3: reports.write])
-        } catch {
-            for descriptor in [input.read, input.write, output.read, output.write, errors.read, errors.write, reports.read, reports.write] {
-                close(descriptor)
+            pipes = try LaunchedSandbox.Pipes()
+            do {
+                child = try ChildProcess(executable: try Self.hostProgram("unshare"), arguments: unshareArguments(workDirectory: workDirectory),
+                                         environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                                         descriptors: pipes.childDescriptors)
+            } catch {
+                pipes.closeAll()
+                throw error
             }
+        } catch {
+            cgroup?.remove()
+            rmdir(workDirectory)
             throw error
         }
-        for descriptor in [input.read, output.write, errors.write, reports.write] { close(descriptor) }
-
-        // unshare passes SIGKILL on to the init (--kill-child), and the death of a PID
-        // namespace's init kills everything in it.
-        let stopper = SandboxStopper(child: child)
-        let limit = options.responseLimit
-        let tail = LogTail(limit: options.logTailLimit)
-        let timer = stopper.armTimeout(options.timeout, killing: "the sandbox")
-        defer { timer.cancel() }
-
-        let (response, termination, reportLines) = await withTaskCancellationHandler {
-            async let fed: Void = PipeEnds.feed(input.write, event)
-            async let stdout = PipeEnds.drain(output.read, limit: limit) {
-                stopper.stop(SandboxError(.responseTooLarge, "the handler's response exceeds the limit of \(limit) bytes; the sandbox was killed"))
-            }
-            async let stderr = PipeEnds.drain(errors.read, limit: 0, chunk: { piece in
-                log(piece)
-                tail.append(piece)
-            })
-            async let reported = PipeEnds.drain(reports.read, limit: 1 << 20)
-            let termination = await child.wait()
-            _ = await (fed, stderr)
-            return (await stdout.bytes, termination, await reported.bytes)
-        } onCancel: {
-            stopper.stop(SandboxError(.cancelled, "the start was interrupted; the sandbox was killed"))
-        }
-        let finished = MonotonicTime.now()
-
-        var outcome = SandboxOutcome(response: response, logTail: tail.bytes, termination: termination,
-                              finished: finished, leftovers: [])
-        var setupFailure: SandboxError?
-        for line in reportLines.split(separator: 0x0a) {
-            guard let report = try? JSONDecoder().decode(SandboxReport.self, from: Data(line)) else { continue }
-            switch report.stage {
-            case .deviceAttached:
-                outcome.deviceAttached = report.time
-                outcome.loopDevice = report.detail
-            case .rootMounted: outcome.rootMounted = report.time
-            case .handlerStarted: outcome.handlerStarted = report.time
-            case .handlerEnded: break
-            case .failed:
-                setupFailure = report.setupError
-            }
-        }
-        if let reason = stopper.reason {
-            outcome.failure = reason
-        } else if let setupFailure {
-            outcome.failure = setupFailure
-        } else if termination != .exited(0) {
-            outcome.failure = outOfMemory(cgroup) ?? SandboxError(.handlerFailed, Self.describeFailure(termination, log: outcome.logTail))
-        }
-        if let device = outcome.loopDevice, !(await Self.waitUntilDetached(device)) {
-            outcome.leftovers.append("\(device) is still attached")
-        }
-        return outcome
+        pipes.closeChildEnds()
+        return LaunchedSandbox(options: options, workDirectory: workDirectory, cgroup: cgroup, child: child, pipes: pipes)
     }
 
-    /// util-linux `unshare` starting the init in new namespaces, with `plan` as its argument.
-    func unshareArguments(_ plan: SandboxPlan) throws -> [String] {
-        let planText = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+    /// util-linux `unshare` starting the init in new namespaces; the init reads its plan from
+    /// descriptor `SandboxPlan.descriptor`, and is given the sandbox's work directory as its
+    /// argument, so that `ps` tells sandboxes apart.
+    func unshareArguments(workDirectory: String) -> [String] {
         var arguments = ["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private"]
         if options.network == .none { arguments.append("--net") }
-        return arguments + ["--"] + options.initCommand + [planText]
+        return arguments + ["--"] + options.initCommand + [workDirectory]
     }
 
     func makeWorkDirectory() throws -> String {

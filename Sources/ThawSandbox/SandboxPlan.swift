@@ -1,7 +1,14 @@
 public import ThawSandboxCore
+import Foundation
+import Glibc
 
-/// Everything the sandbox's init needs, handed from the host to `thaw sandbox-init` as JSON.
+/// Everything the sandbox's init needs, handed from the host to `thaw sandbox-init` as JSON on
+/// a pipe (`descriptor`), so that the init can be started before the image is known
+/// (`LaunchedSandbox`).
 public struct SandboxPlan: Codable, Sendable, Equatable {
+    /// The init's descriptor the plan arrives on; the host closes it after the plan.
+    public static let descriptor: Int32 = 4
+
     public enum Network: String, Codable, Sendable, CaseIterable {
         /// A network namespace of its own with only loopback, up.
         case none
@@ -39,6 +46,33 @@ public struct SandboxPlan: Codable, Sendable, Equatable {
         self.network = network
         self.hostname = hostname
         self.function = function
+    }
+}
+
+extension SandboxPlan {
+    /// Reads the plan from `descriptor` until the host closes it; nil when the host closed it
+    /// without writing one (it abandoned the launched sandbox).
+    ///
+    /// - Throws: `SandboxError(.setupFailed)` naming what was wrong with what arrived.
+    public static func receive(from descriptor: Int32 = SandboxPlan.descriptor) throws -> SandboxPlan? {
+        var text: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else {
+                throw SandboxError(.setupFailed, "cannot read the sandbox's plan: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            text += buffer[0..<count]
+        }
+        close(descriptor)
+        if text.isEmpty { return nil }
+        do {
+            return try JSONDecoder().decode(SandboxPlan.self, from: Data(text))
+        } catch {
+            throw SandboxError(.setupFailed, "unreadable sandbox plan: \(error)")
+        }
     }
 }
 

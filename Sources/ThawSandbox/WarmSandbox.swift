@@ -64,14 +64,15 @@ public final class WarmSandbox: Sendable {
         // Until the sandbox is running, every failure undoes what was made so far.
         var undo: [() -> Void] = [{ rmdir(workDirectory) }]
         func undoAll() { undo.reversed().forEach { $0() } }
-        let child: ChildProcess, hostEnd: ControlSocket, cgroup: MemoryCgroup?, diagnostics: Int32
+        let child: ChildProcess, hostEnd: ControlSocket, cgroup: MemoryCgroup?, diagnostics: Int32, planWrite: Int32
+        let planText: [UInt8]
         do {
             cgroup = try sandbox.makeMemoryCgroup(for: workDirectory)
             undo.append { cgroup?.remove() }
             let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize, network: options.network,
                                    deviceReadAheadKiB: options.deviceReadAheadKiB, function: function, reusable: true,
                                    memoryCgroup: cgroup?.path)
-            let arguments = try sandbox.unshareArguments(plan)
+            planText = Array(try JSONEncoder().encode(plan))
             let (host, sandboxEnd) = try ControlSocket.pair()
             hostEnd = host
             undo.append { host.close() }
@@ -79,17 +80,23 @@ public final class WarmSandbox: Sendable {
             let pipe = try PipeEnds()
             defer { close(pipe.write) }
             undo.append { close(pipe.read) }
+            let planPipe = try PipeEnds()
+            defer { close(planPipe.read) }
+            undo.append { close(planPipe.write) }
             let null = open("/dev/null", O_RDWR | O_CLOEXEC)
             guard null >= 0 else { throw SandboxError(.setupFailed, "cannot open /dev/null: \(SystemCalls.errorText())") }
             defer { close(null) }
-            child = try ChildProcess(executable: try ProcessSandbox.hostProgram("unshare"), arguments: arguments,
+            child = try ChildProcess(executable: try ProcessSandbox.hostProgram("unshare"), arguments: sandbox.unshareArguments(workDirectory: workDirectory),
                                      environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                                     descriptors: [0: null, 1: pipe.write, 2: pipe.write, 3: sandboxEnd])
+                                     descriptors: [0: null, 1: pipe.write, 2: pipe.write, 3: sandboxEnd,
+                                                   SandboxPlan.descriptor: planPipe.read])
             diagnostics = pipe.read
+            planWrite = planPipe.write
         } catch {
             undoAll()
             throw error
         }
+        Task { await PipeEnds.feed(planWrite, planText) }
         let unshareErrors = Task { await PipeEnds.drain(diagnostics, limit: 4096).bytes }
         let ended = Task { await child.wait() }
 

@@ -82,6 +82,18 @@ import ThawTestSupport
             let hotChunks = Set(UInt32(hot.offset / chunkSize)...UInt32((hot.offset + hot.length - 1) / chunkSize))
             #expect(hotChunks.isSubset(of: Set(translated.chunks)))
 
+            // A file whose moved blocks split its extents past what the inode holds has an extent
+            // tree now; the record lists its blocks, which the start reads before the file's
+            // content (else it waits for their chunk on demand).
+            var treeBlocks: [UInt32] = []
+            for inode in Set(relaid.hotBlocks.map(\.inode)).sorted() {
+                let stat = try TestSupport.run("debugfs", ["-R", "stat <\(inode)>", dir + "/relaid.ext4"]).output
+                for match in stat.matches(of: /\(ETB\d+\):(\d+)/) { treeBlocks.append(UInt32(match.1)!) }
+            }
+            #expect(!treeBlocks.isEmpty, "no relaid file has an extent tree block: the check below checks nothing")
+            let recordedBlocks = Set(translated.blocks.flatMap { $0.first..<($0.first + $0.count) })
+            #expect(treeBlocks.allSatisfy(recordedBlocks.contains), "extent tree blocks \(treeBlocks) missing from the record")
+
             // Laying the new image out from its own record changes nothing: same order, same id.
             let again = try await pusher.relayout(relaid, record: translated)
             #expect(again.manifestID == report.manifestID)

@@ -163,6 +163,20 @@ import ThawTestSupport
         }
     }
 
+    @Test func aStartThatFailsBeforeItsSandboxRunsLeavesNoLaunchedInit() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let harness = try RunHarness(dir)
+            _ = try await harness.pushBusybox(tag: "echo", handler: "#!/bin/sh\ncat\n", execution: .init(cmd: ["/function/handler"]))
+            // The sandbox's init is launched once the agent runs, before the manifest is found;
+            // a manifest that is not there abandons it.
+            let missing = String(repeating: "ab", count: 32)
+            let result = try await harness.run([missing, "--sandbox", "process"] + harness.commonArguments)
+            #expect(result.status != 0)
+            #expect(result.log.contains("no manifest \(missing)"), "\(result.log)")
+            #expect(await harness.leftoversAfterSettling() == [])
+        }
+    }
+
     @Test func anOriginThatFailsDuringTheStartGivesAnErrorAndLeavesNothing() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try RunHarness(dir)

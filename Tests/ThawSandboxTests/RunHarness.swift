@@ -99,8 +99,8 @@ struct RunHarness {
         }
         let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for pid in processes where Int32(pid) != nil && Int32(pid) != getpid() {
-            // The init names the runtime directory in its plan; handlers carry it in their
-            // environment (`marker`).
+            // The init names its work directory (under the runtime directory) in its arguments;
+            // handlers carry the runtime directory in their environment (`marker`).
             for file in ["cmdline", "environ"] {
                 guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)") else { continue }
                 let text = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
