@@ -69,8 +69,8 @@ public final class Agent: Service, Sendable {
 
     /// Serves `reference` (a manifest id or unique prefix), opening it if needed: what an NBD
     /// client naming it or `PUT /v1/images/ID` does. `privatelyMapped` is for a snapshot's RAM.
-    public func open(_ reference: String, privatelyMapped: Bool = false) async throws -> ServedImage {
-        try await catalog.open(reference, privatelyMapped: privatelyMapped)
+    public func open(_ reference: String, privatelyMapped: Bool = false, withSnapshotRecord: Bool = false) async throws -> ServedImage {
+        try await catalog.open(reference, privatelyMapped: privatelyMapped, withSnapshotRecord: withSnapshotRecord)
     }
 
     /// How to run the image `served` is: the config stored with its manifest, as read when it

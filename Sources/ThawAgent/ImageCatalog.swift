@@ -61,15 +61,19 @@ public actor ImageCatalog: NBDExportCatalog {
     /// Serves `reference` (a manifest id or a unique prefix of 8 or more hex digits), opening it
     /// if it is not served yet. `privatelyMapped` serves a memory snapshot's RAM, whose FUSE file
     /// a VMM opens read-write to map it copy-on-write (its writes still fail).
+    /// `withSnapshotRecord` asks for the image's memory snapshot record along with the manifest
+    /// when it is opened now (`ServedImage.snapshotRecordAtOpen`).
     ///
     /// - Throws: `AgentError(.cannotOpen)` naming the reference when there is no such manifest,
     ///   it is ambiguous, or it cannot be opened with the tenant's key.
     @discardableResult
-    public func open(_ reference: String, privatelyMapped: Bool = false) async throws -> ServedImage {
+    public func open(_ reference: String, privatelyMapped: Bool = false, withSnapshotRecord: Bool = false) async throws -> ServedImage {
         let reference = reference.lowercased()
         if let served = images[reference] { return served }
         if let pending = opening[reference] { return try await pending.value }
-        let task = Task { try await self.load(reference, memory: privatelyMapped) }
+        let task = Task {
+            try await self.load(reference, memory: privatelyMapped, snapshotRecord: withSnapshotRecord && !privatelyMapped)
+        }
         opening[reference] = task
         defer { opening[reference] = nil }
         let loaded = try await task.value
@@ -92,9 +96,10 @@ public actor ImageCatalog: NBDExportCatalog {
         return loaded
     }
 
-    /// Reads and opens the manifest, and its access record if there is one. A `memory` image
-    /// (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
-    private func load(_ reference: String, memory: Bool) async throws -> ServedImage {
+    /// Reads and opens the manifest, with its access record if there is one, its image config
+    /// (not for `memory` images) and, when `snapshotRecord` asks, its memory snapshot record.
+    /// A `memory` image (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
+    private func load(_ reference: String, memory: Bool, snapshotRecord: Bool) async throws -> ServedImage {
         let store = origin.store
         let key: StoreKey
         do {
@@ -102,14 +107,14 @@ public actor ImageCatalog: NBDExportCatalog {
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
-        // The manifest, its access record, its image config and its snapshot record are asked
-        // for at once: each is an origin round trip that a start would otherwise wait for one
-        // after the other.
+        // The manifest, its access record, its image config and (when asked) its snapshot
+        // record are asked for at once: each is an origin round trip that a start would
+        // otherwise wait for one after the other.
         let found = StoreLayout.manifestLocation(of: key)
         async let recordBytes = Self.fetch(found.map { StoreLayout.accessRecord(id: $0.id, root: $0.root, tenant: $0.tenant) }, from: store)
         async let configBytes = Self.fetch(memory ? nil : found.map { StoreLayout.imageConfig(id: $0.id, root: $0.root, tenant: $0.tenant) },
                                            from: store)
-        async let snapshotBytes = Self.fetch(memory ? nil : found.map { StoreLayout.snapshot(id: $0.id, root: $0.root, tenant: $0.tenant) },
+        async let snapshotBytes = Self.fetch(snapshotRecord ? found.map { StoreLayout.snapshot(id: $0.id, root: $0.root, tenant: $0.tenant) } : nil,
                                              from: store)
         let manifest: Manifest
         do {
@@ -145,14 +150,12 @@ public actor ImageCatalog: NBDExportCatalog {
         let image = LazyImage(manifest: manifest, store: store, cache: cache, l2: l2,
                               configuration: memory ? memoryImageConfiguration : configuration.image,
                               metrics: metrics, recorder: recorder, patches: patches)
-        let snapshotRecord: ServedImage.SnapshotRecordAtOpen
-        switch (foundWhereItBelongs && !memory) ? await snapshotBytes : .success(nil) {
-        case .success(let bytes?): snapshotRecord = .present(bytes)
-        case .success(nil): snapshotRecord = foundWhereItBelongs && !memory ? .absent : .unknown
-        case .failure: snapshotRecord = .unknown
+        var snapshotAtOpen = ServedImage.SnapshotRecordAtOpen.unknown
+        if snapshotRecord && foundWhereItBelongs, case .success(let bytes) = await snapshotBytes {
+            snapshotAtOpen = bytes.map { .present($0) } ?? .absent
         }
         return ServedImage(id: header.id, image: image, prefetchRecord: record, imageConfigJSON: configJSON,
-                           snapshotRecordAtOpen: snapshotRecord)
+                           snapshotRecordAtOpen: snapshotAtOpen)
     }
 
     /// The object at `key`: nil when there is none (or no key), the store's error when it

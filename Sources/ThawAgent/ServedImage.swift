@@ -25,9 +25,10 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
     public let imageConfigJSON: [UInt8]?
 
     /// What the store held for the image's memory snapshot record (`StoreLayout.snapshot`) when
-    /// the image was opened, asked for with the manifest: a start that opened the image itself
-    /// decides between its sandboxes without another round trip. A server that keeps images open
-    /// asks the store again, as a snapshot may have been taken or deleted since.
+    /// the image was opened, asked for with the manifest when the opener wanted it: a start that
+    /// opened the image itself decides between its sandboxes without another round trip. A
+    /// server that keeps images open asks the store again, as a snapshot may have been taken or
+    /// deleted since.
     public let snapshotRecordAtOpen: SnapshotRecordAtOpen
 
     /// The store's answer for a snapshot record, as read when an image was opened.
@@ -36,8 +37,8 @@ public final class ServedImage: NBDExport, FUSEFile, Sendable {
         case absent
         /// The sealed record.
         case present([UInt8])
-        /// Not asked for (memory images, a manifest found away from its place) or the read
-        /// failed: ask the store.
+        /// Not asked for (or for a memory image, or a manifest found away from its place), or
+        /// the read failed: ask the store.
         case unknown
     }
 

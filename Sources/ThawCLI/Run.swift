@@ -320,7 +320,14 @@ struct Run: AsyncParsableCommand {
         // not earlier, as its mount namespace is a copy of this one and must hold the agent's
         // FUSE mount. A launch that fails here is tried again when the sandbox runs, which
         // reports why.
-        let launched = mayUseProcessSandbox ? try? ProcessSandbox(options: options).launch() : nil
+        var launched: LaunchedSandbox?
+        if mayUseProcessSandbox {
+            do {
+                launched = try ProcessSandbox(options: options).launch()
+            } catch {
+                Logger(label: "thaw.run").warning("cannot launch the sandbox ahead; trying again when it runs", metadata: ["error": "\(error)"])
+            }
+        }
         do {
             let result = try await runServed(agent: agent, endpoints: endpoints, directory: directory, reference: reference,
                                              options: options, launched: launched, event: event, interrupt: interrupt,
@@ -341,7 +348,7 @@ struct Run: AsyncParsableCommand {
         let served: ServedImage
         let config: ImageConfiguration
         do {
-            served = try await agent.open(reference)
+            served = try await agent.open(reference, withSnapshotRecord: mayUseMicroVM && !cold)
             config = try await agent.imageConfiguration(of: served)
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
@@ -369,6 +376,7 @@ struct Run: AsyncParsableCommand {
         }
         // This agent opened the image just now, asking for its snapshot record with it.
         if mayUseMicroVM, !cold, let snapshot = try await FunctionSnapshots(agent: agent).find(served: served, asOpened: true) {
+            await launched?.abandon()
             return try await restoreSnapshot(snapshot, agent: agent, served: served, root: root, directory: directory, function: spec,
                                              options: options, event: event, interrupt: interrupt, breakdown: &breakdown)
         }
@@ -493,14 +501,12 @@ struct SandboxInitCommand: ParsableCommand {
         do {
             received = try SandboxPlan.receive()
         } catch {
-            FileHandle.standardError.write(Data("thaw sandbox-init: \(error)\n".utf8))
-            throw ExitCode(SandboxInit.setupFailedStatus)
+            throw ExitCode(SandboxInit.fail("thaw sandbox-init: \(error)"))
         }
         // No plan: the host abandoned this sandbox before it knew what to run.
         guard let plan = received else { throw ExitCode(SandboxInit.setupFailedStatus) }
         guard plan.workDirectory == workDirectory else {
-            FileHandle.standardError.write(Data("thaw sandbox-init: the plan is for \(plan.workDirectory), not \(workDirectory)\n".utf8))
-            throw ExitCode(SandboxInit.setupFailedStatus)
+            throw ExitCode(SandboxInit.fail("thaw sandbox-init: the plan is for \(plan.workDirectory), not \(workDirectory)"))
         }
         throw ExitCode(SandboxInit.run(plan))
     }

@@ -75,11 +75,24 @@ public final class LaunchedSandbox: Sendable {
     }
 
     /// Ends the launched init without a plan and removes what `launch` made; does nothing once
-    /// `run` or `abandon` has been called.
+    /// `run` or `abandon` has been called. The init is killed rather than left to notice the
+    /// closed pipe: it has mounted nothing yet, and its start would only take CPU from what
+    /// the host does instead.
     public func abandon() async {
         guard claim() else { return }
         pipes.closeHostEnds()
+        child.signal(SIGKILL)
         _ = await child.wait()
+        cgroup?.remove()
+        rmdir(workDirectory)
+    }
+
+    /// A launched sandbox nobody ran or abandoned (a caller's mistake) is killed and removed
+    /// here; its process is reaped when this one ends.
+    deinit {
+        guard claim() else { return }
+        pipes.closeHostEnds()
+        child.signal(SIGKILL)
         cgroup?.remove()
         rmdir(workDirectory)
     }
@@ -98,7 +111,7 @@ public final class LaunchedSandbox: Sendable {
                                memoryCgroup: cgroup?.path)
         let planText: [UInt8]
         do {
-            planText = Array(try JSONEncoder().encode(plan))
+            planText = try plan.encodedLine()
         } catch {
             pipes.closeHostEnds()
             _ = await child.wait()

@@ -40,6 +40,13 @@ public enum SandboxInit {
         }
     }
 
+    /// Reports a failure that came before the plan could be run (an unreadable plan) to the
+    /// host, as a setup failure, and returns the status to exit with.
+    public static func fail(_ message: String, reportDescriptor: Int32 = 3) -> Int32 {
+        Reporter(descriptor: reportDescriptor).send(.failure(SandboxError(.setupFailed, message)))
+        return setupFailedStatus
+    }
+
     struct Reporter {
         let descriptor: Int32
 

@@ -50,14 +50,22 @@ public struct SandboxPlan: Codable, Sendable, Equatable {
 }
 
 extension SandboxPlan {
-    /// Reads the plan from `descriptor` until the host closes it; nil when the host closed it
-    /// without writing one (it abandoned the launched sandbox).
+    /// The plan as the host sends it: one line of JSON. The line's end, not the pipe's, ends
+    /// it, so a copy of the write end that leaked into another process cannot keep the init
+    /// waiting.
+    public func encodedLine() throws -> [UInt8] {
+        Array(try JSONEncoder().encode(self)) + [0x0a]
+    }
+
+    /// Reads the plan (`encodedLine`) from `descriptor`; nil when the host closed it without
+    /// writing one (it abandoned the launched sandbox).
     ///
     /// - Throws: `SandboxError(.setupFailed)` naming what was wrong with what arrived.
     public static func receive(from descriptor: Int32 = SandboxPlan.descriptor) throws -> SandboxPlan? {
+        defer { close(descriptor) }
         var text: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
+        while text.last != 0x0a {
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else {
@@ -66,10 +74,12 @@ extension SandboxPlan {
             if count == 0 { break }
             text += buffer[0..<count]
         }
-        close(descriptor)
         if text.isEmpty { return nil }
+        guard text.last == 0x0a else {
+            throw SandboxError(.setupFailed, "the sandbox's plan ended after \(text.count) bytes, before its end of line")
+        }
         do {
-            return try JSONDecoder().decode(SandboxPlan.self, from: Data(text))
+            return try JSONDecoder().decode(SandboxPlan.self, from: Data(text.dropLast()))
         } catch {
             throw SandboxError(.setupFailed, "unreadable sandbox plan: \(error)")
         }

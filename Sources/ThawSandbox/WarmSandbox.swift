@@ -72,7 +72,7 @@ public final class WarmSandbox: Sendable {
             let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize, network: options.network,
                                    deviceReadAheadKiB: options.deviceReadAheadKiB, function: function, reusable: true,
                                    memoryCgroup: cgroup?.path)
-            planText = Array(try JSONEncoder().encode(plan))
+            planText = try plan.encodedLine()
             let (host, sandboxEnd) = try ControlSocket.pair()
             hostEnd = host
             undo.append { host.close() }

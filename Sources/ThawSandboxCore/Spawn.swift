@@ -44,8 +44,17 @@ public enum Spawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        for (child, parent) in descriptors.sorted(by: { $0.key < $1.key }) {
-            posix_spawn_file_actions_adddup2(&actions, parent, child)
+        // Each descriptor goes first to a number above every one involved, then to its place:
+        // copied straight, a parent's descriptor that is also another's target (a pipe end that
+        // happens to be 3 while 3 is assigned first) would be overwritten before it is copied.
+        let mapping = descriptors.sorted(by: { $0.key < $1.key })
+        let above = (mapping.flatMap { [$0.key, $0.value] }.max() ?? 2) + 1
+        for (offset, (_, parent)) in mapping.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, parent, above + Int32(offset))
+        }
+        for (offset, (child, _)) in mapping.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, above + Int32(offset), child)
+            posix_spawn_file_actions_addclose(&actions, above + Int32(offset))
         }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -117,7 +117,9 @@ import ThawTestSupport
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try await AgentHarness(dir)
             let servers = try (0..<5).map { _ in try MemcachedServer() }
-            let l2 = ["--l2", servers.map { "127.0.0.1:\($0.port)" }.joined(separator: ",")]
+            // A generous lookup timeout: this checks what L2 holds, and a lookup that times out
+            // while other suites keep both cores busy would go to the origin instead.
+            let l2 = ["--l2", servers.map { "127.0.0.1:\($0.port)" }.joined(separator: ","), "--l2-timeout", "5000"]
             func statistics(_ agent: AgentHarness.Running) throws -> AgentStatistics {
                 let json = try TestSupport.thaw(["stats", "--agent", agent.control, "--json"]).output
                 return try JSONDecoder().decode(AgentStatistics.self, from: Data(json.utf8))

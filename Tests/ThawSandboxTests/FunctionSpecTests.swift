@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 import ThawImage
 @testable import ThawSandbox
@@ -59,5 +60,28 @@ import ThawImage
     @Test func unknownNamesAreClearErrors() {
         #expect { try users.resolve("nobody") } throws: { ($0 as? SandboxError)?.message.contains("'nobody'") == true }
         #expect { try users.resolve("app:wheel") } throws: { ($0 as? SandboxError)?.message.contains("'wheel'") == true }
+    }
+
+    /// The plan crosses a pipe as one line: the line's end ends it, an empty pipe means the
+    /// host abandoned the sandbox, and a plan cut short is an error that says so.
+    @Test func thePlanCrossesItsPipeAsOneLine() throws {
+        let spec = try FunctionSpec(execution: .init(cmd: ["/bin/handler"]), image: "fn")
+        let plan = SandboxPlan(imageFile: "/run/image.ext4", workDirectory: "/run/sandbox-1", tmpSize: 1 << 20, network: .none,
+                               deviceReadAheadKiB: 16, function: spec, memoryCgroup: "/sys/fs/cgroup/memory/thaw-1")
+        func received(_ bytes: [UInt8], closing: Bool) throws -> SandboxPlan? {
+            var ends: [Int32] = [0, 0]
+            #expect(pipe(&ends) == 0)
+            _ = bytes.withUnsafeBytes { write(ends[1], $0.baseAddress, $0.count) }
+            // Left open, the write end shows that the reader stops at the end of the line.
+            if closing { close(ends[1]) }
+            defer { if !closing { close(ends[1]) } }
+            return try SandboxPlan.receive(from: ends[0])
+        }
+        let line = try plan.encodedLine()
+        #expect(line.last == 0x0a && line.dropLast().allSatisfy { $0 != 0x0a })
+        #expect(try received(line, closing: false) == plan)
+        #expect(try received([], closing: true) == nil)
+        #expect(throws: SandboxError.self) { try received(Array(line.dropLast(5)), closing: true) }
+        #expect(throws: SandboxError.self) { try received(Array("{\"imageFile\": 1}\n".utf8), closing: true) }
     }
 }
