@@ -80,19 +80,27 @@ public final class LaunchedSandbox: Sendable {
     /// the host does instead.
     public func abandon() async {
         guard claim() else { return }
-        pipes.closeHostEnds()
-        child.signal(SIGKILL)
+        endWithoutPlan()
         _ = await child.wait()
-        cgroup?.remove()
-        rmdir(workDirectory)
+        removeDirectories()
     }
 
     /// A launched sandbox nobody ran or abandoned (a caller's mistake) is killed and removed
     /// here; its process is reaped when this one ends.
     deinit {
         guard claim() else { return }
+        endWithoutPlan()
+        removeDirectories()
+    }
+
+    /// Closes the host's ends, the plan's unwritten, and kills the init.
+    private func endWithoutPlan() {
         pipes.closeHostEnds()
         child.signal(SIGKILL)
+    }
+
+    /// Removes the work directory and cgroup `launch` made, once the init is gone.
+    private func removeDirectories() {
         cgroup?.remove()
         rmdir(workDirectory)
     }
@@ -102,10 +110,7 @@ public final class LaunchedSandbox: Sendable {
     public func run(imageFile: String, function: FunctionSpec, event: [UInt8],
                     log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
         guard claim() else { throw SandboxError(.setupFailed, "this launched sandbox has already run or was abandoned") }
-        defer {
-            cgroup?.remove()
-            rmdir(workDirectory)
-        }
+        defer { removeDirectories() }
         let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize,
                                network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function,
                                memoryCgroup: cgroup?.path)
@@ -113,7 +118,7 @@ public final class LaunchedSandbox: Sendable {
         do {
             planText = try plan.encodedLine()
         } catch {
-            pipes.closeHostEnds()
+            endWithoutPlan()
             _ = await child.wait()
             throw SandboxError(.setupFailed, "cannot encode the sandbox's plan: \(error)")
         }
