@@ -104,3 +104,16 @@ static inline ssize_t thaw_receive_descriptors(int socket, void *bytes, size_t c
     }
     return count;
 }
+
+#include <stdint.h>
+
+/* Opens inode `inode` of the ext4 filesystem mounted where `mount_fd` points, by file handle
+   (open_by_handle_at, which needs CAP_DAC_READ_SEARCH), without a path. The handle is ext4's own
+   kind, FILEID_INO32_GEN (1): the inode number and a generation of 0, which ext4 takes as "any".
+   struct file_handle ends in a flexible array, which Swift cannot build, and glibc declares it
+   only under _GNU_SOURCE: its layout (two 32-bit fields, then the handle) is spelled out here.
+   Returns the descriptor, or -1 with errno set. */
+static inline int thaw_open_ext4_inode(int mount_fd, uint32_t inode, int flags) {
+    struct { uint32_t handle_bytes; int32_t handle_type; uint32_t fields[2]; } handle = { 8, 1, { inode, 0 } };
+    return (int)syscall(SYS_open_by_handle_at, mount_fd, &handle, flags);
+}

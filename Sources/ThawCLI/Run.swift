@@ -58,6 +58,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Read-ahead of the loop device in KiB: every byte read ahead is fetched.")
     var deviceReadAhead: Int = 16
 
+    @Flag(inversion: .prefixedNo, help: "In the process sandbox, load the blocks a relaid image's record lists into the mounted image's caches while the handler starts.")
+    var preload = true
+
     @Option(help: "Run from this local copy of the image (thaw pull's output) instead of loading it lazily: the no-lazy-loading baseline. The argument must be its manifest.")
     var imageFile: String?
 
@@ -386,10 +389,15 @@ struct Run: AsyncParsableCommand {
         if sandbox == "microvm" {
             let vm = try microVMOptions(options)
             run = Task { try await MicroVMSandbox(options: vm).run(root: root, function: spec, event: event, log: show) }
-        } else if let launched {
-            run = Task { try await launched.run(imageFile: file, function: spec, event: event, log: show) }
         } else {
-            run = Task { try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event, log: show) }
+            let preload = imageFile == nil && self.preload ? Self.preload(for: served) : nil
+            if let launched {
+                run = Task { try await launched.run(imageFile: file, function: spec, event: event, preload: preload, log: show) }
+            } else {
+                run = Task {
+                    try await ProcessSandbox(options: options).run(imageFile: file, function: spec, event: event, preload: preload, log: show)
+                }
+            }
         }
         let warmer = imageFile == nil && sandbox != "microvm" ? Self.warmPageCache(of: file, served: served) : nil
         interrupt.onFire { run.cancel() }
@@ -402,6 +410,7 @@ struct Run: AsyncParsableCommand {
             throw error
         }
         breakdown.pageCacheWarmed = warmer.map { ($0.progress.ranges, $0.progress.bytes) }
+        breakdown.sandboxPreload = outcome.preloaded
         // The device is ready when the sandbox has attached it (the loop device, or the
         // microVM's disk); until then only the image file was.
         if let attached = outcome.deviceAttached { breakdown.deviceReady = attached }
@@ -421,6 +430,17 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Run {
+    /// What the process sandbox's init loads into the mounted image's caches as the handler
+    /// starts: the recorded blocks, in the order read, content through its files. Only an image
+    /// with a hot region (a relaid one) says which of its blocks are file content; for any
+    /// other, or without a record of blocks, nil.
+    static func preload(for served: ServedImage) -> [PreloadRun]? {
+        let manifest = served.image.manifest
+        guard let hot = manifest.header.hot, let record = served.prefetchRecord, !record.blocks.isEmpty else { return nil }
+        return ImagePreload.runs(recorded: record.blocks.map { (first: UInt64($0.first), count: UInt64($0.count)) },
+                                 hotStart: hot.offset / 4096, hotBlocks: manifest.hotBlocks.map { (inode: $0.inode, logical: $0.logical) })
+    }
+
     /// Loads the blocks the image's access record lists into the page cache of its FUSE file,
     /// in the order the recorded start read them, while the sandbox mounts it; nil when there is
     /// no record of blocks.

@@ -25,6 +25,8 @@ struct StartBreakdown {
     var recordedChunks: Int?
     /// Recorded ranges and bytes loaded into the image file's page cache ahead of the handler.
     var pageCacheWarmed: (ranges: Int, bytes: UInt64)?
+    /// What the sandbox's init loaded into the mounted image's caches, as it reported it.
+    var sandboxPreload: String?
     /// When a restored microVM resumed (restores only).
     var restored: UInt64?
     /// How a restore read its memory snapshot (restores only).
@@ -88,6 +90,7 @@ struct StartBreakdown {
         if let warmed = pageCacheWarmed {
             lines.append("  page cache: \(warmed.ranges) recorded ranges, \(mib(warmed.bytes)), loaded ahead of the handler's reads")
         }
+        if let sandboxPreload { lines.append("  sandbox: \(sandboxPreload) in the mounted image") }
         if let memory {
             let m = memory.reads
             lines.append(String(format: "  memory %@ (%@): %d reads through FUSE (faults and page-cache loads), %@; origin %d chunks, %@; L1 %d chunk pieces",
@@ -123,6 +126,7 @@ struct StartBreakdown {
             object["pageCacheWarmedRanges"] = warmed.ranges
             object["pageCacheWarmedBytes"] = warmed.bytes
         }
+        if let sandboxPreload { object["sandboxPreload"] = sandboxPreload }
         if let memory {
             var entry: [String: Any] = [
                 "manifest": memory.manifestID, "bytes": memory.size, "reads": memory.reads.reads, "bytesRead": memory.reads.bytesRead,

@@ -107,13 +107,13 @@ public final class LaunchedSandbox: Sendable {
 
     /// Runs `function` from `imageFile` with `event` on its standard input, once (see
     /// `ProcessSandbox.run`).
-    public func run(imageFile: String, function: FunctionSpec, event: [UInt8],
+    public func run(imageFile: String, function: FunctionSpec, event: [UInt8], preload: [PreloadRun]? = nil,
                     log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
         guard claim() else { throw SandboxError(.setupFailed, "this launched sandbox has already run or was abandoned") }
         defer { removeDirectories() }
         let plan = SandboxPlan(imageFile: imageFile, workDirectory: workDirectory, tmpSize: options.tmpSize,
                                network: options.network, deviceReadAheadKiB: options.deviceReadAheadKiB, function: function,
-                               memoryCgroup: cgroup?.path)
+                               memoryCgroup: cgroup?.path, preload: preload)
         let planText: [UInt8]
         do {
             planText = try plan.encodedLine()
@@ -160,7 +160,9 @@ public final class LaunchedSandbox: Sendable {
             case .deviceAttached:
                 outcome.deviceAttached = report.time
                 outcome.loopDevice = report.detail
-            case .rootMounted: outcome.rootMounted = report.time
+            case .rootMounted:
+                outcome.rootMounted = report.time
+                outcome.preloaded = report.detail
             case .handlerStarted: outcome.handlerStarted = report.time
             case .handlerEnded: break
             case .failed:

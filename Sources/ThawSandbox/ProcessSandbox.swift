@@ -42,12 +42,14 @@ public struct ProcessSandbox: Sendable {
 
     /// Runs `function` from `imageFile` with `event` on its standard input.
     ///
+    /// - Parameter preload: what to load into the mounted image's caches as the handler starts
+    ///   (see `ImagePreload`).
     /// - Parameter log: called with each piece of the handler's standard error as it arrives.
     /// - Throws: `SandboxError(.setupFailed)` only when the sandbox cannot be started at all;
     ///   every later failure is in the outcome, with whatever the handler wrote.
-    public func run(imageFile: String, function: FunctionSpec, event: [UInt8],
+    public func run(imageFile: String, function: FunctionSpec, event: [UInt8], preload: [PreloadRun]? = nil,
                     log: @escaping @Sendable ([UInt8]) -> Void = { _ in }) async throws -> SandboxOutcome {
-        try await launch().run(imageFile: imageFile, function: function, event: event, log: log)
+        try await launch().run(imageFile: imageFile, function: function, event: event, preload: preload, log: log)
     }
 
     /// Starts the sandbox's namespaces and its init, which waits for its plan (see

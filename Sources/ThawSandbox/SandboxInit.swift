@@ -28,9 +28,11 @@ public enum SandboxInit {
             if let cgroup = plan.memoryCgroup {
                 try MemoryCgroup(path: cgroup).join()
             }
-            try build(plan, reporter: reporter)
+            let preloading = try build(plan, reporter: reporter)
             if plan.reusable { return try serve(plan.function, control: reportDescriptor, reporter: reporter) }
-            return try startAndReap(plan.function, reporter: reporter)
+            // The preloading thread opens files by inode, which needs root: this process stays
+            // root then, and only the handler becomes the function's user.
+            return try startAndReap(plan.function, keepPrivileges: preloading, reporter: reporter)
         } catch let error as SandboxError {
             reporter.send(.failure(error))
             return error.kind == .handlerNotFound ? handlerMissingStatus : setupFailedStatus
@@ -58,7 +60,10 @@ public enum SandboxInit {
     }
 
     /// Mounts the root and enters it.
-    static func build(_ plan: SandboxPlan, reporter: Reporter) throws {
+    ///
+    /// - Returns: whether it started preloading the image (`ImagePreloader`).
+    @discardableResult
+    static func build(_ plan: SandboxPlan, reporter: Reporter) throws -> Bool {
         let work = plan.workDirectory
         try SystemCalls.mount("thaw-sandbox", on: work, type: "tmpfs", flags: [.noDevices, .noSetUID],
                               data: "size=\(plan.tmpSize),mode=0755")
@@ -70,6 +75,8 @@ public enum SandboxInit {
         if let kib = plan.deviceReadAheadKiB { try loop.setReadAhead(kib: kib) }
         defer { loop.closeDescriptor() }
         try SystemCalls.mount(loop.path, on: work + "/lower", type: "ext4", flags: [.readOnly, .noDevices])
+        // Before anything else, so that the loading runs ahead of the handler.
+        let preloading = ImagePreloader.start(mount: work + "/lower", device: loop.path, runs: plan.preload ?? [])
         let root = work + "/root"
         try SystemCalls.mount("overlay", on: root, type: "overlay", flags: [.noDevices],
                               data: "lowerdir=\(work)/lower,upperdir=\(work)/upper,workdir=\(work)/work")
@@ -82,11 +89,12 @@ public enum SandboxInit {
             throw SandboxError(.setupFailed, "cannot set the hostname: \(SystemCalls.errorText())")
         }
         if plan.network == .none { try SystemCalls.loopbackUp() }
-        reporter.send(SandboxReport(stage: .rootMounted))
+        reporter.send(SandboxReport(stage: .rootMounted, detail: preloading ? "preloading \(plan.preload?.count ?? 0) runs" : nil))
 
         guard chroot(root) == 0, chdir("/") == 0 else {
             throw SandboxError(.setupFailed, "cannot change root to \(root): \(SystemCalls.errorText())")
         }
+        return preloading
     }
 
     /// A tmpfs /dev with the devices programs expect: null, zero, full, random, urandom, tty.
@@ -104,9 +112,10 @@ public enum SandboxInit {
         chmod(dev + "/shm", 0o1777)
     }
 
-    /// Becomes the image's user, starts the handler, reaps every child until it ends.
-    static func startAndReap(_ function: FunctionSpec, reporter: Reporter) throws -> Int32 {
-        let handler = try HandlerLauncher.start(function.launch)
+    /// Starts the handler as the image's user, reaps every child until it ends. Unless
+    /// `keepPrivileges`, this process becomes that user first.
+    static func startAndReap(_ function: FunctionSpec, keepPrivileges: Bool, reporter: Reporter) throws -> Int32 {
+        let handler = try HandlerLauncher.start(function.launch, keepPrivileges: keepPrivileges)
         reporter.send(SandboxReport(stage: .handlerStarted, detail: "\(handler)"))
         return HandlerLauncher.reap(until: handler).shellStatus
     }

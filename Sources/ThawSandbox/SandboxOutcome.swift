@@ -15,6 +15,9 @@ public struct SandboxOutcome: Sendable {
     public var finished: UInt64
     /// The loop device the image was attached to.
     public var loopDevice: String?
+    /// What the init preloaded into the mounted image's caches (`ImagePreloader`), as it
+    /// reported it; nil when it preloaded nothing.
+    public var preloaded: String?
     /// Why the invocation failed; nil when the handler answered.
     public var failure: SandboxError?
     /// Teardown that did not complete in time (a loop device still attached): empty when

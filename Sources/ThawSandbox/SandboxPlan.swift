@@ -34,9 +34,14 @@ public struct SandboxPlan: Codable, Sendable, Equatable {
     /// The memory cgroup the init moves into before anything else (see `MemoryCgroup`); nil
     /// leaves the function's memory uncapped.
     public var memoryCgroup: String?
+    /// What the init loads into the mounted image's caches while the handler starts, first
+    /// read first (see `ImagePreload`); nil or empty loads nothing.
+    public var preload: [PreloadRun]?
 
     public init(imageFile: String, workDirectory: String, tmpSize: Int, network: Network, hostname: String = "thaw",
-                deviceReadAheadKiB: Int? = nil, function: FunctionSpec, reusable: Bool = false, memoryCgroup: String? = nil) {
+                deviceReadAheadKiB: Int? = nil, function: FunctionSpec, reusable: Bool = false, memoryCgroup: String? = nil,
+                preload: [PreloadRun]? = nil) {
+        self.preload = preload
         self.reusable = reusable
         self.memoryCgroup = memoryCgroup
         self.deviceReadAheadKiB = deviceReadAheadKiB

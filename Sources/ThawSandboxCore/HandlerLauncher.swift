@@ -86,8 +86,10 @@ public enum HandlerLauncher {
     /// - Returns: the handler's pid.
     /// - Throws: as `prepare`.
     /// - Parameter keepPrivileges: drop to the user in the child only, so this process stays
-    ///   root (the microVM's init must still write its answer and power off). That needs
-    ///   `fork`, safe only in a single-threaded process; otherwise this process drops too.
+    ///   root (the microVM's init must still write its answer and power off; the process
+    ///   sandbox's init preloads the image by inode). That needs `fork` rather than
+    ///   `posix_spawn`; the child makes only async-signal-safe calls, so this process may have
+    ///   other threads.
     public static func start(_ launch: Launch, descriptors: [Int32: Int32] = [:], keepPrivileges: Bool = false) throws -> Int32 {
         let prepared = try prepare(launch, dropPrivileges: !keepPrivileges)
         if keepPrivileges {
@@ -99,7 +101,8 @@ public enum HandlerLauncher {
     }
 
     /// fork, then in the child: descriptors, user, exec. Everything the child needs is
-    /// prepared before the fork; the child only makes system calls.
+    /// prepared before the fork (the descriptor pairs sorted, the strings copied); the child
+    /// only makes system calls, as a child of a process with other threads may.
     static func forkAndExec(_ program: String, _ arguments: [String], _ environment: [String], descriptors: [Int32: Int32],
                             groups: [gid_t], identity: UserDatabase.Identity) throws -> Int32 {
         let argv = arguments.map { strdup($0) } + [nil]
@@ -112,10 +115,11 @@ public enum HandlerLauncher {
         var status: [Int32] = [0, 0]
         guard pipe(&status) == 0 else { throw SandboxError(.setupFailed, "cannot create a pipe: \(SystemCalls.errorText())") }
         _ = fcntl(status[1], F_SETFD, FD_CLOEXEC)
+        let pairs = descriptors.sorted(by: { $0.key < $1.key }).map { (child: $0.key, parent: $0.value) }
         let pid = fork()
         if pid == 0 {
             close(status[0])
-            for (child, parent) in descriptors.sorted(by: { $0.key < $1.key }) { dup2(parent, child) }
+            for pair in pairs { dup2(pair.parent, pair.child) }
             var code: Int32 = 0
             if setgroups(groups.count, groups) != 0 || setgid(identity.gid) != 0 || setuid(identity.uid) != 0 {
                 code = errno

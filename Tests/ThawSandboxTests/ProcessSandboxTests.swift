@@ -46,6 +46,20 @@ import ThawTestSupport
                 #expect(result.log.contains(step), "breakdown lacks \(step): \(result.log)")
             }
             #expect(result.log.contains("recorded:"))
+            // Relaid, the image's init preloads it, and stays root to open its files by inode:
+            // the handler is still the image's user, alone in its namespaces.
+            let relaid = try await TestSupport.thawOnOwnThread(["relayout", id, "--store", harness.store, "--keys", dir + "/keys"])
+            let line = try #require(relaid.output.split(separator: "\n").first { $0.contains(" again as ") }, "\(relaid.output)")
+            let relaidID = String(try #require(line.components(separatedBy: " again as ").last?.split(separator: " ").first))
+            let again = try await harness.run([relaidID, "--event", #"{"n": 43}"#] + harness.commonArguments)
+            #expect(again.status == 0, "\(again.log)")
+            #expect(again.log.contains("sandbox: preloading "), "\(again.log)")
+            let second = try JSONSerialization.jsonObject(with: Data(again.response.utf8)) as? [String: Any]
+            #expect((second?["event"] as? [String: Any])?["n"] as? Int == 43)
+            #expect(second?["uid"] as? String == "1000")
+            #expect(second?["gid"] as? String == "1000")
+            #expect(second?["init"] as? String == "thaw")
+            #expect((second?["procs"] as? Int ?? 99) <= 8)
             #expect(await harness.leftoversAfterSettling() == [])
         }
     }
@@ -113,6 +127,10 @@ import ThawTestSupport
             #expect(third.status == 0, "\(third.log)")
             #expect(third.response.contains(#""echo": {"b": 3}"#), "\(third.response)")
             #expect(third.log.contains("prefetch:"), "\(third.log)")
+            // Its init loaded the record into the mounted image's caches as the handler started.
+            let preloaded = third.log.split(separator: "\n").first { $0.contains("sandbox: preloading ") }
+                .flatMap { Int($0.split(separator: "sandbox: preloading ")[1].split(separator: " ")[0]) }
+            #expect((preloaded ?? 0) > 0, "\(third.log)")
             // Its record is a few long ranges, loaded whole: the reads that reached Thaw are
             // mostly the warmer's, far longer than the 4 KiB pages a loop device asks for one by
             // one when the page cache misses.

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import Testing
+@testable import ThawSandbox
+import ThawSandboxCore
+import ThawTestSupport
+
+/// What a sandbox preloads from a relaid image's record, and that the init's preloader puts it
+/// where ext4 looks: file content in the file's cache, everything else in the device's.
+@Suite(.serialized) struct ImagePreloadTests {
+    @Test func runsKeepTheRecordsOrderAndTellFileContentByTheHotRegion() {
+        // The hot region starts at block 100: inode 12's blocks 0–3, inode 13's 5–6, inode 12's 4.
+        let hot: [(inode: UInt32, logical: UInt32)] = [(12, 0), (12, 1), (12, 2), (12, 3), (13, 5), (13, 6), (12, 4)]
+        let recorded: [(first: UInt64, count: UInt64)] = [(0, 2), (2, 1), (100, 5), (50, 1), (105, 2), (51, 1)]
+        let runs = ImagePreload.runs(recorded: recorded, hotStart: 100, hotBlocks: hot)
+        #expect(runs == [
+            PreloadRun(block: 0, count: 3),  // two record runs that follow on: one device run
+            PreloadRun(block: 100, count: 4, inode: 12, logical: 0),
+            PreloadRun(block: 104, count: 1, inode: 13, logical: 5),
+            PreloadRun(block: 50, count: 1),
+            // Next on the device after block 104, but read after block 50: a run of its own.
+            PreloadRun(block: 105, count: 1, inode: 13, logical: 6),
+            PreloadRun(block: 106, count: 1, inode: 12, logical: 4),
+            PreloadRun(block: 51, count: 1),
+        ])
+        // Blocks side by side on the device but not in the file are two runs.
+        #expect(ImagePreload.runs(recorded: [(10, 2)], hotStart: 10, hotBlocks: [(7, 0), (7, 2)])
+            == [PreloadRun(block: 10, count: 1, inode: 7, logical: 0), PreloadRun(block: 11, count: 1, inode: 7, logical: 2)])
+        #expect(ImagePreload.runs(recorded: [], hotStart: 10, hotBlocks: [(7, 0)]).isEmpty)
+    }
+
+    @Test func aPlanCarriesItsPreloadOnItsLine() throws {
+        var plan = SandboxPlan(imageFile: "/i", workDirectory: "/w", tmpSize: 1 << 20, network: .none,
+                               function: FunctionSpec(arguments: ["/bin/true"], environment: []))
+        plan.preload = [PreloadRun(block: 9, count: 2, inode: 12, logical: 0), PreloadRun(block: 3, count: 1)]
+        let line = try plan.encodedLine()
+        let text = String(decoding: line, as: UTF8.self)
+        // Short keys: a record's thousands of runs stay a short line.
+        #expect(text.contains(#""b":9"#) && text.contains(#""i":12"#) && !text.contains("block"), "\(text)")
+        var pipe: [Int32] = [0, 0]
+        #expect(Glibc.pipe(&pipe) == 0)
+        _ = line.withUnsafeBytes { write(pipe[1], $0.baseAddress, $0.count) }
+        close(pipe[1])
+        #expect(try SandboxPlan.receive(from: pipe[0]) == plan)
+    }
+
+    @Test func thePreloaderFillsTheCachesExt4ReadsFrom() async throws {
+        try await TestSupport.withTemporaryDirectory { dir in
+            let tree = dir + "/tree"
+            try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+            var generator = SeededGenerator(seed: 7)
+            try Data(generator.bytes(256 * 1024)).write(to: URL(fileURLWithPath: tree + "/content.bin"))
+            try Data(generator.bytes(64 * 1024)).write(to: URL(fileURLWithPath: tree + "/other.bin"))
+            let image = dir + "/image.ext4"
+            try TestSupport.run("mkfs.ext4", ["-q", "-F", "-b", "4096", "-d", tree, image, "8M"])
+            // Where other.bin's first block is, for the device's runs.
+            let mapped = try TestSupport.run("debugfs", ["-R", "bmap /other.bin 0", image]).output
+            let otherBlock = try #require(mapped.split(separator: "\n").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }.last,
+                                          "debugfs said \(mapped)")
+
+            let loop = try LoopDevice.attach(image)
+            let mountPoint = dir + "/mount"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            do {
+                try SystemCalls.mount(loop.path, on: mountPoint, type: "ext4", flags: [.readOnly])
+            } catch {
+                loop.closeDescriptor()
+                throw error
+            }
+            loop.closeDescriptor()
+            defer { TestSupport.unmount(mountPoint) }
+            var status = stat()
+            #expect(stat(mountPoint + "/content.bin", &status) == 0)
+            let inode = UInt32(status.st_ino)
+            let file = mountPoint + "/content.bin"
+            #expect(try Self.residentPages(file, pages: 64) == 0, "a fresh mount caches nothing of the file")
+            #expect(try Self.residentPages(loop.path, from: otherBlock, pages: 4) == 0)
+
+            // The file's content by inode; other.bin's blocks through the device; a block named
+            // by an inode that does not exist falls back to the device.
+            let runs = [
+                PreloadRun(block: 0, count: 64, inode: inode, logical: 0),
+                PreloadRun(block: otherBlock, count: 2),
+                PreloadRun(block: otherBlock + 2, count: 2, inode: 999_999, logical: 0),
+            ]
+            #expect(ImagePreloader.start(mount: mountPoint, device: loop.path, runs: runs))
+            var filePages = 0
+            var devicePages = 0
+            for _ in 0..<100 {
+                filePages = try Self.residentPages(file, pages: 64)
+                devicePages = try Self.residentPages(loop.path, from: otherBlock, pages: 4)
+                if filePages == 64 && devicePages == 4 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(filePages == 64, "the file's content was loaded through the file")
+            #expect(devicePages == 4, "the other blocks were loaded through the device")
+            #expect(!ImagePreloader.start(mount: mountPoint, device: loop.path, runs: []))
+        }
+    }
+
+    /// How many of `pages` 4 KiB pages of `path` from page `from` are in the page cache
+    /// (mincore over a shared mapping, which reads nothing).
+    static func residentPages(_ path: String, from: UInt64 = 0, pages: Int) throws -> Int {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        let length = pages * 4096
+        guard let mapping = mmap(nil, length, PROT_READ, MAP_SHARED, descriptor, off_t(from * 4096)), mapping != MAP_FAILED else {
+            throw POSIXError(.init(rawValue: errno) ?? .EIO)
+        }
+        defer { munmap(mapping, length) }
+        var vector = [UInt8](repeating: 0, count: pages)
+        guard mincore(mapping, length, &vector) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        return vector.filter { $0 & 1 == 1 }.count
+    }
+}
