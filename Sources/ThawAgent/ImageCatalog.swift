@@ -79,14 +79,15 @@ public actor ImageCatalog: NBDExportCatalog {
         let loaded = try await task.value
         if let served = images[loaded.id] { return served }  // opened meanwhile under another reference
         images[loaded.id] = loaded
+        // The prefetch first: a start's first reads wait for its chunks, not for the metadata.
+        if configuration.prefetching {
+            loaded.startPrefetch(concurrency: privatelyMapped ? configuration.memoryPrefetchConcurrency : configuration.prefetchConcurrency)
+        }
         await noteUse(loaded)
         do {
             try fileSystem?.add(loaded.fileName, loaded, writableOpens: privatelyMapped)
         } catch {
             logger.error("cannot show the image in the mount directory", metadata: ["manifest": "\(loaded.id)", "error": "\(error)"])
-        }
-        if configuration.prefetching {
-            loaded.startPrefetch(concurrency: privatelyMapped ? configuration.memoryPrefetchConcurrency : configuration.prefetchConcurrency)
         }
         logger.info("serving", metadata: [
             "manifest": "\(loaded.id)", "size": "\(loaded.size)",
