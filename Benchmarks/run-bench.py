@@ -15,14 +15,11 @@ whose agent runs), the median of --runs:
   full      the no-lazy-loading baseline: `thaw pull` of the whole image (16 fetches at once,
             the same latency), then `thaw run --image-file` on the local copy (still in the page
             cache after the download), whose own time is shown as well ("of which start");
-  ceiling   the most any lazy start could gain over the full download: full / (the local-copy
-            start + one origin round trip). A lazy start does all a local-copy start does (the
-            manifest fetch included) and waits at least once more for the origin, for the
-            chunk that holds the superblock;
 
-with the wall time of each command (a process start, its agent, the sandbox and the handler),
-and the bytes fetched from the origin against the image size. The same three for one image in
-the microVM sandbox (--microvm-tag, TCG on hosts whose KVM cannot run stock guests; its root
+each timed until the function's response arrives on `thaw run`'s standard output, which it
+writes before its agent shuts down (a pull, until it exits), and again until `thaw run`
+exited. A start is a process start, its agent, the sandbox and the handler. Also the bytes
+fetched from the origin against the image size. The same for one image in the microVM sandbox (--microvm-tag, TCG on hosts whose KVM cannot run stock guests; its root
 disk is the agent's NBD export, or the local copy for the baseline).
 
     run-bench.py [--thaw PATH] [--corpus DIR] [--tags py,perl,web] [--runs 3]
@@ -40,6 +37,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 from benchlib import (DEFAULT_CORPUS, DEFAULT_THAW, MIB, BenchError, check_arguments, drop_caches_keeping, fmt, installation_files,
@@ -61,18 +59,32 @@ class Bench:
         self.store_args = ["--store", os.path.join(work, "store"), "--keys", os.path.join(work, "keys")]
         self.resident = installation_files(args.thaw)
 
-    def command(self, argv: list[str], what: str, cold: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    def command(self, argv: list[str], what: str, cold: bool = True,
+                until_response: bool = False) -> tuple[float, float, subprocess.CompletedProcess]:
+        """Runs `argv`; returns the seconds until its first output when `until_response`
+        (`thaw run` writes the function's response, in one piece, as soon as it has it), else
+        until it exits; the seconds until it exits; and what it wrote."""
         if cold:
             drop_caches_keeping(self.resident)
         began = time.monotonic()
-        out = subprocess.run(argv, capture_output=True, text=True, env=self.env)
-        seconds = time.monotonic() - began
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
+        errors: list[bytes] = []
+        reader = threading.Thread(target=lambda: errors.append(process.stderr.read()))
+        reader.start()
+        first = os.read(process.stdout.fileno(), 1 << 20) if until_response else b""
+        answered = time.monotonic() - began
+        rest = process.stdout.read()
+        process.wait()
+        reader.join()
+        exited = time.monotonic() - began
+        out = subprocess.CompletedProcess(argv, process.returncode, (first + rest).decode(errors="replace"),
+                                          (errors[0] if errors else b"").decode(errors="replace"))
         if out.returncode != 0:
             raise BenchError(f"{what} failed ({out.returncode}): {out.stderr.strip()[-800:]}")
-        return seconds, out
+        return (answered if until_response else exited), exited, out
 
     def push(self, tag: str) -> str:
-        _, out = self.command([self.args.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", *self.store_args],
+        _, _, out = self.command([self.args.thaw, "push", f"oci:{self.args.corpus}/oci:{tag}", *self.store_args],
                               f"thaw push {tag}")
         for line in out.stdout.splitlines():
             if " as manifest " in line:
@@ -80,14 +92,19 @@ class Bench:
         raise BenchError(f"no manifest id in thaw push's output: {out.stdout[-400:]}")
 
     def run(self, tag: str, manifest: str, extra: list[str], cold: bool = True) -> tuple[float, dict]:
+        """One `thaw run`: the seconds until its response, and its breakdown (with the seconds
+        until it exited, as "exitSeconds")."""
         argv = [self.args.thaw, "run", manifest, "--json", "--disk-cache", "0",
                 "--origin-latency", str(self.args.origin_latency), *extra, *self.store_args, "--", *STARTS[tag]]
-        seconds, out = self.command(argv, f"thaw run {tag}", cold)
+        seconds, exited, out = self.command(argv, f"thaw run {tag}", cold, until_response=True)
+        if not out.stdout.strip():
+            raise BenchError(f"thaw run {tag} wrote no response")
         breakdown = json.loads(out.stderr.strip().splitlines()[-1])
+        breakdown["exitSeconds"] = exited
         return seconds, breakdown
 
     def relayout(self, manifest: str) -> str:
-        _, out = self.command([self.args.thaw, "relayout", manifest, *self.store_args], "thaw relayout")
+        _, _, out = self.command([self.args.thaw, "relayout", manifest, *self.store_args], "thaw relayout")
         for line in out.stdout.splitlines():
             if " again as " in line:
                 return line.split(" again as ")[1].split()[0]
@@ -98,56 +115,62 @@ class Bench:
             if os.path.basename(os.path.dirname(root)) == "records" and manifest in files:
                 os.remove(os.path.join(root, manifest))
 
-    def image(self, tag: str, sandbox: list[str] | None = None, runs: int | None = None) -> list[str]:
-        """One row: lazy, prefetch and full-download starts of `tag`, `runs` times each."""
+    def image(self, tag: str, sandbox: list[str] | None = None, runs: int | None = None) -> tuple[list[str], list[str]]:
+        """Two rows for `tag`, `runs` starts of each kind: the seconds until the response, with
+        bytes fetched and speed-ups; and the seconds until `thaw run` exited."""
         manifest = self.push(tag)
         runs = runs or self.args.runs
         sandbox = sandbox or []
-        lazy, lazy_bytes, prefetch, prefetch_bytes, full, local = [], [], [], [], [], []
+        kinds = ["lazy", "prefetch", "relaid lazy", "relaid prefetch", "local"]
+        seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+        exits: dict[str, list[float]] = {kind: [] for kind in kinds}
+        fetched: dict[str, list[int]] = {kind: [] for kind in kinds}
         size = 0
+
+        def start(kind: str, image: str, extra: list[str], cold: bool = True, prefetched: bool = False) -> None:
+            nonlocal size
+            took, b = self.run(tag, image, ["--no-record", *extra, *sandbox], cold)
+            if prefetched and "prefetchChunks" not in b:
+                raise BenchError(f"{tag}: the {kind} start did not prefetch")
+            seconds[kind].append(took)
+            exits[kind].append(b["exitSeconds"])
+            fetched[kind].append(b["bytesFromOrigin"])
+            size = b["imageBytes"]
+
         for _ in range(runs):
             self.forget_record(manifest)
-            seconds, b = self.run(tag, manifest, ["--no-record", *sandbox])
-            lazy.append(seconds)
-            lazy_bytes.append(b["bytesFromOrigin"])
-            size = b["imageBytes"]
+            start("lazy", manifest, [])
         self.run(tag, manifest, sandbox)  # records
         for _ in range(runs):
-            seconds, b = self.run(tag, manifest, ["--no-record", *sandbox])
-            if "prefetchChunks" not in b:
-                raise BenchError(f"{tag}: the start after the recorded one did not prefetch")
-            prefetch.append(seconds)
-            prefetch_bytes.append(b["bytesFromOrigin"])
+            start("prefetch", manifest, [], prefetched=True)
         relaid = self.relayout(manifest)
-        hot, hot_bytes, hot_lazy, hot_lazy_bytes = [], [], [], []
         for _ in range(runs):
-            seconds, b = self.run(tag, relaid, ["--no-record", *sandbox])
-            if "prefetchChunks" not in b:
-                raise BenchError(f"{tag}: the relaid image's start did not prefetch")
-            hot.append(seconds)
-            hot_bytes.append(b["bytesFromOrigin"])
+            start("relaid prefetch", relaid, [], prefetched=True)
         self.forget_record(relaid)
         for _ in range(runs):
-            seconds, b = self.run(tag, relaid, ["--no-record", *sandbox])
-            hot_lazy.append(seconds)
-            hot_lazy_bytes.append(b["bytesFromOrigin"])
+            start("relaid lazy", relaid, [])
         copy = os.path.join(self.work, f"{tag}.ext4")
+        pulls: list[float] = []
         for _ in range(runs):
-            pull_seconds, _ = self.command([self.args.thaw, "pull", manifest, "-o", copy, "--concurrency", "16",
-                                            "--origin-latency", str(self.args.origin_latency), *self.store_args],
-                                           f"thaw pull {tag}")
+            pull_seconds, _, _ = self.command([self.args.thaw, "pull", manifest, "-o", copy, "--concurrency", "16",
+                                               "--origin-latency", str(self.args.origin_latency), *self.store_args],
+                                              f"thaw pull {tag}")
             # The copy just downloaded is in the page cache, as it would be.
-            seconds, _ = self.run(tag, manifest, ["--no-record", "--image-file", copy, *sandbox], cold=False)
-            full.append(pull_seconds + seconds)
-            local.append(seconds)
+            start("local", manifest, ["--image-file", copy], cold=False)
+            pulls.append(pull_seconds)
             os.remove(copy)
         m = statistics.median
+        full = m([pull + local for pull, local in zip(pulls, seconds["local"])])
+        full_exit = m([pull + local for pull, local in zip(pulls, exits["local"])])
         name = tag if not sandbox else f"{tag} (microvm)"
-        return [name, fmt(size / MIB), fmt(m(lazy), 2), fmt(100 * m(lazy_bytes) / size), fmt(m(prefetch), 2),
-                fmt(100 * m(prefetch_bytes) / size), fmt(m(hot_lazy), 2), fmt(100 * m(hot_lazy_bytes) / size),
-                fmt(m(hot), 2), fmt(100 * m(hot_bytes) / size), fmt(m(full), 2), fmt(m(local), 2),
-                fmt(m(full) / m(prefetch)) + "×", fmt(m(full) / m(hot)) + "×",
-                fmt(m(full) / (m(local) + self.args.origin_latency / 1000)) + "×"]
+        answered = [name, fmt(size / MIB)]
+        for kind in kinds[:4]:
+            answered += [fmt(m(seconds[kind]), 2), fmt(100 * m(fetched[kind]) / size)]
+        answered += [fmt(full, 2), fmt(m(seconds["local"]), 2), fmt(full / m(seconds["prefetch"])) + "×",
+                     fmt(full / m(seconds["relaid prefetch"])) + "×"]
+        exited = [name] + [fmt(m(exits[kind]), 2) for kind in kinds[:4]] + [fmt(full_exit, 2), fmt(m(exits["local"]), 2),
+                                                                            fmt(full_exit / m(exits["relaid prefetch"])) + "×"]
+        return answered, exited
 
 
 def main() -> int:
@@ -175,9 +198,13 @@ def main() -> int:
         if args.microvm_tag:
             rows.append(bench.image(args.microvm_tag, ["--sandbox", "microvm", "--timeout", "300", "--guest", args.guest],
                                     args.microvm_runs))
+        print("Seconds until the response:\n")
         print(table(["image", "MiB", "lazy s", "fetched %", "prefetch s", "fetched %", "relaid lazy s", "fetched %",
                      "relaid prefetch s", "fetched %", "full download s", "of which start s", "full / prefetch",
-                     "full / relaid prefetch", "ceiling"], rows))
+                     "full / relaid prefetch"], [answered for answered, _ in rows]))
+        print("\nSeconds until thaw run exited (its agent shut down, its mounts gone):\n")
+        print(table(["image", "lazy s", "prefetch s", "relaid lazy s", "relaid prefetch s", "full download s",
+                     "of which start s", "full / relaid prefetch"], [exited for _, exited in rows]))
 
     return run_in_work_directory(args, "thaw-run-bench-", body)
 

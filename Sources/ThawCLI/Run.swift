@@ -168,15 +168,20 @@ struct Run: AsyncParsableCommand {
         defer { signals.cancel() }
         let (outcome, breakdown) = try await start.value
         if snapshotOnly { return }  // takeSnapshot reported
-        FileHandle.standardOutput.write(Data(outcome.response))
-        if !outcome.response.isEmpty && outcome.response.last != 0x0a && isatty(1) != 0 {
-            FileHandle.standardOutput.write(Data("\n".utf8))
-        }
+        // The response was written as soon as the sandbox returned it (`start`).
         FileHandle.standardError.write(Data((json ? breakdown.json() : breakdown.text()).utf8))
         if !outcome.leftovers.isEmpty {
             FileHandle.standardError.write(Data("warning: teardown incomplete: \(outcome.leftovers.joined(separator: "; "))\n".utf8))
         }
         if let failure = outcome.failure { throw ValidationFailure(failure.message) }
+    }
+
+    /// Writes the function's response to standard output, with a line end on a terminal.
+    static func writeResponse(_ response: [UInt8]) {
+        FileHandle.standardOutput.write(Data(response))
+        if !response.isEmpty && response.last != 0x0a && isatty(1) != 0 {
+            FileHandle.standardOutput.write(Data("\n".utf8))
+        }
     }
 
     func readEvent() throws -> [UInt8] {
@@ -282,6 +287,8 @@ struct Run: AsyncParsableCommand {
             do {
                 let result = try await runServed(agent: agent, reference: manifestReference, options: options, event: event,
                                                  interrupt: interrupt, breakdown: &breakdown)
+                // The response first: the caller has its answer while the agent shuts down.
+                if !snapshotOnly { Self.writeResponse(result.0.response) }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
                 return result
