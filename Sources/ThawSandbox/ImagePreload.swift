@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a sandbox loads into the page caches of its mounted image before the handler asks, in
 /// the order a recorded start first read it (`ImagePreloader` does the loading).
 ///
@@ -11,7 +13,7 @@
 /// content they are: ext4 keeps a file's content in the file's own cache, so content must be
 /// loaded through the file (`inode` from `logical`), and everything else (inode tables,
 /// directories, extent trees) through the device.
-public struct PreloadRun: Codable, Sendable, Equatable {
+public struct PreloadRun: Sendable, Equatable {
     /// The run's first 4 KiB block in the image, and its length in blocks.
     public var block: UInt64
     public var count: UInt32
@@ -26,13 +28,51 @@ public struct PreloadRun: Codable, Sendable, Equatable {
         self.inode = inode
         self.logical = logical
     }
+}
 
-    // Short keys: a plan can carry thousands of runs on one line.
-    enum CodingKeys: String, CodingKey {
-        case block = "b"
-        case count = "n"
-        case inode = "i"
-        case logical = "l"
+/// Runs as a sandbox's plan carries them: one base64 string of 20 bytes per run (block u64,
+/// count u32, inode u32 with 0 for none, logical block u32, little-endian).
+///
+/// Why not a JSON object per run: a record has hundreds to thousands of runs, and Foundation's
+/// JSON coders spent milliseconds on them, on both sides of the pipe, while a start waited.
+public struct PreloadRuns: Codable, Sendable, Equatable {
+    public var runs: [PreloadRun]
+
+    public init(_ runs: [PreloadRun]) { self.runs = runs }
+
+    static let recordSize = 20
+
+    public func encode(to encoder: any Encoder) throws {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(runs.count * Self.recordSize)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        for run in runs {
+            append(run.block)
+            append(run.count)
+            append(run.inode ?? 0)
+            append(run.logical ?? 0)
+        }
+        var container = encoder.singleValueContainer()
+        try container.encode(Data(bytes).base64EncodedString())
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let data = Data(base64Encoded: text), data.count % Self.recordSize == 0 else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "preload runs are not base64 of \(Self.recordSize)-byte records")
+        }
+        let bytes = [UInt8](data)
+        func read<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+            var value: T = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyBytes(from: bytes[offset..<(offset + MemoryLayout<T>.size)]) }
+            return T(littleEndian: value)
+        }
+        runs = stride(from: 0, to: bytes.count, by: Self.recordSize).map { offset in
+            let inode = read(UInt32.self, at: offset + 12)
+            return PreloadRun(block: read(UInt64.self, at: offset), count: read(UInt32.self, at: offset + 8),
+                              inode: inode == 0 ? nil : inode, logical: inode == 0 ? nil : read(UInt32.self, at: offset + 16))
+        }
     }
 }
 

@@ -76,7 +76,7 @@ public enum SandboxInit {
         defer { loop.closeDescriptor() }
         try SystemCalls.mount(loop.path, on: work + "/lower", type: "ext4", flags: [.readOnly, .noDevices])
         // Before anything else, so that the loading runs ahead of the handler.
-        let preloading = ImagePreloader.start(mount: work + "/lower", device: loop.path, runs: plan.preload ?? [])
+        let preloading = ImagePreloader.start(mount: work + "/lower", device: loop.path, runs: plan.preload?.runs ?? [])
         let root = work + "/root"
         try SystemCalls.mount("overlay", on: root, type: "overlay", flags: [.noDevices],
                               data: "lowerdir=\(work)/lower,upperdir=\(work)/upper,workdir=\(work)/work")
@@ -89,7 +89,7 @@ public enum SandboxInit {
             throw SandboxError(.setupFailed, "cannot set the hostname: \(SystemCalls.errorText())")
         }
         if plan.network == .none { try SystemCalls.loopbackUp() }
-        reporter.send(SandboxReport(stage: .rootMounted, detail: preloading ? "preloading \(plan.preload?.count ?? 0) runs" : nil))
+        reporter.send(SandboxReport(stage: .rootMounted, detail: preloading ? "preloading \(plan.preload?.runs.count ?? 0) runs" : nil))
 
         guard chroot(root) == 0, chdir("/") == 0 else {
             throw SandboxError(.setupFailed, "cannot change root to \(root): \(SystemCalls.errorText())")

@@ -36,12 +36,12 @@ public struct SandboxPlan: Codable, Sendable, Equatable {
     public var memoryCgroup: String?
     /// What the init loads into the mounted image's caches while the handler starts, first
     /// read first (see `ImagePreload`); nil or empty loads nothing.
-    public var preload: [PreloadRun]?
+    public var preload: PreloadRuns?
 
     public init(imageFile: String, workDirectory: String, tmpSize: Int, network: Network, hostname: String = "thaw",
                 deviceReadAheadKiB: Int? = nil, function: FunctionSpec, reusable: Bool = false, memoryCgroup: String? = nil,
                 preload: [PreloadRun]? = nil) {
-        self.preload = preload
+        self.preload = preload.map(PreloadRuns.init)
         self.reusable = reusable
         self.memoryCgroup = memoryCgroup
         self.deviceReadAheadKiB = deviceReadAheadKiB

@@ -32,16 +32,20 @@ import ThawTestSupport
     @Test func aPlanCarriesItsPreloadOnItsLine() throws {
         var plan = SandboxPlan(imageFile: "/i", workDirectory: "/w", tmpSize: 1 << 20, network: .none,
                                function: FunctionSpec(arguments: ["/bin/true"], environment: []))
-        plan.preload = [PreloadRun(block: 9, count: 2, inode: 12, logical: 0), PreloadRun(block: 3, count: 1)]
+        plan.preload = PreloadRuns([PreloadRun(block: 9, count: 2, inode: 12, logical: 0), PreloadRun(block: 1 << 40, count: 1),
+                                    PreloadRun(block: 3, count: 7, inode: 13, logical: 5)])
         let line = try plan.encodedLine()
         let text = String(decoding: line, as: UTF8.self)
-        // Short keys: a record's thousands of runs stay a short line.
-        #expect(text.contains(#""b":9"#) && text.contains(#""i":12"#) && !text.contains("block"), "\(text)")
+        // 20 bytes a run, as one base64 string.
+        #expect(text.contains(#""preload":""#) && !text.contains("block"), "\(text)")
         var pipe: [Int32] = [0, 0]
         #expect(Glibc.pipe(&pipe) == 0)
         _ = line.withUnsafeBytes { write(pipe[1], $0.baseAddress, $0.count) }
         close(pipe[1])
         #expect(try SandboxPlan.receive(from: pipe[0]) == plan)
+        // Not whole records: the plan is refused, naming why.
+        let broken = text.replacingOccurrences(of: #""preload":""#, with: #""preload":"AAAA"#)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(SandboxPlan.self, from: Data(broken.dropLast().utf8)) }
     }
 
     @Test func thePreloaderFillsTheCachesExt4ReadsFrom() async throws {
