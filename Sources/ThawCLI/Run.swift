@@ -55,8 +55,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The function's network: none (loopback only) or host.")
     var network: String = "none"
 
-    @Option(help: "Read-ahead of the loop device in KiB: every byte read ahead is fetched.")
-    var deviceReadAhead: Int = 16
+    @Option(help: "Read-ahead of the loop device in KiB. (default: 16, as every byte read ahead is fetched; for --image-file, a local file, the kernel's own)")
+    var deviceReadAhead: Int?
 
     @Flag(inversion: .prefixedNo, help: "In the process sandbox, load the blocks a relaid image's record lists into the mounted image's caches while the handler starts.")
     var preload = true
@@ -219,8 +219,8 @@ struct Run: AsyncParsableCommand {
         guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
         var options = ProcessSandbox.Options(initCommand: [try ThawRuntime.executable, SandboxInitCommand.name])
         options.network = network
-        guard deviceReadAhead >= 0 else { throw ValidationError("--device-read-ahead must be at least 0") }
-        options.deviceReadAheadKiB = deviceReadAhead
+        guard (deviceReadAhead ?? 0) >= 0 else { throw ValidationError("--device-read-ahead must be at least 0") }
+        options.deviceReadAheadKiB = deviceReadAhead ?? (imageFile == nil ? 16 : nil)
         options.timeout = .milliseconds(Int64(timeout * 1000))
         options.responseLimit = try ByteCount.parse(responseLimit, option: "--response-limit")
         options.tmpSize = try ByteCount.parse(tmpSize, option: "--tmp-size")
