@@ -16,7 +16,7 @@ whose agent runs), the median of --runs:
             the same latency), then `thaw run --image-file` on the local copy (still in the page
             cache after the download), whose own time is shown as well ("of which start");
 
-each timed until the function's response arrives on `thaw run`'s standard output, which it
+taking turns (one of each kind, then again), each timed until the function's response arrives on `thaw run`'s standard output, which it
 writes before its agent shuts down (a pull, until it exits), and again until `thaw run`
 exited. A start is a process start, its agent, the sandbox and the handler. Also the bytes
 fetched from the origin against the image size. The same for one image in the microVM sandbox (--microvm-tag, TCG on hosts whose KVM cannot run stock guests; its root
@@ -110,10 +110,22 @@ class Bench:
                 return line.split(" again as ")[1].split()[0]
         raise BenchError(f"no manifest id in thaw relayout's output: {out.stdout[-400:]}")
 
-    def forget_record(self, manifest: str) -> None:
+    def record_path(self, manifest: str) -> str | None:
+        """Where the store keeps `manifest`'s access record, if it has one."""
         for root, _, files in os.walk(os.path.join(self.work, "store")):
             if os.path.basename(os.path.dirname(root)) == "records" and manifest in files:
-                os.remove(os.path.join(root, manifest))
+                return os.path.join(root, manifest)
+        return None
+
+    def take_record(self, manifest: str) -> tuple[str, bytes]:
+        """Removes `manifest`'s record from the store and returns where it was and its bytes."""
+        path = self.record_path(manifest)
+        if path is None:
+            raise BenchError(f"manifest {manifest} has no access record")
+        with open(path, "rb") as file:
+            data = file.read()
+        os.remove(path)
+        return path, data
 
     def image(self, tag: str, sandbox: list[str] | None = None, runs: int | None = None) -> tuple[list[str], list[str]]:
         """Two rows for `tag`, `runs` starts of each kind: the seconds until the response, with
@@ -130,28 +142,36 @@ class Bench:
         def start(kind: str, image: str, extra: list[str], cold: bool = True, prefetched: bool = False) -> None:
             nonlocal size
             took, b = self.run(tag, image, ["--no-record", *extra, *sandbox], cold)
-            if prefetched and "prefetchChunks" not in b:
-                raise BenchError(f"{tag}: the {kind} start did not prefetch")
+            if prefetched != ("prefetchChunks" in b):
+                raise BenchError(f"{tag}: the {kind} start {'did not prefetch' if prefetched else 'prefetched'}")
             seconds[kind].append(took)
             exits[kind].append(b["exitSeconds"])
             fetched[kind].append(b["bytesFromOrigin"])
             size = b["imageBytes"]
 
-        for _ in range(runs):
-            self.forget_record(manifest)
-            start("lazy", manifest, [])
-        self.run(tag, manifest, sandbox)  # records
-        for _ in range(runs):
-            start("prefetch", manifest, [], prefetched=True)
+        # Recorded once, and laid out again once; each record is then put back in the store only
+        # for the starts that prefetch it. The kinds take turns, so that a machine getting
+        # faster or slower during the run moves them all alike.
+        self.run(tag, manifest, sandbox)
         relaid = self.relayout(manifest)
-        for _ in range(runs):
-            start("relaid prefetch", relaid, [], prefetched=True)
-        self.forget_record(relaid)
-        for _ in range(runs):
-            start("relaid lazy", relaid, [])
+        records = {manifest: self.take_record(manifest), relaid: self.take_record(relaid)}
+
+        def with_record(image: str, kind: str) -> None:
+            path, data = records[image]
+            with open(path, "wb") as file:
+                file.write(data)
+            try:
+                start(kind, image, [], prefetched=True)
+            finally:
+                os.remove(path)
+
         copy = os.path.join(self.work, f"{tag}.ext4")
         pulls: list[float] = []
         for _ in range(runs):
+            start("lazy", manifest, [])
+            with_record(manifest, "prefetch")
+            start("relaid lazy", relaid, [])
+            with_record(relaid, "relaid prefetch")
             pull_seconds, _, _ = self.command([self.args.thaw, "pull", manifest, "-o", copy, "--concurrency", "16",
                                                "--origin-latency", str(self.args.origin_latency), *self.store_args],
                                               f"thaw pull {tag}")

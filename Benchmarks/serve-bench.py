@@ -70,7 +70,7 @@ class Bench:
         self.env = {**os.environ, "THAW_HOME": os.path.join(work, "home")}
         self.manifests: dict[str, str] = {}
         self.images: dict[str, str] = {}
-        self.relaid_manifests: dict[str, str] = {}
+        self.relaid_manifests: dict[tuple[str, int | None], str] = {}
 
     def store_args(self) -> list[str]:
         return ["--store", self.store, "--keys", self.keys]
@@ -214,25 +214,27 @@ class Bench:
     def record_path(self, manifest: str) -> str:
         return os.path.join(self.store, "roots", "r0001", "records", "default", manifest)
 
-    def relaid(self, tag: str) -> str:
-        """The manifest `thaw relayout` makes of `tag` after one recorded start (made once)."""
-        if tag not in self.relaid_manifests:
+    def relaid(self, tag: str, loop_readahead: int | None = None) -> str:
+        """The manifest `thaw relayout` makes of `tag` after one recorded start with the loop's
+        readahead at `loop_readahead` KiB (None: the kernel's default); made once for each."""
+        if (tag, loop_readahead) not in self.relaid_manifests:
             manifest = self.push(tag)
             if os.path.exists(self.record_path(manifest)):
                 os.remove(self.record_path(manifest))
-            self.start(tag, 0, record=True, prefetch=False)
+            self.start(tag, 0, record=True, prefetch=False, loop_readahead=loop_readahead)
             out = run([self.thaw, "relayout", manifest, *self.store_args()], "thaw relayout", env=self.env).stdout
             line = next((l for l in out.splitlines() if " again as " in l), None)
             if line is None:
                 raise BenchError(f"no manifest id in thaw relayout's output: {out[-400:]}")
-            self.relaid_manifests[tag] = line.split(" again as ")[1].split()[0]
-        return self.relaid_manifests[tag]
+            self.relaid_manifests[(tag, loop_readahead)] = line.split(" again as ")[1].split()[0]
+        return self.relaid_manifests[(tag, loop_readahead)]
 
     def sparsity(self) -> str:
         rows = []
         for tag in self.args.tags:
             size = 0
-            for loop_readahead, read_ahead in [(None, 4), (0, 4), (0, 0)]:
+            # 16 KiB is the readahead `thaw run` gives its loop devices (--device-read-ahead).
+            for loop_readahead, read_ahead in [(None, 4), (0, 4), (0, 0), (16, 4)]:
                 figures = self.start(tag, 0, record=False, prefetch=False, loop_readahead=loop_readahead,
                                      read_ahead=read_ahead)
                 reads = figures["reads"]
@@ -241,11 +243,15 @@ class Bench:
                 rows.append([tag, "default" if loop_readahead is None else f"{loop_readahead} KiB", str(read_ahead),
                              fmt(size / MIB), fmt(reads["bytesRead"] / MIB), fmt(fetched / MIB),
                              fmt(100 * fetched / size), str(reads["readAheadFetches"])])
-            figures = self.start(tag, 0, record=False, prefetch=False, manifest=self.relaid(tag))
-            reads = figures["reads"]
-            fetched = reads["originFetches"] * self.chunk_size(tag)
-            rows.append([f"{tag}, relaid", "default", "4", fmt(figures["size"] / MIB), fmt(reads["bytesRead"] / MIB),
-                         fmt(fetched / MIB), fmt(100 * fetched / size), str(reads["readAheadFetches"])])
+            # Relaid after a start recorded with the same loop readahead as the start measured.
+            for loop_readahead in [None, 16]:
+                figures = self.start(tag, 0, record=False, prefetch=False, loop_readahead=loop_readahead,
+                                     manifest=self.relaid(tag, loop_readahead))
+                reads = figures["reads"]
+                fetched = reads["originFetches"] * self.chunk_size(tag)
+                rows.append([f"{tag}, relaid", "default" if loop_readahead is None else f"{loop_readahead} KiB", "4",
+                             fmt(figures["size"] / MIB), fmt(reads["bytesRead"] / MIB),
+                             fmt(fetched / MIB), fmt(100 * fetched / size), str(reads["readAheadFetches"])])
         starts = "\n".join(f"- {tag}: `{' '.join(STARTS[tag])}`" for tag in self.args.tags)
         starts += "\n\nA relaid image's fetched % is of the image as pushed (the hot region adds to its size)."
         return ("## Sparsity: bytes fetched from the origin by one cold start through FUSE and a loop mount\n\n"
