@@ -97,7 +97,7 @@ public enum ImagePreload {
                     (inode, logical) = (content.inode, content.logical)
                 }
                 if var last = runs.last, last.block + UInt64(last.count) == block, last.inode == inode,
-                   inode == nil || last.logical.map({ $0 + last.count }) == logical {
+                   inode == nil || last.logical.map({ UInt64($0) + UInt64(last.count) }) == logical.map(UInt64.init) {
                     last.count += 1
                     runs[runs.count - 1] = last
                 } else {

@@ -9,9 +9,10 @@ import ThawSandboxCore
 ///
 /// It moves into the sandbox's memory cgroup when there is one, attaches the image read-only
 /// to a loop device, mounts it as ext4 under a tmpfs overlay, adds proc and a minimal /dev,
-/// chroots and becomes the image's user. Then, for a cold start, it starts the handler, reaps
-/// until the handler ends and exits with its status; for a warm sandbox it serves handler
-/// starts from the host (`serve`). Every mount lives in the sandbox's own mount namespace, so
+/// and chroots. Then, for a cold start, it starts the handler as the image's user (becoming
+/// that user first, unless it is preloading the image: see `ImagePreloader`), reaps until the
+/// handler ends and exits with its status; for a warm sandbox it becomes the image's user and
+/// serves handler starts from the host (`serve`). Every mount lives in the sandbox's own mount namespace, so
 /// when this process ends, however it ends, the kernel removes them and the loop device
 /// (attached with autoclear) detaches; the host removes the empty work directory and cgroup.
 public enum SandboxInit {
@@ -76,7 +77,9 @@ public enum SandboxInit {
         defer { loop.closeDescriptor() }
         try SystemCalls.mount(loop.path, on: work + "/lower", type: "ext4", flags: [.readOnly, .noDevices])
         // Before anything else, so that the loading runs ahead of the handler.
-        let preloading = ImagePreloader.start(mount: work + "/lower", device: loop.path, runs: plan.preload?.runs ?? [])
+        // Not in a warm sandbox, whose init becomes the image's user and could open no file.
+        let preloading = !plan.reusable
+            && ImagePreloader.start(mount: work + "/lower", device: loop.path, runs: plan.preload?.runs ?? [])
         let root = work + "/root"
         try SystemCalls.mount("overlay", on: root, type: "overlay", flags: [.noDevices],
                               data: "lowerdir=\(work)/lower,upperdir=\(work)/upper,workdir=\(work)/work")

@@ -59,7 +59,9 @@ extension SandboxPlan {
     /// it, so a copy of the write end that leaked into another process cannot keep the init
     /// waiting.
     public func encodedLine() throws -> [UInt8] {
-        Array(try JSONEncoder().encode(self)) + [0x0a]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        return Array(try encoder.encode(self)) + [0x0a]
     }
 
     /// Reads the plan (`encodedLine`) from `descriptor`; nil when the host closed it without

@@ -116,9 +116,15 @@ public enum HandlerLauncher {
         guard pipe(&status) == 0 else { throw SandboxError(.setupFailed, "cannot create a pipe: \(SystemCalls.errorText())") }
         _ = fcntl(status[1], F_SETFD, FD_CLOEXEC)
         let pairs = descriptors.sorted(by: { $0.key < $1.key }).map { (child: $0.key, parent: $0.value) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
         let pid = fork()
         if pid == 0 {
             close(status[0])
+            // As posix_spawn gives the handler on the other path: no signal blocked, every
+            // signal's default action.
+            sigprocmask(SIG_SETMASK, &noSignals, nil)
+            for signal in 1..<Int32(65) { _ = Glibc.signal(signal, SIG_DFL) }
             for pair in pairs { dup2(pair.parent, pair.child) }
             var code: Int32 = 0
             if setgroups(groups.count, groups) != 0 || setgid(identity.gid) != 0 || setuid(identity.uid) != 0 {

@@ -27,6 +27,17 @@ import ThawTestSupport
         #expect(ImagePreload.runs(recorded: [(10, 2)], hotStart: 10, hotBlocks: [(7, 0), (7, 2)])
             == [PreloadRun(block: 10, count: 1, inode: 7, logical: 0), PreloadRun(block: 11, count: 1, inode: 7, logical: 2)])
         #expect(ImagePreload.runs(recorded: [], hotStart: 10, hotBlocks: [(7, 0)]).isEmpty)
+        // A record run across the hot region's end: content, then a device run right after it.
+        #expect(ImagePreload.runs(recorded: [(105, 3)], hotStart: 100, hotBlocks: hot)
+            == [PreloadRun(block: 105, count: 1, inode: 13, logical: 6), PreloadRun(block: 106, count: 1, inode: 12, logical: 4),
+                PreloadRun(block: 107, count: 1)])
+        // A file run after a device run starts anew even where the file goes on.
+        #expect(ImagePreload.runs(recorded: [(100, 1), (0, 1), (101, 1)], hotStart: 100, hotBlocks: hot)
+            == [PreloadRun(block: 100, count: 1, inode: 12, logical: 0), PreloadRun(block: 0, count: 1),
+                PreloadRun(block: 101, count: 1, inode: 12, logical: 1)])
+        // Logical blocks at the top of their range join without overflowing.
+        #expect(ImagePreload.runs(recorded: [(10, 2)], hotStart: 10, hotBlocks: [(7, UInt32.max - 1), (7, UInt32.max)])
+            == [PreloadRun(block: 10, count: 2, inode: 7, logical: UInt32.max - 1)])
     }
 
     @Test func aPlanCarriesItsPreloadOnItsLine() throws {
@@ -45,7 +56,8 @@ import ThawTestSupport
         #expect(try SandboxPlan.receive(from: pipe[0]) == plan)
         // Not whole records: the plan is refused, naming why.
         let broken = text.replacingOccurrences(of: #""preload":""#, with: #""preload":"AAAA"#)
-        #expect(throws: DecodingError.self) { try JSONDecoder().decode(SandboxPlan.self, from: Data(broken.dropLast().utf8)) }
+        let error = #expect(throws: DecodingError.self) { try JSONDecoder().decode(SandboxPlan.self, from: Data(broken.dropLast().utf8)) }
+        #expect("\(String(describing: error))".contains("20-byte records"), "\(String(describing: error))")
     }
 
     @Test func thePreloaderFillsTheCachesExt4ReadsFrom() async throws {
@@ -55,6 +67,7 @@ import ThawTestSupport
             var generator = SeededGenerator(seed: 7)
             try Data(generator.bytes(256 * 1024)).write(to: URL(fileURLWithPath: tree + "/content.bin"))
             try Data(generator.bytes(64 * 1024)).write(to: URL(fileURLWithPath: tree + "/other.bin"))
+            try FileManager.default.createDirectory(atPath: tree + "/sub", withIntermediateDirectories: true)
             let image = dir + "/image.ext4"
             try TestSupport.run("mkfs.ext4", ["-q", "-F", "-b", "4096", "-d", tree, image, "8M"])
             // Where other.bin's first block is, for the device's runs.
@@ -80,8 +93,8 @@ import ThawTestSupport
             #expect(try Self.residentPages(file, pages: 64) == 0, "a fresh mount caches nothing of the file")
             #expect(try Self.residentPages(loop.path, from: otherBlock, pages: 4) == 0)
 
-            // The file's content by inode; other.bin's blocks through the device; a block named
-            // by an inode that does not exist falls back to the device.
+            // The file's content by inode; other.bin's blocks through the device; blocks named by
+            // an inode that does not exist are skipped.
             let runs = [
                 PreloadRun(block: 0, count: 64, inode: inode, logical: 0),
                 PreloadRun(block: otherBlock, count: 2),
@@ -92,13 +105,41 @@ import ThawTestSupport
             var devicePages = 0
             for _ in 0..<100 {
                 filePages = try Self.residentPages(file, pages: 64)
-                devicePages = try Self.residentPages(loop.path, from: otherBlock, pages: 4)
-                if filePages == 64 && devicePages == 4 { break }
+                devicePages = try Self.residentPages(loop.path, from: otherBlock, pages: 2)
+                if filePages == 64 && devicePages == 2 { break }
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(filePages == 64, "the file's content was loaded through the file")
-            #expect(devicePages == 4, "the other blocks were loaded through the device")
+            #expect(devicePages == 2, "the other blocks were loaded through the device")
+            // The run naming an inode that does not exist was skipped: ext4 would not read a
+            // file's content from the device's cache.
+            #expect(try Self.residentPages(loop.path, from: otherBlock + 2, pages: 2) == 0)
             #expect(!ImagePreloader.start(mount: mountPoint, device: loop.path, runs: []))
+
+            // Routing: files open within the limit and close after their last run; a directory
+            // goes through the device; an inode that does not exist is skipped.
+            func inodeNumber(_ path: String) -> UInt32 {
+                var status = stat()
+                return stat(mountPoint + "/" + path, &status) == 0 ? UInt32(status.st_ino) : 0
+            }
+            let other = inodeNumber("other.bin"), sub = inodeNumber("sub")
+            let mountDescriptor = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            #expect(mountDescriptor >= 0)
+            defer { close(mountDescriptor) }
+            let routed = [PreloadRun(block: 0, count: 1, inode: inode, logical: 0), PreloadRun(block: 0, count: 1, inode: other, logical: 0),
+                          PreloadRun(block: 0, count: 1, inode: inode, logical: 1)]
+            var files = ImagePreloader.Files(mount: mountDescriptor, runs: routed, limit: 1)
+            func opens(_ route: ImagePreloader.Route) -> Bool { if case .file = route { true } else { false } }
+            #expect(opens(files.route(of: inode, run: 0)))
+            #expect(files.route(of: other, run: 1) == .skip, "one file open at most")
+            files.done(with: inode, run: 0)
+            #expect(files.route(of: other, run: 1) == .skip, "content.bin stays open for its later run")
+            files.done(with: inode, run: 2)
+            #expect(opens(files.route(of: other, run: 1)), "content.bin closed after its last run")
+            files.done(with: other, run: 1)
+            #expect(files.route(of: sub, run: 0) == .device)
+            #expect(files.route(of: 999_999, run: 0) == .skip)
+            files.closeAll()
         }
     }
 

@@ -14,9 +14,14 @@ import ThawTestSupport
         echo written > /tmp/scratch && echo changed > /home/app/changed
         nets=$(grep -c : /proc/net/dev)
         procs=$(ls -d /proc/[0-9]* | wc -l)
-        printf '{"event":%s,"uid":"%s","gid":"%s","host":"%s","pwd":"%s","pid":%s,"nets":%s,"procs":%s,"greeting":"%s","tmp":"%s","home":"%s","init":"%s"}\\n' \\
+        # The uids of the init's live threads (its first thread may have ended, and keeps the
+        # uid it had then).
+        # The uids of the init's threads, each once.
+        initUIDs=$(for t in /proc/1/task/*; do grep '^Uid:' $t/status; done | sort -u | while read -r _ uid _; do printf '%s ' "$uid"; done)
+        if kill -0 1 2>/dev/null; then signals=yes; else signals=no; fi
+        printf '{"event":%s,"uid":"%s","gid":"%s","host":"%s","pwd":"%s","pid":%s,"nets":%s,"procs":%s,"greeting":"%s","tmp":"%s","home":"%s","init":"%s","initUIDs":"%s","signalsInit":"%s"}\\n' \\
           "$event" "$(id -u)" "$(id -g)" "$(hostname)" "$(pwd)" "$$" "$nets" "$procs" "$GREETING" \\
-          "$(cat /tmp/scratch)" "$(cat /home/app/changed)" "$(cat /proc/1/comm)"
+          "$(cat /tmp/scratch)" "$(cat /home/app/changed)" "$(cat /proc/1/comm)" "${initUIDs% }" "$signals"
         """
 
     @Test func aHandlerRunsIsolatedAsTheImageSays() async throws {
@@ -41,6 +46,11 @@ import ThawTestSupport
             #expect((answer?["procs"] as? Int ?? 99) <= 8)
             #expect(answer?["tmp"] as? String == "written")
             #expect(answer?["home"] as? String == "changed")
+            // Not preloading, the init's threads became the image's user too (all but its main
+            // thread, which libdispatch parks in a way glibc's setuid passes over), and the
+            // handler cannot signal it.
+            #expect((answer?["initUIDs"] as? String)?.split(separator: " ").contains("1000") == true, "\(result.response)")
+            #expect(answer?["signalsInit"] as? String == "no")
             #expect(result.log.contains("to the log"))
             for step in ["manifest fetched", "device ready", "root mounted", "handler started", "response received"] {
                 #expect(result.log.contains(step), "breakdown lacks \(step): \(result.log)")
@@ -59,6 +69,8 @@ import ThawTestSupport
             #expect(second?["uid"] as? String == "1000")
             #expect(second?["gid"] as? String == "1000")
             #expect(second?["init"] as? String == "thaw")
+            #expect(second?["initUIDs"] as? String == "0", "the preloading init stays root: \(again.response)")
+            #expect(second?["signalsInit"] as? String == "no", "the handler cannot signal its root init")
             #expect((second?["procs"] as? Int ?? 99) <= 8)
             #expect(await harness.leftoversAfterSettling() == [])
         }
