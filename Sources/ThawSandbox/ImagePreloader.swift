@@ -83,8 +83,8 @@ enum ImagePreloader {
             self.lastUse = lastUse
         }
 
-        /// How to load run `index`, which names `inode`.
-        mutating func route(of inode: UInt32, run index: Int) -> Route {
+        /// How to load a run that names `inode`.
+        mutating func route(of inode: UInt32) -> Route {
             if let descriptor = open[inode] { return .file(descriptor) }
             if let route = known[inode] { return route }
             // Past the limit, or out of descriptors: skipped for now, tried again later.
@@ -120,9 +120,8 @@ enum ImagePreloader {
     /// to the larger of the device's largest request (`max_sectors_kb`) and its read-ahead
     /// (`read_ahead_kb`) without saying so. 128 KiB when the device does not tell.
     static func largestRequest(of device: String) -> Int {
-        let name = device.split(separator: "/").last.map(String.init) ?? device
         func setting(_ file: String) -> Int? {
-            let text = try? String(contentsOfFile: "/sys/block/\(name)/queue/\(file)", encoding: .utf8)
+            let text = try? String(contentsOfFile: LoopDevice.queueSetting(file, of: device), encoding: .utf8)
             return text.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
         let kib = max(setting("max_sectors_kb") ?? 0, setting("read_ahead_kb") ?? 0)
@@ -136,20 +135,14 @@ enum ImagePreloader {
             var descriptor = device
             var offset = run.block * 4096
             if let inode = run.inode, let logical = run.logical {
-                switch files.route(of: inode, run: index) {
+                switch files.route(of: inode) {
                 case .file(let file): (descriptor, offset) = (file, UInt64(logical) * 4096)
                 case .device: break
                 case .skip: continue
                 }
             }
             defer { if let inode = run.inode { files.done(with: inode, run: index) } }
-            var at = offset
-            let end = offset + UInt64(run.count) * 4096
-            while at < end {
-                let length = min(end - at, UInt64(piece))
-                guard posix_fadvise(descriptor, off_t(at), off_t(length), POSIX_FADV_WILLNEED) == 0 else { return }
-                at += length
-            }
+            guard PageCacheWarmer.willNeed(descriptor, offset: offset, length: UInt64(run.count) * 4096, piece: piece) == nil else { return }
         }
     }
 }

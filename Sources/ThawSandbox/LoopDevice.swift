@@ -63,10 +63,15 @@ struct LoopDevice {
         access("/sys/block/\(name)/loop/backing_file", F_OK) == 0
     }
 
+    /// The sysfs file of `setting` in the block queue of `device` (a /dev path).
+    static func queueSetting(_ setting: String, of device: String) -> String {
+        let name = device.split(separator: "/").last.map(String.init) ?? device
+        return "/sys/block/\(name)/queue/\(setting)"
+    }
+
     /// Sets the block queue's read-ahead, which the filesystem mounted on it inherits.
     func setReadAhead(kib: Int) throws {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
-        let setting = "/sys/block/\(name)/queue/read_ahead_kb"
+        let setting = Self.queueSetting("read_ahead_kb", of: path)
         let file = open(setting, O_WRONLY | O_CLOEXEC)
         guard file >= 0 else { throw SandboxError(.setupFailed, "cannot open \(setting): \(SystemCalls.errorText())") }
         defer { close(file) }

@@ -76,24 +76,32 @@ public final class PageCacheWarmer: Sendable {
         defer { close(descriptor) }
         for range in ranges {
             guard !stopped.load(ordering: .relaxed) else { return }
-            // One call reads no more than the file's largest read (the kernel clips a longer
-            // range and drops the rest without saying so), so a long range goes piece by piece.
-            var offset = range.offset
-            let end = range.offset + UInt64(range.length)
-            while offset < end {
-                let length = min(end - offset, UInt64(Self.largestRequest))
-                let status = posix_fadvise(descriptor, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
-                guard status == 0 else {
-                    let reason = "cannot load \(path) at \(offset) into the page cache: \(String(cString: strerror(status)))"
-                    counts.withLock { $0.failure = reason }
-                    return
-                }
-                offset += length
+            if let failed = Self.willNeed(descriptor, offset: range.offset, length: UInt64(range.length), piece: Self.largestRequest) {
+                let reason = "cannot load \(path) at \(failed.offset) into the page cache: \(String(cString: strerror(failed.status)))"
+                counts.withLock { $0.failure = reason }
+                return
             }
             counts.withLock {
                 $0.ranges += 1
                 $0.bytes += UInt64(range.length)
             }
         }
+    }
+
+    /// Asks the kernel to load `length` bytes at `offset` of `descriptor` into the page cache
+    /// (`POSIX_FADV_WILLNEED`), `piece` bytes per call: one call reads no more than the file's
+    /// largest read (the kernel clips a longer range and drops the rest without saying so).
+    ///
+    /// - Returns: nil once every piece is asked for; else where a call failed, and its error.
+    static func willNeed(_ descriptor: Int32, offset: UInt64, length: UInt64, piece: Int) -> (offset: UInt64, status: Int32)? {
+        var at = offset
+        let end = offset + length
+        while at < end {
+            let count = min(end - at, UInt64(piece))
+            let status = posix_fadvise(descriptor, off_t(at), off_t(count), POSIX_FADV_WILLNEED)
+            guard status == 0 else { return (at, status) }
+            at += count
+        }
+        return nil
     }
 }

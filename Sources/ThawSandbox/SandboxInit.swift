@@ -12,9 +12,10 @@ import ThawSandboxCore
 /// and chroots. Then, for a cold start, it starts the handler as the image's user (becoming
 /// that user first, unless it is preloading the image: see `ImagePreloader`), reaps until the
 /// handler ends and exits with its status; for a warm sandbox it becomes the image's user and
-/// serves handler starts from the host (`serve`). Every mount lives in the sandbox's own mount namespace, so
-/// when this process ends, however it ends, the kernel removes them and the loop device
-/// (attached with autoclear) detaches; the host removes the empty work directory and cgroup.
+/// serves handler starts from the host (`serve`). Every mount lives in the sandbox's own mount
+/// namespace, so when this process ends, however it ends, the kernel removes them and the loop
+/// device (attached with autoclear) detaches; the host removes the empty work directory and
+/// cgroup.
 public enum SandboxInit {
     /// Exit status when the sandbox could not be built.
     public static let setupFailedStatus: Int32 = 125

@@ -130,15 +130,15 @@ import ThawTestSupport
                           PreloadRun(block: 0, count: 1, inode: inode, logical: 1)]
             var files = ImagePreloader.Files(mount: mountDescriptor, runs: routed, limit: 1)
             func opens(_ route: ImagePreloader.Route) -> Bool { if case .file = route { true } else { false } }
-            #expect(opens(files.route(of: inode, run: 0)))
-            #expect(files.route(of: other, run: 1) == .skip, "one file open at most")
+            #expect(opens(files.route(of: inode)))
+            #expect(files.route(of: other) == .skip, "one file open at most")
             files.done(with: inode, run: 0)
-            #expect(files.route(of: other, run: 1) == .skip, "content.bin stays open for its later run")
+            #expect(files.route(of: other) == .skip, "content.bin stays open for its later run")
             files.done(with: inode, run: 2)
-            #expect(opens(files.route(of: other, run: 1)), "content.bin closed after its last run")
+            #expect(opens(files.route(of: other)), "content.bin closed after its last run")
             files.done(with: other, run: 1)
-            #expect(files.route(of: sub, run: 0) == .device)
-            #expect(files.route(of: 999_999, run: 0) == .skip)
+            #expect(files.route(of: sub) == .device)
+            #expect(files.route(of: 999_999) == .skip)
             files.closeAll()
         }
     }
