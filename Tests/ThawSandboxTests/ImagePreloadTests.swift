@@ -70,10 +70,10 @@ import ThawTestSupport
             try FileManager.default.createDirectory(atPath: tree + "/sub", withIntermediateDirectories: true)
             let image = dir + "/image.ext4"
             try TestSupport.run("mkfs.ext4", ["-q", "-F", "-b", "4096", "-d", tree, image, "8M"])
-            // Where other.bin's first block is, for the device's runs.
-            let mapped = try TestSupport.run("debugfs", ["-R", "bmap /other.bin 0", image]).output
-            let otherBlock = try #require(mapped.split(separator: "\n").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }.last,
-                                          "debugfs said \(mapped)")
+            // Where other.bin's first block is, for the device's runs, and content.bin's, whose
+            // blocks the device's cache must not get.
+            let otherBlock = try Self.firstBlock(of: "/other.bin", in: image)
+            let contentBlock = try Self.firstBlock(of: "/content.bin", in: image)
 
             let loop = try LoopDevice.attach(image)
             let mountPoint = dir + "/mount"
@@ -100,16 +100,24 @@ import ThawTestSupport
                 PreloadRun(block: otherBlock, count: 2),
                 PreloadRun(block: otherBlock + 2, count: 2, inode: 999_999, logical: 0),
             ]
-            #expect(ImagePreloader.start(mount: mountPoint, device: loop.path, runs: runs))
+            // The advice is best effort: under memory pressure the kernel drops read-ahead pages
+            // it cannot allocate without reclaim, so a partial load is asked for again (at most
+            // three times). A route that is wrong loads nothing, however often it is asked.
             var filePages = 0
             var devicePages = 0
-            for _ in 0..<100 {
-                filePages = try Self.residentPages(file, pages: 64)
-                devicePages = try Self.residentPages(loop.path, from: otherBlock, pages: 2)
+            for _ in 0..<3 {
+                #expect(ImagePreloader.start(mount: mountPoint, device: loop.path, runs: runs))
+                for _ in 0..<40 {
+                    filePages = try Self.residentPages(file, pages: 64)
+                    devicePages = try Self.residentPages(loop.path, from: otherBlock, pages: 2)
+                    if filePages == 64 && devicePages == 2 { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 if filePages == 64 && devicePages == 2 { break }
-                try await Task.sleep(for: .milliseconds(50))
             }
             #expect(filePages == 64, "the file's content was loaded through the file")
+            #expect(try Self.residentPages(loop.path, from: contentBlock, pages: 64) == 0,
+                    "the file's content was not loaded through the device")
             #expect(devicePages == 2, "the other blocks were loaded through the device")
             // The run naming an inode that does not exist was skipped: ext4 would not read a
             // file's content from the device's cache.
@@ -141,6 +149,13 @@ import ThawTestSupport
             #expect(files.route(of: 999_999) == .skip)
             files.closeAll()
         }
+    }
+
+    /// Where `path`'s first block is in `image`, as debugfs maps it.
+    static func firstBlock(of path: String, in image: String) throws -> UInt64 {
+        let mapped = try TestSupport.run("debugfs", ["-R", "bmap \(path) 0", image]).output
+        return try #require(mapped.split(separator: "\n").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }.last,
+                            "debugfs said \(mapped)")
     }
 
     /// How many of `pages` 4 KiB pages of `path` from page `from` are in the page cache
