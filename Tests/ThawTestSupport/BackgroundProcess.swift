@@ -45,11 +45,6 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    /// Stops the process (SIGTERM, then SIGKILL after `grace` seconds) and reaps it.
-    ///
-    /// - Returns: its exit code when it exited by itself; nil when a signal ended it (the
-    ///   SIGTERM left unhandled, or the SIGKILL), or when it was stopped before.
-    @discardableResult
     /// Stops the process with SIGSTOP and returns once every one of its threads is stopped:
     /// `kill` returns before the signal is delivered, and a thread busy on the other core can
     /// still answer a request meanwhile.
@@ -72,6 +67,11 @@ public final class BackgroundProcess: @unchecked Sendable {
     /// Resumes a process stopped by `suspend`.
     public func resume() { kill(pid, SIGCONT) }
 
+    /// Stops the process (SIGTERM, then SIGKILL after `grace` seconds) and reaps it.
+    ///
+    /// - Returns: its exit code when it exited by itself; nil when a signal ended it (the
+    ///   SIGTERM left unhandled, or the SIGKILL), or when it was stopped before.
+    @discardableResult
     public func stop(grace: TimeInterval = 5) -> Int32? {
         lock.lock()
         defer { lock.unlock() }

@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// A real S3-compatible server for tests: `moto_server` (PyPI `moto[server]`, installed by
 /// scripts/setup.sh) on a free loopback port, stopped when the value goes away.
@@ -68,23 +69,39 @@ public final class S3FaultProxy: @unchecked Sendable {
 }
 
 extension TestSupport {
-    /// A loopback TCP port nothing listens on right now.
+    /// A loopback TCP port nothing listens on right now, for a test server to listen on.
+    ///
+    /// Chosen below the kernel's ephemeral range (`ip_local_port_range`): a port from that range
+    /// (what binding port 0 gives) can meanwhile become the local end of some other test's
+    /// outgoing connection, and the server then cannot listen on it. The ports handed out are
+    /// remembered, so concurrent tests in this process never get the same one.
     public static func freePort() throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
+        let ephemeralStart = range.first ?? 32768
+        let candidates = ephemeralStart > 12000 ? 10000..<ephemeralStart : 61000..<65536
+        for _ in 0..<1000 {
+            let port = Int.random(in: candidates)
+            let fresh = handedOutPorts.withLock { $0.insert(port).inserted }
+            if fresh, canBind(port) { return port }
+        }
+        throw CommandFailed(description: "no free loopback port in \(candidates)")
+    }
+
+    private static let handedOutPorts = Mutex<Set<Int>>([])
+
+    /// Whether a socket can bind loopback `port` now (nothing holds it).
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CommandFailed(description: "socket() failed") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-        guard bound else { throw CommandFailed(description: "cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Waits until something accepts connections on the loopback `port`.
