@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "ThawPush",
             dependencies: [
-                "ThawFlatten", "ThawExt4", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary", "ThawMedes",
+                "ThawFlatten", "ThawExt4", "ThawImage", "ThawSeal", "ThawStore", "ThawBinary", "ThawMedes", "ThawMetadata",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -337,7 +337,7 @@ let package = Package(
         .testTarget(name: "ThawCacheTests", dependencies: ["ThawCache", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawPushTests",
-            dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawSample", "ThawTestSupport"],
+            dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawMetadata", "ThawSample", "ThawTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

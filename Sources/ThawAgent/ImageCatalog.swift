@@ -104,7 +104,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let store = origin.store
         let key: StoreKey
         do {
-            key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots)
+            key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots, metadata: origin.metadata)
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }

@@ -31,8 +31,9 @@ struct Pull: AsyncParsableCommand {
             let started = ContinuousClock.now
             var store = try await storeArguments.open(create: false)
             if originLatency > 0 { store = LatencyStore(store, delay: .microseconds(Int64(originLatency * 1000))) }
-            let roots = try await storeArguments.withMetadata(create: false) { try await storeArguments.readRoots($0) }
-            let found = try await ManifestLookup.find(manifest, in: store, roots: roots)
+            let found = try await storeArguments.withMetadata(create: false) { metadata in
+                try await ManifestLookup.find(manifest, in: store, roots: try await storeArguments.readRoots(metadata), metadata: metadata)
+            }
             let opened = try await Manifest.open(found.bytes, keys: storeArguments.keyProvider, what: "manifest \(found.key)")
             var puller = Puller(store: store, keys: storeArguments.keyProvider)
             puller.concurrency = concurrency
@@ -58,8 +59,9 @@ struct Inspect: AsyncParsableCommand {
     func run() async throws {
         do {
             let store = try await storeArguments.open(create: false)
-            let roots = try await storeArguments.withMetadata(create: false) { try await storeArguments.readRoots($0) }
-            let found = try await ManifestLookup.find(manifest, in: store, roots: roots)
+            let found = try await storeArguments.withMetadata(create: false) { metadata in
+                try await ManifestLookup.find(manifest, in: store, roots: try await storeArguments.readRoots(metadata), metadata: metadata)
+            }
             let i = try await Inspection.inspect(found, in: store)
             let h = i.header
             print("manifest \(i.id)")

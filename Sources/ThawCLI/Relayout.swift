@@ -36,8 +36,10 @@ struct Relayout: AsyncParsableCommand {
                 return try await metadata.function(named: name)
             }
             let store = try await storeArguments.open(create: false)
-            let roots = try await storeArguments.withMetadata(create: false) { try await storeArguments.readRoots($0) }
-            let found = try await ManifestLookup.find(named?.manifestID ?? function, in: store, roots: roots)
+            let found = try await storeArguments.withMetadata(create: false) { metadata in
+                try await ManifestLookup.find(named?.manifestID ?? function, in: store, roots: try await storeArguments.readRoots(metadata),
+                                              metadata: metadata)
+            }
             let keys = storeArguments.keyProvider
             let manifest = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)")
             let header = manifest.header

@@ -39,6 +39,9 @@ public protocol MetadataStore: Sendable {
     /// Records a pushed manifest; recording it again changes nothing.
     func addManifest(_ manifest: ManifestRecord) async throws
     func manifests(in root: RootID?) async throws -> [ManifestRecord]
+    /// The manifests recorded with exactly this id, in any root: one lookup by key, so a start
+    /// can name a manifest's object without listing the store.
+    func manifests(withID id: String) async throws -> [ManifestRecord]
     func removeManifest(id: String, root: RootID) async throws
 
     /// Points `name` at a manifest, replacing what it pointed at.

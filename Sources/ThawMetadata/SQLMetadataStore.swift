@@ -164,9 +164,17 @@ public final class SQLMetadataStore: MetadataStore {
     }
 
     public func manifests(in root: RootID?) async throws -> [ManifestRecord] {
+        try await manifests(where: root.map { ("root = ?", [.text($0.value)]) })
+    }
+
+    public func manifests(withID id: String) async throws -> [ManifestRecord] {
+        try await manifests(where: ("id = ?", [.text(id.lowercased())]))
+    }
+
+    private func manifests(where condition: (sql: String, arguments: [SQLValue])?) async throws -> [ManifestRecord] {
         let columns = "SELECT id, root, tenant, image_size, chunk_count, created_ms FROM thaw_manifests"
         let types: [SQLColumn] = [.text, .text, .text, .integer, .integer, .integer]
-        let statement = root.map { SQLStatement("\(columns) WHERE root = ?", [.text($0.value)], columns: types) }
+        let statement = condition.map { SQLStatement("\(columns) WHERE \($0.sql)", $0.arguments, columns: types) }
             ?? SQLStatement(columns, columns: types)
         return try await backend.rows(statement).map { row in
             guard let id = row[0].text, let root = row[1].text.flatMap({ try? RootID($0) }), let tenant = row[2].text.flatMap({ try? Tenant($0) }),

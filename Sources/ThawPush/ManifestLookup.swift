@@ -1,4 +1,5 @@
 import ThawBinary
+public import ThawMetadata
 public import ThawSeal
 public import ThawStore
 
@@ -15,19 +16,31 @@ public enum ManifestLookup {
 
     /// Looks in every root of `roots`: a manifest's id differs in each root (its copy-forward
     /// re-seals it under the new root's salt), so a reader need not know which root holds it.
-    public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> Found {
-        let key = try await locate(reference, in: store, roots: roots)
+    public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID],
+                            metadata: (any MetadataStore)? = nil) async throws -> Found {
+        let key = try await locate(reference, in: store, roots: roots, metadata: metadata)
         return Found(key: key, bytes: try await store.get(key))
     }
 
-    /// The key of the manifest `reference` names, from listings alone: a reader that also wants
+    /// The key of the manifest `reference` names, without reading it: a reader that also wants
     /// the objects kept beside it (`StoreLayout.beside`) can then ask for all of them at once.
     ///
+    /// A full id that `metadata` records in one of `roots` is named from that record alone (the
+    /// first of `roots` that has it): a store listing is an origin round trip a start would wait
+    /// for, and on S3 a LIST request. A prefix, an id the metadata does not know (pushed without
+    /// it), or metadata that cannot be read is looked for in the roots' listings.
+    ///
     /// - Throws: `PushError` when `reference` is not a manifest id, names none or is ambiguous.
-    public static func locate(_ reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> StoreKey {
+    public static func locate(_ reference: String, in store: any ChunkStore, roots: [RootID],
+                              metadata: (any MetadataStore)? = nil) async throws -> StoreKey {
         let id = reference.lowercased()
         guard id.utf8.count >= 8, id.utf8.count <= 64, Hex.decode(id.utf8.count % 2 == 0 ? id : id + "0") != nil else {
             throw PushError("'\(reference)' is not a manifest id (8 to 64 hexadecimal digits)")
+        }
+        if id.utf8.count == 64, let metadata, let recorded = try? await metadata.manifests(withID: id),
+           let root = roots.first(where: { root in recorded.contains { $0.root == root } }),
+           let record = recorded.first(where: { $0.root == root }) {
+            return StoreLayout.manifest(id: id, root: root, tenant: record.tenant)
         }
         var matches: [StoreKey] = []
         for root in roots {

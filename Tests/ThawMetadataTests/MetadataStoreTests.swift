@@ -165,6 +165,14 @@ import ThawTestSupport
             #expect(try await other.manifests(in: .initial) == [a, b])
             #expect(try await other.manifests(in: try Self.root("r0002")).isEmpty)
             #expect(try await other.manifests(in: nil).count == 2)
+            // By id: exact, in any root, and a prefix is not an id.
+            let copied = ManifestRecord(id: "bbbb", root: try Self.root("r0002"), tenant: tenant, imageSize: 1 << 20, chunkCount: 2,
+                                        createdAt: Self.t0.addingTimeInterval(2))
+            try await store.addManifest(copied)
+            #expect(try await other.manifests(withID: "bbbb") == [b, copied])
+            #expect(try await other.manifests(withID: "aaaa") == [a])
+            #expect(try await other.manifests(withID: "aa").isEmpty)
+            try await store.removeManifest(id: "bbbb", root: try Self.root("r0002"))
 
             let name = try FunctionName("hello-py")
             try await store.setFunction(FunctionRecord(name: name, manifestID: "aaaa", root: .initial, tenant: tenant, updatedAt: Self.t0))
