@@ -10,6 +10,7 @@ import ThawSandbox
 import ThawSandboxCore
 import ThawSeal
 import ThawServe
+import ThawStore
 import Synchronization
 import UnixSignals
 
@@ -273,8 +274,9 @@ struct Run: AsyncParsableCommand {
         }
         let agent: Agent
         do {
-            agent = Agent(configuration: configuration, origin: try await agentArguments.origin(storeArguments),
-                          logger: Logger(label: "thaw.run"))
+            var origin = try await agentArguments.origin(storeArguments)
+            origin.store = await readEarly(manifestReference, from: origin)
+            agent = Agent(configuration: configuration, origin: origin, logger: Logger(label: "thaw.run"))
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
@@ -298,6 +300,21 @@ struct Run: AsyncParsableCommand {
                 throw error
             }
         }
+    }
+
+    /// `origin`'s store, reading the manifest and the objects the agent opens with it (its access
+    /// record, its image config and, when it may be restored, its memory snapshot record) from
+    /// now on, when the metadata says where they are: the origin's round trip for them then
+    /// passes while the agent mounts FUSE and opens its caches, instead of after.
+    func readEarly(_ reference: String, from origin: AgentOrigin) async -> any ChunkStore {
+        guard let key = await ManifestLookup.recordedKey(reference, roots: origin.roots, metadata: origin.metadata),
+              let found = StoreLayout.manifestLocation(of: key) else { return origin.store }
+        let store = EarlyReadStore(origin.store)
+        var keys = [key, StoreLayout.accessRecord(id: found.id, root: found.root, tenant: found.tenant),
+                    StoreLayout.imageConfig(id: found.id, root: found.root, tenant: found.tenant)]
+        if mayUseMicroVM && !cold { keys.append(StoreLayout.snapshot(id: found.id, root: found.root, tenant: found.tenant)) }
+        store.readEarly(keys)
+        return store
     }
 
     /// The function `function` names in the metadata, when it is a name there.

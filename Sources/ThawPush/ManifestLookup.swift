@@ -23,7 +23,8 @@ public enum ManifestLookup {
     }
 
     /// The key of the manifest `reference` names, without reading it: a reader that also wants
-    /// the objects kept beside it (`StoreLayout.beside`) can then ask for all of them at once.
+    /// the objects kept beside it (its access record, its image config) can then ask for all of
+    /// them at once.
     ///
     /// A full id that `metadata` records in one of `roots` is named from that record alone (the
     /// first of `roots` that has it): a store listing is an origin round trip a start would wait
@@ -37,11 +38,7 @@ public enum ManifestLookup {
         guard id.utf8.count >= 8, id.utf8.count <= 64, Hex.decode(id.utf8.count % 2 == 0 ? id : id + "0") != nil else {
             throw PushError("'\(reference)' is not a manifest id (8 to 64 hexadecimal digits)")
         }
-        if id.utf8.count == 64, let metadata, let recorded = try? await metadata.manifests(withID: id),
-           let root = roots.first(where: { root in recorded.contains { $0.root == root } }),
-           let record = recorded.first(where: { $0.root == root }) {
-            return StoreLayout.manifest(id: id, root: root, tenant: record.tenant)
-        }
+        if let key = await recordedKey(id, roots: roots, metadata: metadata) { return key }
         var matches: [StoreKey] = []
         for root in roots {
             for try await key in store.list(under: StoreLayout.manifests(root: root)) where key.name.hasPrefix(id) {
@@ -56,5 +53,20 @@ public enum ManifestLookup {
             throw PushError("manifest id \(reference) is ambiguous in \(store.location): \(matches.map { String($0.name) }.joined(separator: ", "))")
         }
         return key
+    }
+
+    /// Where the metadata records full manifest id `reference` in the first of `roots` that has
+    /// it; nil for a prefix, an id it does not record there, no metadata, or metadata that
+    /// cannot be read. No store is asked.
+    public static func recordedKey(_ reference: String, roots: [RootID], metadata: (any MetadataStore)?) async -> StoreKey? {
+        let id = reference.lowercased()
+        guard id.utf8.count == 64, Hex.decode(id) != nil, let metadata,
+              let recorded = try? await metadata.manifests(withID: id) else { return nil }
+        for root in roots {
+            if let record = recorded.first(where: { $0.root == root }) {
+                return StoreLayout.manifest(id: id, root: root, tenant: record.tenant)
+            }
+        }
+        return nil
     }
 }
