@@ -35,42 +35,9 @@ struct Relayout: AsyncParsableCommand {
                 guard let name, let metadata else { return nil }
                 return try await metadata.function(named: name)
             }
-            let store = try await storeArguments.open(create: false)
-            let found = try await storeArguments.withMetadata(create: false) { metadata in
-                try await ManifestLookup.find(named?.manifestID ?? function, in: store, roots: try await storeArguments.readRoots(metadata),
-                                              metadata: metadata)
-            }
-            let keys = storeArguments.keyProvider
-            let manifest = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)")
-            let header = manifest.header
-            // The new manifest goes into the manifest's root and keeps its region chunks there:
-            // only the active root takes new manifests (an older one is on its way out).
-            let active = try await storeArguments.withMetadata(create: false) { try await $0?.activeRoot().id }
-            if let active, active != header.root {
-                throw ValidationFailure("manifest \(header.id) is in root \(header.root), not in the active root \(active): push the image again and lay that out")
-            }
-            let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
-            guard let sealed = try await store.getIfPresent(recordKey) else {
-                throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")
-            }
-            let record = try await AccessRecord.open(sealed, for: header, keys: keys, what: "access record \(recordKey)")
-            var options = PushOptions()
-            options.tenant = header.tenant
-            options.root = header.root
-            options.chunkSize = UInt64(header.chunkSize)
-            options.concurrency = concurrency
-            let report = try await Pusher(store: store, keys: keys, options: options).relayout(manifest, record: record)
+            let report = try await Self.layOut(named?.manifestID ?? function, named: named, storeArguments: storeArguments,
+                                               concurrency: concurrency)
             let h = report.header
-            try await storeArguments.withMetadata(create: false) { metadata in
-                guard let metadata else { return }
-                let now = Date()
-                try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant,
-                                                              imageSize: h.imageSize, chunkCount: h.chunkCount, createdAt: now))
-                if let named {
-                    try await metadata.setFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
-                                                                  tenant: h.tenant, updatedAt: now))
-                }
-            }
             let hot = h.hot.map { "\(mib($0.length)) at \(mib($0.offset))" } ?? "none"
             print("laid out manifest \(report.originalID) again as \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s")
             print("  hot region: \(report.hotBlocks) blocks, \(hot); image \(mib(h.imageSize))")
@@ -82,5 +49,51 @@ struct Relayout: AsyncParsableCommand {
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
+    }
+
+    /// Lays the manifest `reference` names out again around its access record, records the new
+    /// manifest in the metadata and, given `named`, points that name at it unless the name has
+    /// moved since `named` was read. `thaw run` does this after a named function's recorded
+    /// start.
+    static func layOut(_ reference: String, named: FunctionRecord?, storeArguments: StoreArguments,
+                       concurrency: Int) async throws -> RelayoutReport {
+        let store = try await storeArguments.open(create: false)
+        let found = try await storeArguments.withMetadata(create: false) { metadata in
+            try await ManifestLookup.find(reference, in: store, roots: try await storeArguments.readRoots(metadata), metadata: metadata)
+        }
+        let keys = storeArguments.keyProvider
+        let manifest = try await Manifest.open(found.bytes, keys: keys, what: "manifest \(found.key)")
+        let header = manifest.header
+        // The new manifest goes into the manifest's root and keeps its region chunks there:
+        // only the active root takes new manifests (an older one is on its way out).
+        let active = try await storeArguments.withMetadata(create: false) { try await $0?.activeRoot().id }
+        if let active, active != header.root {
+            throw ValidationFailure("manifest \(header.id) is in root \(header.root), not in the active root \(active): push the image again and lay that out")
+        }
+        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        guard let sealed = try await store.getIfPresent(recordKey) else {
+            throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")
+        }
+        let record = try await AccessRecord.open(sealed, for: header, keys: keys, what: "access record \(recordKey)")
+        var options = PushOptions()
+        options.tenant = header.tenant
+        options.root = header.root
+        options.chunkSize = UInt64(header.chunkSize)
+        options.concurrency = concurrency
+        let report = try await Pusher(store: store, keys: keys, options: options).relayout(manifest, record: record)
+        let h = report.header
+        try await storeArguments.withMetadata(create: false) { metadata in
+            guard let metadata else { return }
+            let now = Date()
+            try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant,
+                                                          imageSize: h.imageSize, chunkCount: h.chunkCount, createdAt: now))
+            // Only if the name still points where it did: a push meanwhile wins.
+            if let named, try await !metadata.moveFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
+                                                                          tenant: h.tenant, updatedAt: now),
+                                                           fromManifest: named.manifestID, root: named.root) {
+                throw ValidationFailure("function \(named.name) no longer points at manifest \(named.manifestID): it keeps what it points at now, and \(report.manifestID) is not named")
+            }
+        }
+        return report
     }
 }

@@ -62,6 +62,9 @@ struct Run: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "In the process sandbox, load the blocks a relaid image's record lists into the mounted image's caches while the handler starts.")
     var preload = true
 
+    @Flag(inversion: .prefixedNo, help: "After a function name's recorded start, lay its image out again around what the start read (thaw relayout) and point the name at the result, once the response is out: its later starts fetch and preload only that.")
+    var relayout = true
+
     @Option(help: "Run from this local copy of the image (thaw pull's output) instead of loading it lazily: the no-lazy-loading baseline. The argument must be its manifest.")
     var imageFile: String?
 
@@ -102,7 +105,6 @@ struct Run: AsyncParsableCommand {
     @Flag(help: .hidden)
     var snapshotOnly = false
 
-
     @Option(help: "The microVM's root disk: nbd (qemu's NBD client on the agent's export) or file (the FUSE file).")
     var vmDisk: String = "nbd"
 
@@ -110,8 +112,6 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "MiB of memory for the microVM.")
     var vmMemory: Int = 512
-
-
 
     @Option(help: "An environment entry NAME=value added to the image's (repeatable).")
     var env: [String] = []
@@ -167,10 +167,14 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { signals.cancel() }
-        let (outcome, breakdown) = try await start.value
+        let (outcome, breakdown, relayout) = try await start.value
         if snapshotOnly { return }  // takeSnapshot reported
         // The response was written as soon as the sandbox returned it (`start`).
         FileHandle.standardError.write(Data((json ? breakdown.json() : breakdown.text()).utf8))
+        if let relayout {
+            slot.release()  // the start is over: laying out again takes no start's place
+            await relayout.layOut()
+        }
         if !outcome.leftovers.isEmpty {
             FileHandle.standardError.write(Data("warning: teardown incomplete: \(outcome.leftovers.joined(separator: "; "))\n".utf8))
         }
@@ -249,13 +253,15 @@ struct Run: AsyncParsableCommand {
     }
 
     /// Pushes when given an image, serves the manifest from an agent in this process, runs the
-    /// sandbox, and shuts the agent down (saving the recording) whatever happened.
+    /// sandbox, and shuts the agent down (saving the recording) whatever happened. Also returns,
+    /// for a function name whose start recorded, the relayout to do once the start is over.
     func start(configuration: AgentConfiguration, options: ProcessSandbox.Options,
-               event: [UInt8], interrupt: Interrupt) async throws -> (SandboxOutcome, StartBreakdown) {
+               event: [UInt8], interrupt: Interrupt) async throws -> (SandboxOutcome, StartBreakdown, PendingRelayout?) {
         var breakdown = StartBreakdown(began: MonotonicTime.now())
         let manifestReference: String
         var storeArguments = self.storeArguments
-        if let named = try await functionRecord() {
+        let named = try await functionRecord()
+        if let named {
             // The name's manifest, in the root that holds it.
             manifestReference = named.manifestID
             storeArguments.root = named.root.value
@@ -293,11 +299,35 @@ struct Run: AsyncParsableCommand {
                 if !snapshotOnly { Self.writeResponse(result.0.response) }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
-                return result
+                let relayout = self.relayout && !snapshotOnly && result.0.failure == nil && result.1.recordedChunks != nil
+                return (result.0, result.1, relayout ? named.map { PendingRelayout(named: $0, storeArguments: storeArguments) } : nil)
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
                 throw error
+            }
+        }
+    }
+
+    /// A function name whose start recorded what it read: once the start is over, its image is
+    /// laid out again around that record and the name moved to the result (`thaw relayout`), so
+    /// that its next starts prefetch and preload only the hot region.
+    struct PendingRelayout {
+        var named: FunctionRecord
+        /// The store, with the root the name's manifest is in.
+        var storeArguments: StoreArguments
+
+        /// Lays the image out again; says what it did, or why it did not, on standard error. A
+        /// start that cannot be laid out again still succeeded.
+        func layOut() async {
+            do {
+                let report = try await Relayout.layOut(named.manifestID, named: named, storeArguments: storeArguments, concurrency: 8)
+                let line = "laid out again: \(named.name) → \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s; "
+                    + "its starts prefetch \(report.recordChunks) chunks, against \(report.originalRecordChunks)\n"
+                FileHandle.standardError.write(Data(line.utf8))
+            } catch {
+                let line = "warning: cannot lay \(named.name) out again (thaw relayout): \(CommandErrors.describe(error))\n"
+                FileHandle.standardError.write(Data(line.utf8))
             }
         }
     }

@@ -76,6 +76,17 @@ import ThawTestSupport
         }
     }
 
+    /// The manifest function `name` points at, from `thaw functions list --json`.
+    static func namedManifest(_ name: String, store: [String]) throws -> String {
+        let listed = try TestSupport.thaw(["functions", "list", "--json"] + store).output
+        var found: String?
+        for line in listed.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            if object?["name"] as? String == name { found = object?["manifest"] as? String }
+        }
+        return try #require(found, "no function \(name) in: \(listed)")
+    }
+
     @Test func aFunctionNameStartsTheManifestItPointsAt() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             let harness = try RunHarness(dir)
@@ -88,9 +99,27 @@ import ThawTestSupport
                 }
                 let pushed = try TestSupport.thaw(["push", "oci:\(layout):\(version)", "--name", "greeter"] + store)
                 #expect(pushed.output.contains("name: greeter"), "\(pushed.output)")
-                let result = try await harness.run(["greeter"] + harness.commonArguments)
+                let pushedID = try Self.namedManifest("greeter", store: store)
+                // v1 is laid out again after its recorded start, and the name moves to the
+                // result; --no-relayout leaves v2's name where the push put it.
+                let relayout = version == "v1"
+                let result = try await harness.run(["greeter"] + harness.commonArguments + (relayout ? [] : ["--no-relayout"]))
                 #expect(result.status == 0, "\(result.log)")
                 #expect(result.response == "\(version)\n", "the name starts the manifest it points at now")
+                let named = try Self.namedManifest("greeter", store: store)
+                #expect(result.log.contains("laid out again: greeter → \(named)") == relayout, "\(result.log)")
+                #expect((named != pushedID) == relayout)
+                if relayout {
+                    // The relaid manifest's start prefetches its translated record and records
+                    // nothing, so it is not laid out again.
+                    let again = try await harness.run(["greeter", "--json"] + harness.commonArguments)
+                    #expect(again.response == "\(version)\n")
+                    #expect(!again.log.contains("laid out again"), "\(again.log)")
+                    let breakdown = try #require(again.log.split(separator: "\n").last { $0.hasPrefix("{") })
+                    let object = try JSONSerialization.jsonObject(with: Data(breakdown.utf8)) as? [String: Any]
+                    #expect(object?["manifest"] as? String == named)
+                    #expect((object?["prefetchChunks"] as? Int ?? 0) > 0, "\(breakdown)")
+                }
             }
             try TestSupport.thaw(["functions", "rm", "greeter"] + store)
             let gone = try await harness.run(["greeter"] + harness.commonArguments)
