@@ -53,8 +53,8 @@ struct Relayout: AsyncParsableCommand {
 
     /// Lays the manifest `reference` names out again around its access record, records the new
     /// manifest in the metadata and, given `named`, points that name at it unless the name has
-    /// moved since `named` was read. `thaw run` does this after a named function's recorded
-    /// start.
+    /// moved since `named` was read (then it throws, the new manifest recorded but not named).
+    /// `thaw run` does this after a function name's start.
     static func layOut(_ reference: String, named: FunctionRecord?, storeArguments: StoreArguments,
                        concurrency: Int) async throws -> RelayoutReport {
         let store = try await storeArguments.open(create: false)
@@ -87,11 +87,14 @@ struct Relayout: AsyncParsableCommand {
             let now = Date()
             try await metadata.addManifest(ManifestRecord(id: report.manifestID, root: h.root, tenant: h.tenant,
                                                           imageSize: h.imageSize, chunkCount: h.chunkCount, createdAt: now))
-            // Only if the name still points where it did: a push meanwhile wins.
-            if let named, try await !metadata.moveFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
-                                                                          tenant: h.tenant, updatedAt: now),
-                                                           fromManifest: named.manifestID, root: named.root) {
-                throw ValidationFailure("function \(named.name) no longer points at manifest \(named.manifestID): it keeps what it points at now, and \(report.manifestID) is not named")
+            // Only if the name still points where it did: a push meanwhile wins. (A start that
+            // laid out the same record at the same time already moved it to the same manifest.)
+            guard let named else { return }
+            let moved = try await metadata.moveFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
+                                                                       tenant: h.tenant, updatedAt: now),
+                                                        fromManifest: named.manifestID, root: named.root)
+            if !moved, try await metadata.function(named: named.name)?.manifestID != report.manifestID {
+                throw ValidationFailure("function \(named.name) no longer points at manifest \(named.manifestID): it keeps what it points at now, and \(report.manifestID) (recorded, in root \(h.root)) is not named")
             }
         }
         return report

@@ -169,12 +169,15 @@ struct Run: AsyncParsableCommand {
         defer { signals.cancel() }
         let (outcome, breakdown, relayout) = try await start.value
         if snapshotOnly { return }  // takeSnapshot reported
-        // The response was written as soon as the sandbox returned it (`start`).
-        FileHandle.standardError.write(Data((json ? breakdown.json() : breakdown.text()).utf8))
+        // The response was written as soon as the sandbox returned it (`start`). Laying out
+        // again comes before the breakdown, which stays the last line (a JSON object with --json).
         if let relayout {
             slot.release()  // the start is over: laying out again takes no start's place
-            await relayout.layOut()
+            let layingOut = Task { await relayout.layOut() }
+            interrupt.onFire { layingOut.cancel() }
+            await layingOut.value
         }
+        FileHandle.standardError.write(Data((json ? breakdown.json() : breakdown.text()).utf8))
         if !outcome.leftovers.isEmpty {
             FileHandle.standardError.write(Data("warning: teardown incomplete: \(outcome.leftovers.joined(separator: "; "))\n".utf8))
         }
@@ -279,13 +282,16 @@ struct Run: AsyncParsableCommand {
             }
         }
         let agent: Agent
+        let early: EarlyReadStore?
         do {
             var origin = try await agentArguments.origin(storeArguments)
-            origin.store = await readEarly(manifestReference, from: origin)
+            early = await earlyReadingStore(for: manifestReference, origin: origin)
+            origin.store = early ?? origin.store
             agent = Agent(configuration: configuration, origin: origin, logger: Logger(label: "thaw.run"))
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
+        defer { early?.cancelUnclaimed() }
         try FileManager.default.createDirectory(atPath: configuration.mountDirectory!, withIntermediateDirectories: true)
         defer { rmdir(configuration.mountDirectory!) }
         let group = ServiceGroup(configuration: .init(services: [agent], logger: Logger(label: "thaw.run")))
@@ -299,7 +305,7 @@ struct Run: AsyncParsableCommand {
                 if !snapshotOnly { Self.writeResponse(result.0.response) }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
-                let relayout = self.relayout && !snapshotOnly && result.0.failure == nil && result.1.recordedChunks != nil
+                let relayout = self.relayout && !snapshotOnly && result.0.failure == nil && result.1.mayBeLaidOutAgain
                 return (result.0, result.1, relayout ? named.map { PendingRelayout(named: $0, storeArguments: storeArguments) } : nil)
             } catch {
                 await group.triggerGracefulShutdown()
@@ -309,18 +315,27 @@ struct Run: AsyncParsableCommand {
         }
     }
 
-    /// A function name whose start recorded what it read: once the start is over, its image is
-    /// laid out again around that record and the name moved to the result (`thaw relayout`), so
-    /// that its next starts prefetch and preload only the hot region.
+    /// A function name whose image is laid out as pushed and has a record of what a start read:
+    /// once a start of it has succeeded, the image is laid out again around that record and the
+    /// name moved to the result (`thaw relayout`), so that its next starts prefetch and preload
+    /// only the hot region.
     struct PendingRelayout {
         var named: FunctionRecord
         /// The store, with the root the name's manifest is in.
         var storeArguments: StoreArguments
 
         /// Lays the image out again; says what it did, or why it did not, on standard error. A
-        /// start that cannot be laid out again still succeeded.
+        /// start that cannot be laid out again still succeeded. An image with a memory snapshot
+        /// is left as it is: the new manifest would have none, and its starts would boot cold.
         func layOut() async {
             do {
+                let store = try await storeArguments.open(create: false)
+                let snapshot = StoreLayout.snapshot(id: named.manifestID, root: named.root, tenant: named.tenant)
+                if try await store.exists(snapshot) {
+                    let line = "not laid out again: \(named.name)'s manifest \(named.manifestID) has a memory snapshot (thaw relayout lays it out, leaving the snapshot behind)\n"
+                    FileHandle.standardError.write(Data(line.utf8))
+                    return
+                }
                 let report = try await Relayout.layOut(named.manifestID, named: named, storeArguments: storeArguments, concurrency: 8)
                 let line = "laid out again: \(named.name) → \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s; "
                     + "its starts prefetch \(report.recordChunks) chunks, against \(report.originalRecordChunks)\n"
@@ -335,10 +350,11 @@ struct Run: AsyncParsableCommand {
     /// `origin`'s store, reading the manifest and the objects the agent opens with it (its access
     /// record, its image config and, when it may be restored, its memory snapshot record) from
     /// now on, when the metadata says where they are: the origin's round trip for them then
-    /// passes while the agent mounts FUSE and opens its caches, instead of after.
-    func readEarly(_ reference: String, from origin: AgentOrigin) async -> any ChunkStore {
+    /// passes while the agent mounts FUSE and opens its caches, instead of after. Nil when the
+    /// metadata does not know `reference` (a prefix, or an id pushed without it).
+    func earlyReadingStore(for reference: String, origin: AgentOrigin) async -> EarlyReadStore? {
         guard let key = await ManifestLookup.recordedKey(reference, roots: origin.roots, metadata: origin.metadata),
-              let found = StoreLayout.manifestLocation(of: key) else { return origin.store }
+              let found = StoreLayout.manifestLocation(of: key) else { return nil }
         let store = EarlyReadStore(origin.store)
         var keys = [key, StoreLayout.accessRecord(id: found.id, root: found.root, tenant: found.tenant),
                     StoreLayout.imageConfig(id: found.id, root: found.root, tenant: found.tenant)]
@@ -479,6 +495,10 @@ struct Run: AsyncParsableCommand {
         if outcome.failure == nil {
             breakdown.recordedChunks = try? await agent.finishRecording(served.id)
         }
+        // Laid out as pushed, and a record of the blocks read (saved now, or by an earlier
+        // start, a failed one included: the agent saves recordings when it stops).
+        let recordedBlocks = breakdown.recordedChunks != nil || !(served.prefetchRecord?.blocks.isEmpty ?? true)
+        breakdown.mayBeLaidOutAgain = imageFile == nil && served.image.manifest.header.hot == nil && recordedBlocks
         return (outcome, breakdown)
     }
 }

@@ -23,6 +23,9 @@ struct StartBreakdown {
     var prefetchChunks: Int?
     /// Chunks this start's recording saved, when it was recorded.
     var recordedChunks: Int?
+    /// The start ran an image laid out as pushed that has a record of blocks, not a snapshot's
+    /// restore: `thaw run` may lay it out again (not printed).
+    var mayBeLaidOutAgain = false
     /// Recorded ranges and bytes loaded into the image file's page cache ahead of the handler.
     var pageCacheWarmed: (ranges: Int, bytes: UInt64)?
     /// What the sandbox's init loaded into the mounted image's caches, as it reported it.

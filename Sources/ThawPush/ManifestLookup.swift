@@ -19,7 +19,14 @@ public enum ManifestLookup {
     public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID],
                             metadata: (any MetadataStore)? = nil) async throws -> Found {
         let key = try await locate(reference, in: store, roots: roots, metadata: metadata)
-        return Found(key: key, bytes: try await store.get(key))
+        do {
+            return Found(key: key, bytes: try await store.get(key))
+        } catch let error as StoreError where error.kind == .notFound && metadata != nil {
+            // The metadata named an object that is gone (its root on its way to deletion): the
+            // listings say whether the manifest is anywhere else.
+            let listed = try await locate(reference, in: store, roots: roots)
+            return Found(key: listed, bytes: try await store.get(listed))
+        }
     }
 
     /// The key of the manifest `reference` names, without reading it: a reader that also wants

@@ -32,21 +32,35 @@ public final class EarlyReadStore: ChunkStore {
 
     /// The early read's result when `key` was read early (once: a later `get` reads again),
     /// else the base store's.
+    /// The caller that claims an early read owns it: cancelling the caller cancels the read.
     public func get(_ key: StoreKey) async throws -> [UInt8] {
         if let early = reads.withLock({ $0.removeValue(forKey: key) }) {
-            return try await early.value
+            return try await withTaskCancellationHandler {
+                try await early.value
+            } onCancel: {
+                early.cancel()
+            }
         }
         return try await base.get(key)
+    }
+
+    /// Cancels the early reads nobody asked for (an agent stopping, a start given up).
+    public func cancelUnclaimed() {
+        let unclaimed = reads.withLock { reads in
+            defer { reads = [:] }
+            return Array(reads.values)
+        }
+        for read in unclaimed { read.cancel() }
     }
 
     public func exists(_ key: StoreKey) async throws -> Bool { try await base.exists(key) }
     public func put(_ key: StoreKey, _ bytes: [UInt8]) async throws {
         // A write replaces what an early read may have seen.
-        reads.withLock { $0[key] = nil }
+        drop { $0 == key }
         try await base.put(key, bytes)
     }
     public func delete(_ key: StoreKey) async throws {
-        reads.withLock { $0[key] = nil }
+        drop { $0 == key }
         try await base.delete(key)
     }
     public func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error> { base.list(under: prefix) }
@@ -55,7 +69,16 @@ public final class EarlyReadStore: ChunkStore {
     }
     public func sync() async throws { try await base.sync() }
     public func deleteAll(under prefix: String) async throws -> Int {
-        reads.withLock { reads in reads = reads.filter { !$0.key.path.hasPrefix(prefix + "/") } }
+        drop { $0.path.hasPrefix(prefix + "/") }
         return try await base.deleteAll(under: prefix)
+    }
+
+    /// Forgets, and cancels, the early reads of the keys `matching` picks.
+    private func drop(_ matching: (StoreKey) -> Bool) {
+        let dropped = reads.withLock { reads in
+            let keys = reads.keys.filter(matching)
+            return keys.compactMap { reads.removeValue(forKey: $0) }
+        }
+        for read in dropped { read.cancel() }
     }
 }

@@ -92,7 +92,10 @@ import ThawTestSupport
             let harness = try RunHarness(dir)
             let layout = harness.layout
             let store = ["--store", harness.store, "--keys", dir + "/keys"]
-            for version in ["v1", "v2"] {
+            // v1 is laid out again after its first start, and the name moves to the result;
+            // --no-relayout leaves v2's name where the push put it; v3 has a memory snapshot (an
+            // object where one is kept), which a new layout would leave behind.
+            for version in ["v1", "v2", "v3"] {
                 try await TestSupport.onOwnThread {
                     _ = try FunctionImage.writeBusybox(to: layout, tag: version, handler: "#!/bin/sh\necho \(version)\n",
                                                        execution: .init(cmd: ["/function/handler"]))
@@ -100,18 +103,28 @@ import ThawTestSupport
                 let pushed = try TestSupport.thaw(["push", "oci:\(layout):\(version)", "--name", "greeter"] + store)
                 #expect(pushed.output.contains("name: greeter"), "\(pushed.output)")
                 let pushedID = try Self.namedManifest("greeter", store: store)
-                // v1 is laid out again after its recorded start, and the name moves to the
-                // result; --no-relayout leaves v2's name where the push put it.
+                var options = ["--json"]
+                if version == "v2" { options.append("--no-relayout") }
+                if version == "v3" {
+                    let snapshot = harness.store + "/roots/r0001/snapshots/default/" + pushedID
+                    try FileManager.default.createDirectory(atPath: (snapshot as NSString).deletingLastPathComponent,
+                                                            withIntermediateDirectories: true)
+                    try Data([0]).write(to: URL(fileURLWithPath: snapshot))
+                    options.append(contentsOf: ["--sandbox", "process"])
+                }
                 let relayout = version == "v1"
-                let result = try await harness.run(["greeter"] + harness.commonArguments + (relayout ? [] : ["--no-relayout"]))
+                let result = try await harness.run(["greeter"] + options + harness.commonArguments)
                 #expect(result.status == 0, "\(result.log)")
                 #expect(result.response == "\(version)\n", "the name starts the manifest it points at now")
                 let named = try Self.namedManifest("greeter", store: store)
                 #expect(result.log.contains("laid out again: greeter → \(named)") == relayout, "\(result.log)")
+                #expect(result.log.contains("not laid out again: greeter's manifest \(pushedID) has a memory snapshot") == (version == "v3"),
+                        "\(result.log)")
                 #expect((named != pushedID) == relayout)
+                #expect(result.log.split(separator: "\n").last?.hasPrefix("{") == true, "the breakdown stays the last line")
                 if relayout {
-                    // The relaid manifest's start prefetches its translated record and records
-                    // nothing, so it is not laid out again.
+                    // The relaid manifest's start prefetches its translated record and is not
+                    // laid out again.
                     let again = try await harness.run(["greeter", "--json"] + harness.commonArguments)
                     #expect(again.response == "\(version)\n")
                     #expect(!again.log.contains("laid out again"), "\(again.log)")

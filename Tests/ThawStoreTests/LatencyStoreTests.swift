@@ -14,7 +14,7 @@ import ThawTestSupport
             let store = LatencyStore(base, delay: .milliseconds(150))
             let clock = ContinuousClock()
 
-            // 1,001 keys are two pages: two waits, and every key in order.
+            // 1,001 keys are two pages: two waits, and every key.
             var began = clock.now
             let listed = try await store.listAll(under: "roots/r0001")
             let listing = clock.now - began

@@ -78,8 +78,11 @@ extension TestSupport {
     public static func freePort() throws -> Int {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
             .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
-        let ephemeralStart = range.first ?? 32768
-        let candidates = ephemeralStart > 12000 ? 10000..<ephemeralStart : 61000..<65536
+        let ephemeral = (range.first ?? 32768)...(range.last ?? 60999)
+        let candidates = ephemeral.lowerBound > 12000 ? 10000..<ephemeral.lowerBound : (ephemeral.upperBound + 1)..<65536
+        guard candidates.count >= 1000 else {
+            throw CommandFailed(description: "the ephemeral port range \(ephemeral) leaves too few ports for test servers")
+        }
         for _ in 0..<1000 {
             let port = Int.random(in: candidates)
             let fresh = handedOutPorts.withLock { $0.insert(port).inserted }
