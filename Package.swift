@@ -315,6 +315,7 @@ let package = Package(
         ),
 
         .target(name: "ThawTestSupport", path: "Tests/ThawTestSupport", exclude: [], swiftSettings: strict),
+        .target(name: "ThawStoreTestSupport", dependencies: ["ThawStore", "ThawSeal"], path: "Tests/ThawStoreTestSupport", swiftSettings: strict),
         .testTarget(name: "ThawTarTests", dependencies: ["ThawTar"], swiftSettings: strict),
         .testTarget(name: "ThawImageTests", dependencies: ["ThawImage", "ThawSample", "ThawTar", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawExt4Tests", dependencies: ["ThawExt4", "ThawTestSupport"], swiftSettings: strict),
@@ -333,11 +334,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "ThawStoreTests", dependencies: ["ThawStore", "ThawSeal", "ThawAWS", "ThawTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ThawStoreTests", dependencies: ["ThawStore", "ThawSeal", "ThawAWS", "ThawTestSupport", "ThawStoreTestSupport"], swiftSettings: strict),
         .testTarget(name: "ThawCacheTests", dependencies: ["ThawCache", "ThawSeal", "ThawTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ThawPushTests",
-            dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawMetadata", "ThawSample", "ThawTestSupport"],
+            dependencies: ["ThawPush", "ThawStore", "ThawSeal", "ThawFlatten", "ThawImage", "ThawMetadata", "ThawSample", "ThawTestSupport",
+                           "ThawStoreTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

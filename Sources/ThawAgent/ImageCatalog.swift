@@ -102,13 +102,12 @@ public actor ImageCatalog: NBDExportCatalog {
     /// A `memory` image (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
     private func load(_ reference: String, memory: Bool, snapshotRecord: Bool) async throws -> ServedImage {
         let store = origin.store
-        var key: StoreKey
+        let key: StoreKey
         do {
             key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots, metadata: origin.metadata)
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
-        let askedBeside = key
         // The manifest, its access record, its image config and (when asked) its snapshot
         // record are asked for at once: each is an origin round trip that a start would
         // otherwise wait for one after the other.
@@ -120,16 +119,8 @@ public actor ImageCatalog: NBDExportCatalog {
                                              from: store)
         let manifest: Manifest
         do {
-            let bytes: [UInt8]
-            do {
-                bytes = try await store.get(key)
-            } catch let error as StoreError where error.kind == .notFound {
-                // The metadata named an object that is gone (its root on its way to deletion):
-                // the listings say whether the manifest is anywhere else.
-                key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots)
-                bytes = try await store.get(key)
-            }
-            manifest = try await Manifest.open(bytes, keys: origin.keys, what: "manifest \(key)")
+            let read = try await ManifestLookup.read(key, of: reference, in: store, roots: origin.roots)
+            manifest = try await Manifest.open(read.bytes, keys: origin.keys, what: "manifest \(read.key)")
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
@@ -138,7 +129,7 @@ public actor ImageCatalog: NBDExportCatalog {
         let configKey = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
         // They were asked for beside the key the manifest was found at; the header says where
         // they belong, and wins should the two ever differ.
-        let foundWhereItBelongs = found != nil && askedBeside == StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
+        let foundWhereItBelongs = found != nil && key == StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
         let record = await accessRecord(foundWhereItBelongs ? await recordBytes : await Self.fetch(recordKey, from: store),
                                         at: recordKey, of: header)
         let configJSON = memory ? nil

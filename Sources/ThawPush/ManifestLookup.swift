@@ -19,11 +19,16 @@ public enum ManifestLookup {
     public static func find(_ reference: String, in store: any ChunkStore, roots: [RootID],
                             metadata: (any MetadataStore)? = nil) async throws -> Found {
         let key = try await locate(reference, in: store, roots: roots, metadata: metadata)
+        return try await read(key, of: reference, in: store, roots: roots)
+    }
+
+    /// The manifest at `key`, which `locate` gave for `reference`. When there is no object there
+    /// (the metadata named one whose root is on its way to deletion), the roots' listings say
+    /// whether the manifest is anywhere else.
+    public static func read(_ key: StoreKey, of reference: String, in store: any ChunkStore, roots: [RootID]) async throws -> Found {
         do {
             return Found(key: key, bytes: try await store.get(key))
-        } catch let error as StoreError where error.kind == .notFound && metadata != nil {
-            // The metadata named an object that is gone (its root on its way to deletion): the
-            // listings say whether the manifest is anywhere else.
+        } catch let error as StoreError where error.kind == .notFound {
             let listed = try await locate(reference, in: store, roots: roots)
             return Found(key: listed, bytes: try await store.get(listed))
         }

@@ -1,40 +1,17 @@
 import Foundation
-import Synchronization
 import Testing
 import ThawImage
 import ThawMetadata
 import ThawPush
 import ThawSeal
 import ThawStore
+import ThawStoreTestSupport
 import ThawTestSupport
 
 /// Finding a manifest by id: a full id the metadata records is named without listing the store
 /// (a listing is an origin round trip a start would wait for); anything else is looked for in
 /// the roots' listings.
 @Suite struct ManifestLookupTests {
-    /// A directory store that counts its listings.
-    final class ListCountingStore: ChunkStore {
-        let base: DirectoryStore
-        let listings = Mutex(0)
-
-        init(_ base: DirectoryStore) { self.base = base }
-
-        var location: String { base.location }
-        func get(_ key: StoreKey) async throws -> [UInt8] { try await base.get(key) }
-        func exists(_ key: StoreKey) async throws -> Bool { try await base.exists(key) }
-        func put(_ key: StoreKey, _ bytes: [UInt8]) async throws { try await base.put(key, bytes) }
-        func delete(_ key: StoreKey) async throws { try await base.delete(key) }
-        func list(under prefix: String) -> AsyncThrowingStream<StoreKey, any Error> {
-            listings.withLock { $0 += 1 }
-            return base.list(under: prefix)
-        }
-        func putChunk(_ name: ChunkName, _ ciphertext: [UInt8], root: RootID) async throws {
-            try await base.putChunk(name, ciphertext, root: root)
-        }
-        func sync() async throws { try await base.sync() }
-        func deleteAll(under prefix: String) async throws -> Int { try await base.deleteAll(under: prefix) }
-    }
-
     @Test func aFullIdTheMetadataKnowsIsNamedWithoutListing() async throws {
         try await TestSupport.withTemporaryDirectory { dir in
             try Fixtures.make("full", in: dir + "/oci")
@@ -42,7 +19,7 @@ import ThawTestSupport
             let keys = LocalKeyProvider(directory: dir + "/keys")
             let report = try await Pusher(store: directory, keys: keys, options: PushOptions())
                 .push(try Image.open(.ociLayout(path: dir + "/oci", tag: "full")))
-            let store = ListCountingStore(directory)
+            let store = CountingStore(directory)
             let metadata = try await MetadataLocation.sqlite(path: dir + "/metadata.sqlite").open()
             do {
                 try await Self.check(report, store: store, keys: keys, metadata: metadata)
@@ -55,13 +32,13 @@ import ThawTestSupport
     }
 
     /// The lookups of `report`'s manifest, before and after the metadata records it.
-    static func check(_ report: PushReport, store: ListCountingStore, keys: LocalKeyProvider, metadata: any MetadataStore) async throws {
+    static func check(_ report: PushReport, store: CountingStore, keys: LocalKeyProvider, metadata: any MetadataStore) async throws {
         let id = report.manifestID
         let other = try RootID("r0002")
 
         // Not recorded yet: found by listing.
         #expect(try await ManifestLookup.locate(id, in: store, roots: [.initial], metadata: metadata) == report.manifestKey)
-        #expect(store.listings.withLock { $0 } == 1)
+        #expect(store.listings == 1)
 
         let header = report.header
         // Recorded where its object is not (a root on its way to deletion): found in the
@@ -70,7 +47,7 @@ import ThawTestSupport
                                    chunkCount: header.chunkCount, createdAt: Date())
         try await metadata.addManifest(stale)
         #expect(try await ManifestLookup.find(id, in: store, roots: [.initial], metadata: metadata).key == report.manifestKey)
-        #expect(store.listings.withLock { $0 } == 2)
+        #expect(store.listings == 2)
         try await metadata.removeManifest(id: id, root: header.root)
 
         try await metadata.addManifest(ManifestRecord(id: id, root: header.root, tenant: header.tenant, imageSize: header.imageSize,
@@ -80,12 +57,12 @@ import ThawTestSupport
         let found = try await ManifestLookup.find(id.uppercased(), in: store, roots: [.initial], metadata: metadata)
         #expect(found.key == report.manifestKey)
         #expect(try await Manifest.open(found.bytes, keys: keys).header.id == id)
-        #expect(store.listings.withLock { $0 } == 2, "a recorded full id lists nothing")
+        #expect(store.listings == 2, "a recorded full id lists nothing")
 
         // A prefix is still looked for in the listings; a root the record is not in is listed
         // and says what it searched.
         #expect(try await ManifestLookup.locate(String(id.prefix(8)), in: store, roots: [.initial], metadata: metadata) == report.manifestKey)
-        #expect(store.listings.withLock { $0 } == 3)
+        #expect(store.listings == 3)
         await #expect {
             try await ManifestLookup.locate(id, in: store, roots: [other], metadata: metadata)
         } throws: { error in
