@@ -47,12 +47,25 @@ struct Pull: AsyncParsableCommand {
     }
 }
 
-/// `thaw inspect MANIFEST`: what a manifest holds, without any key.
+/// `thaw inspect MANIFEST`: what a manifest holds, without any key; with `--record`, also what
+/// its recorded start read (that needs the tenant's key, since the order is sealed).
 struct Inspect: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a manifest's size, chunks and layers (needs no key).")
+    static let configuration = CommandConfiguration(
+        abstract: "Show a manifest's size, chunks and layers (needs no key).",
+        discussion: """
+            --record adds the manifest's access record: the chunks and 4 KiB blocks its recorded \
+            start read, in the order first read (this needs the tenant's key). --json prints the \
+            same as one JSON object, the record's blocks as [first block, count] runs.
+            """)
 
     @Argument(help: "Manifest id, or a unique prefix of at least 8 hex digits.")
     var manifest: String
+
+    @Flag(help: "Also show what the manifest's recorded start read (needs the tenant's key).")
+    var record = false
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
 
     @OptionGroup var storeArguments: StoreArguments
 
@@ -63,6 +76,11 @@ struct Inspect: AsyncParsableCommand {
                 try await ManifestLookup.find(manifest, in: store, roots: try await storeArguments.readRoots(metadata), metadata: metadata)
             }
             let i = try await Inspection.inspect(found, in: store)
+            let accessRecord = record ? try await Self.accessRecord(of: i.header, in: store, keys: storeArguments.keyProvider) : nil
+            if json {
+                print(try Self.json(i, record: accessRecord))
+                return
+            }
             let h = i.header
             print("manifest \(i.id)")
             print("  image: sha256:\(Hex.encode(h.imageDigest)), \(mib(h.imageSize))")
@@ -72,8 +90,45 @@ struct Inspect: AsyncParsableCommand {
             for (n, layer) in h.layers.enumerated() {
                 print("    \(n + 1). sha256:\(Hex.encode(layer.diffID)) at \(mib(layer.offset)), \(mib(layer.length))")
             }
+            if let accessRecord {
+                let blocks = accessRecord.blocks.reduce(0) { $0 + UInt64($1.count) }
+                let chunkBytes = UInt64(accessRecord.chunks.count) * UInt64(h.chunkSize)
+                print("  record: \(accessRecord.chunks.count) chunks read (\(mib(chunkBytes)), \(percent(chunkBytes, of: h.imageSize)) of the image), "
+                      + "\(blocks) blocks (\(mib(blocks * 4096)), \(percent(blocks * 4096, of: h.imageSize))) in \(accessRecord.blocks.count) runs")
+            }
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
+    }
+
+    /// The access record saved beside the manifest.
+    ///
+    /// - Throws: `ValidationFailure` when none is saved yet, else what opening it threw.
+    static func accessRecord(of header: ManifestHeader, in store: any ChunkStore, keys: any TenantKeyProvider) async throws -> AccessRecord {
+        let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        guard let sealed = try await store.getIfPresent(key) else {
+            throw ValidationFailure("manifest \(header.id) has no access record at \(key) yet: start it once (thaw run) so the agent records what it reads")
+        }
+        return try await AccessRecord.open(sealed, for: header, keys: keys, what: "access record \(key)")
+    }
+
+    static func json(_ i: Inspection, record: AccessRecord?) throws -> String {
+        let h = i.header
+        var object: [String: Any] = [
+            "id": i.id, "imageDigest": "sha256:" + Hex.encode(h.imageDigest), "imageSize": h.imageSize,
+            "tenant": h.tenant.description, "root": h.root.description, "chunkSize": h.chunkSize,
+            "chunks": i.chunks, "storedChunks": i.storedChunks, "distinctChunks": i.distinctChunks,
+            "zeroChunks": i.zeroChunks, "sharedChunks": i.sharedChunks, "otherManifests": i.otherManifests,
+            "layers": h.layers.map { ["diffID": "sha256:" + Hex.encode($0.diffID), "offset": $0.offset, "length": $0.length] as [String: Any] },
+        ]
+        if let record {
+            object["record"] = ["chunks": record.chunks.map(Int.init), "blocks": record.blocks.map { [Int($0.first), Int($0.count)] }]
+        }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func percent(_ part: UInt64, of whole: UInt64) -> String {
+        String(format: "%.1f%%", 100 * Double(part) / Double(max(whole, 1)))
     }
 }

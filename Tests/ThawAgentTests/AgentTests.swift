@@ -87,6 +87,21 @@ import ThawTestSupport
             #expect(AgentHarness.eventually { FileManager.default.fileExists(atPath: harness.recordPath) }, "\(first.logText)")
             #expect(first.process.stop(grace: 20) == 0)
 
+            // `thaw inspect --record` shows what that start read: the first MiB's blocks, no others.
+            let inspected = try TestSupport.thaw(["inspect", harness.manifestID, "--record", "--json"] + harness.storeArguments)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(inspected.output.utf8)) as? [String: Any])
+            let record = try #require(object["record"] as? [String: Any], "\(inspected.output)")
+            let runs = try #require(record["blocks"] as? [[Int]])
+            let blocksRead = Set(runs.flatMap { $0[0]..<($0[0] + $0[1]) })
+            #expect(blocksRead == Set(0..<256), "\(runs)")
+            let chunksRead = try #require(record["chunks"] as? [Int])
+            let chunkSize = try #require(object["chunkSize"] as? Int)
+            #expect(!chunksRead.isEmpty && chunksRead.allSatisfy { $0 < 1_048_576 / chunkSize }, "zero chunks are left out: \(chunksRead)")
+            let text = try TestSupport.thaw(["inspect", harness.manifestID, "--record"] + harness.storeArguments).output
+            #expect(text.contains("256 blocks (1.0 MiB"), "\(text)")
+            let keyless = try TestSupport.thaw(["inspect", harness.manifestID, "--record", "--store", harness.store, "--keys", dir + "/none"], check: false)
+            #expect(keyless.status != 0 && keyless.output.contains("no key for tenant"), "\(keyless.output)")
+
             // Second start: a cold cache and a slow origin; the record is prefetched at once.
             let second = try harness.startAgent([harness.manifestID, "--origin-latency", "20", "--disk-cache", "0"], name: "second")
             var image: AgentStatistics.Image?
