@@ -25,12 +25,16 @@ struct InstanceInvoker: FunctionInvoker {
     let metrics: InvocationMetrics
     /// Where kept instances are recorded (the shared metadata).
     let records: InstanceRecords
+    /// Lays out again the image of a function whose cold start recorded what it read; nil
+    /// leaves images as they are.
+    let relayouts: FunctionRelayouts?
     let logger: Logger
 
     func invoke(_ function: FunctionRecord, settings: FunctionSettings, event: [UInt8]) async throws -> InvocationOutcome {
         let name = function.name.value
         // An instance serves one code and one configuration: a change makes new ones.
-        let code = "\(function.manifestID) r\(settings.revision) \(settings.lastModified.timeIntervalSince1970)"
+        let image = relayouts?.codeIdentity(of: function.manifestID) ?? function.manifestID
+        let code = "\(image) r\(settings.revision) \(settings.lastModified.timeIntervalSince1970)"
         let lease: InstancePool<WarmSandbox>.Lease
         do {
             let (granted, stale) = try await pool.acquire(name, code: code)
@@ -42,12 +46,14 @@ struct InstanceInvoker: FunctionInvoker {
         }
         let instance: WarmSandbox
         let start: StartKind
+        var cold: ColdStart?
         switch lease {
         case .warm(let warm):
             (instance, start) = (warm, .warm)
         case .cold:
             do {
-                instance = try await startInstance(function, settings: settings)
+                let started = try await startInstance(function, settings: settings)
+                (instance, cold) = (started.instance, started)
                 // Recorded before it is used, so its removal at its stop always comes after.
                 await records.add(id: instance.id, function: function.name, state: "warm")
             } catch {
@@ -59,7 +65,11 @@ struct InstanceInvoker: FunctionInvoker {
         }
         metrics.invoked(start)
         let outcome = await instance.invoke(event: event)
-        if start == .cold, outcome.failure == nil { _ = try? await agent.finishRecording(function.manifestID) }
+        if let cold, outcome.failure == nil {
+            let saved = try? await agent.finishRecording(function.manifestID)
+            // Laid out as pushed, and a record of the blocks read (saved now, or by an earlier start).
+            if cold.laidOutAsPushed, saved != nil || cold.hadRecordOfBlocks { relayouts?.request(function) }
+        }
         if instance.retired != nil {
             stopInBackground(await pool.releaseRetired(name, instance: instance), reason: .failed)
         } else {
@@ -95,9 +105,18 @@ struct InstanceInvoker: FunctionInvoker {
         stopInBackground(await pool.drain(function.value), reason: .stale)
     }
 
+    /// A new instance, and what the image it started from says about laying that out again.
+    struct ColdStart {
+        var instance: WarmSandbox
+        /// The image has no hot region.
+        var laidOutAsPushed: Bool
+        /// The image already had a record of the blocks a start read when it was opened.
+        var hadRecordOfBlocks: Bool
+    }
+
     /// A new instance of `function`: its image opened by the agent, a sandbox built on it and
     /// its first handler started.
-    func startInstance(_ function: FunctionRecord, settings: FunctionSettings) async throws -> WarmSandbox {
+    func startInstance(_ function: FunctionRecord, settings: FunctionSettings) async throws -> ColdStart {
         let slot: StartSlot
         do {
             slot = try StartSlots.acquire(directory: slots, limit: maxConcurrentStarts)
@@ -110,7 +129,9 @@ struct InstanceInvoker: FunctionInvoker {
         options.timeout = .seconds(Int64(settings.timeout))
         if MemoryCgroup.unavailable == nil { options.memoryLimit = settings.memorySize << 20 }
         do {
-            return try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
+            let instance = try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
+            return ColdStart(instance: instance, laidOutAsPushed: served.image.manifest.header.hot == nil,
+                             hadRecordOfBlocks: !(served.prefetchRecord?.blocks.isEmpty ?? true))
         } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
             throw LambdaError.invalidParameter("function \(function.name) cannot start: \(error.message)")
         } catch {

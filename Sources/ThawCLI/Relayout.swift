@@ -51,12 +51,38 @@ struct Relayout: AsyncParsableCommand {
         }
     }
 
+    /// What `layOutAfterStart` did.
+    enum AfterStart {
+        case laidOut(RelayoutReport)
+        /// The manifest has a memory snapshot, and was left as it is.
+        case hasSnapshot
+    }
+
+    /// Lays out again the image a function name points at, once a start of it has recorded what
+    /// it read, and moves the name to the result (`layOut`): `thaw run NAME` and `thaw serve-api`
+    /// do this after a name's first start. An image with a memory snapshot is left as it is: the
+    /// new manifest would have none, and its starts would boot cold.
+    ///
+    /// `willMove` hears the new manifest's id before the name moves to it.
+    static func layOutAfterStart(_ named: FunctionRecord, storeArguments: StoreArguments,
+                                 willMove: @Sendable (String) -> Void = { _ in }) async throws -> AfterStart {
+        var storeArguments = storeArguments
+        storeArguments.root = named.root.value
+        let store = try await storeArguments.open(create: false)
+        if try await store.exists(StoreLayout.snapshot(id: named.manifestID, root: named.root, tenant: named.tenant)) {
+            return .hasSnapshot
+        }
+        return .laidOut(try await layOut(named.manifestID, named: named, storeArguments: storeArguments, concurrency: 8,
+                                         willMove: willMove))
+    }
+
     /// Lays the manifest `reference` names out again around its access record, records the new
     /// manifest in the metadata and, given `named`, points that name at it unless the name has
     /// moved since `named` was read (then it throws, the new manifest recorded but not named).
     /// `thaw run` does this after a function name's start.
+    /// The name keeps its `updatedAt`: its code is the same, only laid out differently.
     static func layOut(_ reference: String, named: FunctionRecord?, storeArguments: StoreArguments,
-                       concurrency: Int) async throws -> RelayoutReport {
+                       concurrency: Int, willMove: @Sendable (String) -> Void = { _ in }) async throws -> RelayoutReport {
         let store = try await storeArguments.open(create: false)
         let found = try await storeArguments.withMetadata(create: false) { metadata in
             try await ManifestLookup.find(reference, in: store, roots: try await storeArguments.readRoots(metadata), metadata: metadata)
@@ -90,8 +116,9 @@ struct Relayout: AsyncParsableCommand {
             // Only if the name still points where it did: a push meanwhile wins. (A start that
             // laid out the same record at the same time already moved it to the same manifest.)
             guard let named else { return }
+            willMove(report.manifestID)
             let moved = try await metadata.moveFunction(FunctionRecord(name: named.name, manifestID: report.manifestID, root: h.root,
-                                                                       tenant: h.tenant, updatedAt: now),
+                                                                       tenant: h.tenant, updatedAt: named.updatedAt),
                                                         fromManifest: named.manifestID, root: named.root)
             if !moved, try await metadata.function(named: named.name)?.manifestID != report.manifestID {
                 throw ValidationFailure("function \(named.name) no longer points at manifest \(named.manifestID): it keeps what it points at now, and \(report.manifestID) (recorded, in root \(h.root)) is not named")

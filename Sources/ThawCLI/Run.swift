@@ -324,26 +324,22 @@ struct Run: AsyncParsableCommand {
         /// The store, with the root the name's manifest is in.
         var storeArguments: StoreArguments
 
-        /// Lays the image out again; says what it did, or why it did not, on standard error. A
-        /// start that cannot be laid out again still succeeded. An image with a memory snapshot
-        /// is left as it is: the new manifest would have none, and its starts would boot cold.
+        /// Lays the image out again (`Relayout.layOutAfterStart`); says what it did, or why it
+        /// did not, on standard error. A start that cannot be laid out again still succeeded.
         func layOut() async {
+            let line: String
             do {
-                let store = try await storeArguments.open(create: false)
-                let snapshot = StoreLayout.snapshot(id: named.manifestID, root: named.root, tenant: named.tenant)
-                if try await store.exists(snapshot) {
-                    let line = "not laid out again: \(named.name)'s manifest \(named.manifestID) has a memory snapshot (thaw relayout lays it out, leaving the snapshot behind)\n"
-                    FileHandle.standardError.write(Data(line.utf8))
-                    return
+                switch try await Relayout.layOutAfterStart(named, storeArguments: storeArguments) {
+                case .laidOut(let report):
+                    line = "laid out again: \(named.name) → \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s; "
+                        + "its starts prefetch \(report.recordChunks) chunks, against \(report.originalRecordChunks)\n"
+                case .hasSnapshot:
+                    line = "not laid out again: \(named.name)'s manifest \(named.manifestID) has a memory snapshot (thaw relayout lays it out, leaving the snapshot behind)\n"
                 }
-                let report = try await Relayout.layOut(named.manifestID, named: named, storeArguments: storeArguments, concurrency: 8)
-                let line = "laid out again: \(named.name) → \(report.manifestID) in \(String(format: "%.2f", report.seconds)) s; "
-                    + "its starts prefetch \(report.recordChunks) chunks, against \(report.originalRecordChunks)\n"
-                FileHandle.standardError.write(Data(line.utf8))
             } catch {
-                let line = "warning: cannot lay \(named.name) out again (thaw relayout): \(CommandErrors.describe(error))\n"
-                FileHandle.standardError.write(Data(line.utf8))
+                line = "warning: cannot lay \(named.name) out again (thaw relayout): \(CommandErrors.describe(error))\n"
             }
+            FileHandle.standardError.write(Data(line.utf8))
         }
     }
 

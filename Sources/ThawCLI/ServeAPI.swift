@@ -27,7 +27,9 @@ struct ServeAPI: AsyncParsableCommand {
             manifest id already pushed. An invocation goes to an idle warm instance of the function (a \
             process sandbox kept with its next handler loaded and waiting), else starts one cold from the \
             lazily loaded image, through one agent in this process; the X-Thaw-Start response header says \
-            which. An idle instance is kept while the gaps between its function's invocations suggest \
+            which. After a function's cold start recorded what it read, its image is laid out again in \
+            the background (as thaw relayout does) and the function pointed at the result, unless \
+            --no-relayout or --sandbox microvm. An idle instance is kept while the gaps between its function's invocations suggest \
             another will come (the --warm-target percentile of the recent gaps, 0.99 by default, times 1.1, within \
             --keep-alive-min and --keep-alive-max; --keep-alive until a function has 8 gaps), and while \
             idle instances fit --idle-memory-budget. With --sandbox microvm, instances are microVMs: \
@@ -114,6 +116,9 @@ struct ServeAPI: AsyncParsableCommand {
     @Option(help: "Tenant whose key seals the manifests of images pushed on create.")
     var tenant: String = Tenant.default.name
 
+    @Flag(inversion: .prefixedNo, help: "process: after a function's cold start recorded what it read, lay its image out again around that in the background (thaw relayout) and point the function at the result: its later cold starts fetch and preload only that.")
+    var relayout = true
+
     @OptionGroup var agentArguments: AgentArguments
     @OptionGroup var storeArguments: StoreArguments
 
@@ -175,6 +180,7 @@ struct ServeAPI: AsyncParsableCommand {
         let slots = ThawRuntime.directory + "/starts"
         let invoker: any FunctionInvoker
         let controller: any Service
+        var relayouts: FunctionRelayouts?
         if sandbox == "microvm" {
             var vm = try microVM.options(tmpSize: try ByteCount.parse(tmpSize, option: "--tmp-size"))
             vm.stateDirectory = ThawRuntime.directory + "/vms"
@@ -200,9 +206,10 @@ struct ServeAPI: AsyncParsableCommand {
             let pool = InstancePool<WarmSandbox>(
                 limits: .init(admission: maxConcurrentInvocations, perFunction: maxInstancesPerFunction, idleMemoryBudget: budget),
                 policy: keepWarm, clock: clock, memory: { $0.memoryHeld }, usable: { $0.retired == nil })
+            relayouts = relayout ? FunctionRelayouts(storeArguments: storeArguments, logger: logger) : nil
             invoker = InstanceInvoker(agent: agent, directory: configuration.mountDirectory!, sandbox: options, slots: slots,
                                       maxConcurrentStarts: maxConcurrentStarts, pool: pool, metrics: metrics, records: records,
-                                      logger: logger)
+                                      relayouts: relayouts, logger: logger)
             controller = InstanceController(pool: pool, metrics: metrics) { instances in
                 await InstanceInvoker.stop(instances, records: records, logger: logger)
             }
@@ -227,8 +234,9 @@ struct ServeAPI: AsyncParsableCommand {
             // Shut down last to first: queued events finish, then the server, then idle
             // instances stop while the agent still serves their images.
             // The cluster leaves the metadata after the server stops taking requests.
+            // Relayouts stop with the server, before the instances.
             services: [.init(service: agent), .init(service: controller), .init(service: cluster), .init(service: application),
-                       .init(service: events)],
+                       .init(service: events)] + (relayouts.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

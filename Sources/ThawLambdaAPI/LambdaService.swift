@@ -85,6 +85,7 @@ public struct LambdaService: Sendable {
             }
             let resolved = try await code.resolve(imageURI: imageURI)
             settings.codeSize = resolved.imageSize
+            settings.codeSHA256 = resolved.manifestID
             try await store(name: name, resolved: resolved, settings: settings)
             try? await metadata.releaseLease(lease, holder: holder)
             return configuration(name: name, manifestID: resolved.manifestID, settings: settings)
@@ -136,6 +137,7 @@ public struct LambdaService: Sendable {
                               message: "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
         }
         let resolved = try await code.resolve(imageURI: imageURI)
+        settings.codeSHA256 = resolved.manifestID
         if request.dryRun == true {
             return configuration(name: record.name, manifestID: resolved.manifestID, settings: settings)
         }
@@ -202,7 +204,7 @@ public struct LambdaService: Sendable {
         let hasImageConfig = image.entryPoint != nil || image.command != nil || image.workingDirectory != nil
         return FunctionConfiguration(
             functionName: name.value, functionARN: arn(name.value), role: settings.role, description: settings.description,
-            codeSize: settings.codeSize, codeSHA256: manifestID, timeout: settings.timeout, memorySize: settings.memorySize,
+            codeSize: settings.codeSize, codeSHA256: settings.codeSHA256 ?? manifestID, timeout: settings.timeout, memorySize: settings.memorySize,
             lastModified: LambdaTime.format(settings.lastModified),
             environment: settings.environment.isEmpty ? nil : EnvironmentWire(variables: settings.environment),
             revisionID: String(settings.revision),

@@ -61,6 +61,18 @@ import ThawTestSupport
             return result
         }
 
+        var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        /// Whether `condition` holds within `seconds`, asked every 0.1 s.
+        func eventually(_ seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while !condition() {
+                guard Date() < deadline else { return false }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            return true
+        }
+
         func json(_ result: TestSupport.CommandResult) throws -> [String: Any] {
             let start = try #require(result.output.firstIndex(of: "{"))
             return try #require(try JSONSerialization.jsonObject(with: Data(result.output[start...].utf8)) as? [String: Any])
@@ -106,8 +118,27 @@ import ThawTestSupport
             let logTail = try #require(Data(base64Encoded: invoked["LogResult"] as? String ?? ""))
             #expect(String(decoding: logTail, as: UTF8.self).contains("handling with v1"))
 
+            // That cold start recorded what it read: the image is laid out again in the background
+            // and the function pointed at the result. Its CodeSha256 stays, its warm instance still
+            // serves it, and the next cold start (here, after an update back) fetches the hot region.
+            #expect(await api.eventually { api.logText.contains("laid out again") }, "\(api.logText)")
+            let pushedID = try #require(created["CodeSha256"] as? String)
+            let moved = try TestSupport.thaw(["functions", "list", "--json", "--store", harness.store]).output
+            #expect(moved.contains("greeter") && !moved.contains(pushedID), "\(moved)")
+            let relaidID = try #require(api.logText.split(separator: "\n").first { $0.contains("laid out again") }?
+                .split(separator: " ").first { $0.hasPrefix("relaid=") }?.dropFirst("relaid=".count))
+            #expect(moved.contains(relaidID), "\(moved)")
+            let relaid = try TestSupport.thaw(["inspect", String(relaidID), "--store", harness.store]).output
+            #expect(relaid.contains("manifest \(relaidID)"), "\(relaid)")
+            _ = try api.aws(["invoke", "--function-name", "greeter", "--payload", "fileb://\(payload)", out])
+            #expect(try String(contentsOfFile: out, encoding: .utf8) == #"{"version": "one", "event": {"a": [1, 2]}}"#)
+            let metrics = try TestSupport.run("curl", ["-sf", api.endpoint + "/metrics"]).output
+            #expect(metrics.contains(#"thaw_api_invocations_total{start="warm"} 1"#), "the instance of the pushed image served: \(metrics)")
+
             let got = try api.json(try api.aws(["get-function", "--function-name", "greeter"]))
             let configuration = try #require(got["Configuration"] as? [String: Any])
+            #expect(configuration["CodeSha256"] as? String == pushedID)
+            #expect((got["Code"] as? [String: Any])?["ResolvedImageUri"] as? String == "thaw:r0001/\(relaidID)")
             #expect((configuration["Environment"] as? [String: Any])?["Variables"] as? [String: String] == ["GREETING": "hello"])
             #expect((got["Code"] as? [String: Any])?["ImageUri"] as? String == "oci:\(harness.layout):v1")
             let listed = try api.json(try api.aws(["list-functions"]))
