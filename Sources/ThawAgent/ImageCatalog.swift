@@ -112,11 +112,10 @@ public actor ImageCatalog: NBDExportCatalog {
         // record are asked for at once: each is an origin round trip that a start would
         // otherwise wait for one after the other.
         let found = StoreLayout.manifestLocation(of: key)
-        async let recordBytes = Self.fetch(found.map { StoreLayout.accessRecord(id: $0.id, root: $0.root, tenant: $0.tenant) }, from: store)
-        async let configBytes = Self.fetch(memory ? nil : found.map { StoreLayout.imageConfig(id: $0.id, root: $0.root, tenant: $0.tenant) },
-                                           from: store)
-        async let snapshotBytes = Self.fetch(snapshotRecord ? found.map { StoreLayout.snapshot(id: $0.id, root: $0.root, tenant: $0.tenant) } : nil,
-                                             from: store)
+        let beside = found?.openedWith(imageConfig: !memory, snapshotRecord: snapshotRecord)
+        async let recordBytes = Self.fetch(beside?.accessRecord, from: store)
+        async let configBytes = Self.fetch(beside?.imageConfig, from: store)
+        async let snapshotBytes = Self.fetch(beside?.snapshot, from: store)
         let manifest: Manifest
         do {
             let read = try await ManifestLookup.read(key, of: reference, in: store, roots: origin.roots)
@@ -125,11 +124,12 @@ public actor ImageCatalog: NBDExportCatalog {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }
         let header = manifest.header
-        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
-        let configKey = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
+        let location = ManifestLocation(header)
+        let recordKey = location.accessRecord
+        let configKey = location.imageConfig
         // They were asked for beside the key the manifest was found at; the header says where
         // they belong, and wins should the two ever differ.
-        let foundWhereItBelongs = found != nil && key == StoreLayout.manifest(id: header.id, root: header.root, tenant: header.tenant)
+        let foundWhereItBelongs = found != nil && key == location.manifest
         let record = await accessRecord(foundWhereItBelongs ? await recordBytes : await Self.fetch(recordKey, from: store),
                                         at: recordKey, of: header)
         let configJSON = memory ? nil
@@ -205,7 +205,7 @@ public actor ImageCatalog: NBDExportCatalog {
     /// - Parameter base: the snapshot is itself a base, which must be patched against no base.
     private func loadPatches(of header: ManifestHeader, l2: L2Cache?, base isBase: Bool = false) async throws -> ChunkPatches? {
         let store = origin.store
-        let key = StoreLayout.patchTable(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).patchTable
         let table: PatchTable
         do {
             table = try await PatchTable.open(try await store.get(key), for: header, keys: origin.keys, what: "patch table \(key)")
@@ -252,7 +252,7 @@ public actor ImageCatalog: NBDExportCatalog {
         guard let recorder = served.image.recorder, let (order, blocks) = recorder.finish(), !order.isEmpty else { return nil }
         let header = served.image.manifest.header
         let record = AccessRecord(manifestID: header.id, chunkCount: header.chunkCount, chunks: order, blocks: blocks)
-        let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).accessRecord
         try await origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: origin.keys))
         served.noteSaved(order)
         logger.info("saved access record", metadata: ["manifest": "\(header.id)", "chunks": "\(order.count)"])

@@ -60,7 +60,7 @@ struct FunctionSnapshots: Sendable {
             launchDigest: Self.launchDigest(function.launch), kernelArguments: vm.kernelArguments.joined(separator: " "),
             accelerator: vm.accelerator.rawValue, takenAtMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
             deviceState: Array(state))
-        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).snapshot
         try await agent.origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
         return Taken(found: FoundSnapshot(record: record, key: key), pushed: pushed, timings: timings)
     }
@@ -78,7 +78,7 @@ struct FunctionSnapshots: Sendable {
     /// - Throws: `ValidationFailure` when the record is there but cannot be opened.
     func find(served: ServedImage, asOpened: Bool = false) async throws -> FoundSnapshot? {
         let header = served.image.manifest.header
-        let key = StoreLayout.snapshot(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).snapshot
         let bytes: [UInt8]
         switch asOpened ? served.snapshotRecordAtOpen : .unknown {
         case .absent:

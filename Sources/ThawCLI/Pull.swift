@@ -105,7 +105,7 @@ struct Inspect: AsyncParsableCommand {
     ///
     /// - Throws: `ValidationFailure` when none is saved yet, else what opening it threw.
     static func accessRecord(of header: ManifestHeader, in store: any ChunkStore, keys: any TenantKeyProvider) async throws -> AccessRecord {
-        let key = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).accessRecord
         guard let sealed = try await store.getIfPresent(key) else {
             throw ValidationFailure("manifest \(header.id) has no access record at \(key) yet: start it once (thaw run) so the agent records what it reads")
         }

@@ -96,7 +96,7 @@ struct Relayout: AsyncParsableCommand {
         if let active, active != header.root {
             throw ValidationFailure("manifest \(header.id) is in root \(header.root), not in the active root \(active): push the image again and lay that out")
         }
-        let recordKey = StoreLayout.accessRecord(id: header.id, root: header.root, tenant: header.tenant)
+        let recordKey = ManifestLocation(header).accessRecord
         guard let sealed = try await store.getIfPresent(recordKey) else {
             throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")
         }

@@ -352,10 +352,8 @@ struct Run: AsyncParsableCommand {
         guard let key = await ManifestLookup.recordedKey(reference, roots: origin.roots, metadata: origin.metadata),
               let found = StoreLayout.manifestLocation(of: key) else { return nil }
         let store = EarlyReadStore(origin.store)
-        var keys = [key, StoreLayout.accessRecord(id: found.id, root: found.root, tenant: found.tenant),
-                    StoreLayout.imageConfig(id: found.id, root: found.root, tenant: found.tenant)]
-        if mayUseMicroVM && !cold { keys.append(StoreLayout.snapshot(id: found.id, root: found.root, tenant: found.tenant)) }
-        store.readEarly(keys)
+        let beside = found.openedWith(imageConfig: true, snapshotRecord: mayUseMicroVM && !cold)
+        store.readEarly([key, beside.accessRecord] + [beside.imageConfig, beside.snapshot].compactMap { $0 })
         return store
     }
 

@@ -39,7 +39,7 @@ public final class StoredMemory: Sendable {
     public static func open(_ manifest: Manifest, store: any ChunkStore, keys: any TenantKeyProvider,
                             asBase: Bool = false) async throws -> StoredMemory {
         let header = manifest.header
-        let tableKey = StoreLayout.patchTable(id: header.id, root: header.root, tenant: header.tenant)
+        let tableKey = ManifestLocation(header).patchTable
         guard let sealed = try await store.getIfPresent(tableKey) else {
             return StoredMemory(manifest: manifest, patches: nil, base: nil, store: store)
         }

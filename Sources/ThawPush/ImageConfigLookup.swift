@@ -15,7 +15,7 @@ public enum ImageConfigLookup {
     ///   `StoreError` for any other store failure.
     public static func loadBytes(for header: ManifestHeader, store: any ChunkStore,
                                  keys: any TenantKeyProvider) async throws -> [UInt8] {
-        let key = StoreLayout.imageConfig(id: header.id, root: header.root, tenant: header.tenant)
+        let key = ManifestLocation(header).imageConfig
         let bytes: [UInt8]
         do {
             bytes = try await store.get(key)

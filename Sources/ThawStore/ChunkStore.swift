@@ -169,11 +169,11 @@ public enum StoreLayout {
     /// The id, root and tenant of the manifest at `key` (`manifest(id:root:tenant:)` read
     /// backwards), so that the objects kept beside it can be named before it is opened; nil for
     /// any other key.
-    public static func manifestLocation(of key: StoreKey) -> (id: String, root: RootID, tenant: Tenant)? {
+    public static func manifestLocation(of key: StoreKey) -> ManifestLocation? {
         let parts = key.path.split(separator: "/")
         guard parts.count == 5, parts[0] == "roots", parts[2] == "manifests",
               let root = try? RootID(String(parts[1])), let tenant = try? Tenant(String(parts[3])) else { return nil }
-        return (String(parts[4]), root, tenant)
+        return ManifestLocation(id: String(parts[4]), root: root, tenant: tenant)
     }
 
     /// The chunk a chunk key names, or nil for any other key.
@@ -181,5 +181,37 @@ public enum StoreLayout {
         let parts = key.path.split(separator: "/")
         guard parts.count == 5, parts[0] == "roots", parts[2] == "chunks" else { return nil }
         return try? ChunkName(hex: parts[4])
+    }
+}
+
+/// Where a manifest is kept, and the keys of the objects kept beside it (`StoreLayout`).
+public struct ManifestLocation: Sendable, Hashable {
+    public var id: String
+    public var root: RootID
+    public var tenant: Tenant
+
+    public init(id: String, root: RootID, tenant: Tenant) {
+        self.id = id
+        self.root = root
+        self.tenant = tenant
+    }
+
+    /// Where the manifest with `header` belongs.
+    public init(_ header: ManifestHeader) {
+        self.init(id: header.id, root: header.root, tenant: header.tenant)
+    }
+
+    public var manifest: StoreKey { StoreLayout.manifest(id: id, root: root, tenant: tenant) }
+    public var accessRecord: StoreKey { StoreLayout.accessRecord(id: id, root: root, tenant: tenant) }
+    public var imageConfig: StoreKey { StoreLayout.imageConfig(id: id, root: root, tenant: tenant) }
+    public var snapshot: StoreKey { StoreLayout.snapshot(id: id, root: root, tenant: tenant) }
+    public var patchTable: StoreKey { StoreLayout.patchTable(id: id, root: root, tenant: tenant) }
+
+    /// What an agent opens with the manifest, besides the manifest itself: its access record,
+    /// its image config unless `imageConfig` is false (a snapshot's memory has none) and its
+    /// memory snapshot record when `snapshotRecord`. The agent asks for them all at once, and
+    /// `thaw run` reads them early while its agent starts: one list keeps the two in step.
+    public func openedWith(imageConfig: Bool, snapshotRecord: Bool) -> (accessRecord: StoreKey, imageConfig: StoreKey?, snapshot: StoreKey?) {
+        (accessRecord, imageConfig ? self.imageConfig : nil, snapshotRecord ? snapshot : nil)
     }
 }
