@@ -352,6 +352,7 @@ let package = Package(
             name: "ThawAgentTests",
             dependencies: [
                 "ThawAgent", "ThawServe", "ThawPush", "ThawStore", "ThawSeal", "ThawNBD", "ThawSample", "ThawTestSupport",
+                "ThawStoreTestSupport", "ThawCache", "ThawImage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict

@@ -11,6 +11,7 @@ public import ThawNBD
 import ThawPush
 import ThawSeal
 import ThawServe
+public import ThawStore
 
 /// A worker agent: serves any number of manifests at once as NBD exports and, optionally, as
 /// files in a FUSE mount, all through one L1 cache; records what starts read and prefetches it
@@ -68,9 +69,11 @@ public final class Agent: Service, Sendable {
     }
 
     /// Serves `reference` (a manifest id or unique prefix), opening it if needed: what an NBD
-    /// client naming it or `PUT /v1/images/ID` does. `privatelyMapped` is for a snapshot's RAM.
-    public func open(_ reference: String, privatelyMapped: Bool = false, withSnapshotRecord: Bool = false) async throws -> ServedImage {
-        try await catalog.open(reference, privatelyMapped: privatelyMapped, withSnapshotRecord: withSnapshotRecord)
+    /// client naming it or `PUT /v1/images/ID` does. `privatelyMapped` is for a snapshot's RAM;
+    /// `location`, where the manifest is when the caller knows (`ImageCatalog.open`).
+    public func open(_ reference: String, at location: ManifestLocation? = nil, privatelyMapped: Bool = false,
+                     withSnapshotRecord: Bool = false) async throws -> ServedImage {
+        try await catalog.open(reference, at: location, privatelyMapped: privatelyMapped, withSnapshotRecord: withSnapshotRecord)
     }
 
     /// How to run the image `served` is: the config stored with its manifest, as read when it

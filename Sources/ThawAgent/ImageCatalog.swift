@@ -8,6 +8,7 @@ import ThawMetadata
 import ThawPush
 import ThawSeal
 public import ThawServe
+public import ThawStore
 import ThawStore
 
 /// The manifests an agent serves, opened on first request and shared by every client: an NBD
@@ -62,17 +63,21 @@ public actor ImageCatalog: NBDExportCatalog {
     /// if it is not served yet. `privatelyMapped` serves a memory snapshot's RAM, whose FUSE file
     /// a VMM opens read-write to map it copy-on-write (its writes still fail).
     /// `withSnapshotRecord` asks for the image's memory snapshot record along with the manifest
-    /// when it is opened now (`ServedImage.snapshotRecordAtOpen`).
+    /// when it is opened now (`ServedImage.snapshotRecordAtOpen`). `location` says where the
+    /// manifest is, when the caller knows (a snapshot's memory manifest is beside its image's):
+    /// it is then read from there, without asking the metadata or listing the store, unless it
+    /// is not there.
     ///
     /// - Throws: `AgentError(.cannotOpen)` naming the reference when there is no such manifest,
     ///   it is ambiguous, or it cannot be opened with the tenant's key.
     @discardableResult
-    public func open(_ reference: String, privatelyMapped: Bool = false, withSnapshotRecord: Bool = false) async throws -> ServedImage {
+    public func open(_ reference: String, at location: ManifestLocation? = nil, privatelyMapped: Bool = false,
+                     withSnapshotRecord: Bool = false) async throws -> ServedImage {
         let reference = reference.lowercased()
         if let served = images[reference] { return served }
         if let pending = opening[reference] { return try await pending.value }
         let task = Task {
-            try await self.load(reference, memory: privatelyMapped, snapshotRecord: withSnapshotRecord && !privatelyMapped)
+            try await self.load(reference, at: location, memory: privatelyMapped, snapshotRecord: withSnapshotRecord && !privatelyMapped)
         }
         opening[reference] = task
         defer { opening[reference] = nil }
@@ -100,11 +105,15 @@ public actor ImageCatalog: NBDExportCatalog {
     /// Reads and opens the manifest, with its access record if there is one, its image config
     /// (not for `memory` images) and, when `snapshotRecord` asks, its memory snapshot record.
     /// A `memory` image (a snapshot's RAM) records its zero chunks too (see `AccessRecorder`).
-    private func load(_ reference: String, memory: Bool, snapshotRecord: Bool) async throws -> ServedImage {
+    private func load(_ reference: String, at location: ManifestLocation?, memory: Bool, snapshotRecord: Bool) async throws -> ServedImage {
         let store = origin.store
         let key: StoreKey
         do {
-            key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots, metadata: origin.metadata)
+            if let location, location.id == reference {
+                key = location.manifest
+            } else {
+                key = try await ManifestLookup.locate(reference, in: store, roots: origin.roots, metadata: origin.metadata)
+            }
         } catch {
             throw AgentError(.cannotOpen, "cannot serve manifest \(reference): \(error)")
         }

@@ -191,7 +191,7 @@ struct MicroVMInvoker: FunctionInvoker {
         let memory: ServedImage, files: MicroVMSandbox.SnapshotFiles, warm: [(offset: UInt64, length: Int)]
         do {
             (memory, files, warm) = try await FunctionSnapshots(agent: agent).openForRestore(
-                kept.found.record, mountDirectory: directory, stateDirectory: stateDirectory)
+                kept.found, mountDirectory: directory, stateDirectory: stateDirectory)
         } catch {
             throw SandboxError(.setupFailed, CommandErrors.describe(error))
         }
@@ -234,7 +234,7 @@ struct MicroVMInvoker: FunctionInvoker {
         // memory's working set is recorded by a restore with its event (a deduplicated start)
         // before any is restored ahead.
         guard let kept, await pool.keepAlive(of: name) > 0,
-              let memory = try? await agent.open(kept.found.record.memoryManifestID, privatelyMapped: true),
+              let memory = try? await agent.open(kept.found.record.memoryManifestID, at: kept.found.memory, privatelyMapped: true),
               memory.prefetchRecord != nil || memory.savedRecord != nil,
               await restoringAhead.begin(name, idle: await pool.idleCount(of: name), limit: pool.limits.perFunction) else { return }
         defer { restoringAhead.end(name) }

@@ -13,7 +13,12 @@ import ThawStore
 /// A snapshot found for a served image, with its record.
 struct FoundSnapshot: Sendable {
     var record: SnapshotRecord
-    var key: StoreKey
+    /// Where the image manifest the snapshot belongs to is kept.
+    var image: ManifestLocation
+    /// Where the snapshot record is kept.
+    var key: StoreKey { image.snapshot }
+    /// Where the snapshot's memory manifest is kept: beside its image's, in the same root.
+    var memory: ManifestLocation { ManifestLocation(id: record.memoryManifestID, root: image.root, tenant: image.tenant) }
 }
 
 /// Functions' microVM memory snapshots in the store, beside their image manifests: taking one
@@ -60,9 +65,9 @@ struct FunctionSnapshots: Sendable {
             launchDigest: Self.launchDigest(function.launch), kernelArguments: vm.kernelArguments.joined(separator: " "),
             accelerator: vm.accelerator.rawValue, takenAtMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
             deviceState: Array(state))
-        let key = ManifestLocation(header).snapshot
-        try await agent.origin.store.put(key, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
-        return Taken(found: FoundSnapshot(record: record, key: key), pushed: pushed, timings: timings)
+        let location = ManifestLocation(header)
+        try await agent.origin.store.put(location.snapshot, try await record.sealed(tenant: header.tenant, keys: agent.origin.keys))
+        return Taken(found: FoundSnapshot(record: record, image: location), pushed: pushed, timings: timings)
     }
 
     /// Memory chunks stored zstd-compressed (as deltas that name no base page) when that saves
@@ -78,7 +83,8 @@ struct FunctionSnapshots: Sendable {
     /// - Throws: `ValidationFailure` when the record is there but cannot be opened.
     func find(served: ServedImage, asOpened: Bool = false) async throws -> FoundSnapshot? {
         let header = served.image.manifest.header
-        let key = ManifestLocation(header).snapshot
+        let location = ManifestLocation(header)
+        let key = location.snapshot
         let bytes: [UInt8]
         switch asOpened ? served.snapshotRecordAtOpen : .unknown {
         case .absent:
@@ -93,7 +99,8 @@ struct FunctionSnapshots: Sendable {
             }
         }
         do {
-            return FoundSnapshot(record: try await SnapshotRecord.open(bytes, for: header, keys: agent.origin.keys, what: "snapshot record \(key)"), key: key)
+            return FoundSnapshot(record: try await SnapshotRecord.open(bytes, for: header, keys: agent.origin.keys, what: "snapshot record \(key)"),
+                                 image: location)
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
@@ -121,11 +128,12 @@ struct FunctionSnapshots: Sendable {
     /// file), the files a restore reads (its device state written under `stateDirectory`), and
     /// the recorded working set to load into the page cache as the guest starts (the record the
     /// memory had when the agent opened it, or the one it saved since).
-    func openForRestore(_ record: SnapshotRecord, mountDirectory: String, stateDirectory: String) async throws
+    func openForRestore(_ snapshot: FoundSnapshot, mountDirectory: String, stateDirectory: String) async throws
         -> (memory: ServedImage, files: MicroVMSandbox.SnapshotFiles, warm: [(offset: UInt64, length: Int)]) {
+        let record = snapshot.record
         let memory: ServedImage
         do {
-            memory = try await agent.open(record.memoryManifestID, privatelyMapped: true)
+            memory = try await agent.open(record.memoryManifestID, at: snapshot.memory, privatelyMapped: true)
         } catch {
             throw ValidationFailure("cannot serve the snapshot's memory: \(CommandErrors.describe(error))")
         }

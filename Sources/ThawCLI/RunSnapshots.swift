@@ -182,7 +182,7 @@ extension Run {
         }
         let stateDirectory = ThawRuntime.directory + "/snapshots/restore-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
-        let (memory, files, warm) = try await FunctionSnapshots(agent: agent).openForRestore(record, mountDirectory: directory,
+        let (memory, files, warm) = try await FunctionSnapshots(agent: agent).openForRestore(snapshot, mountDirectory: directory,
                                                                                             stateDirectory: stateDirectory)
         let show: @Sendable ([UInt8]) -> Void = { piece in FileHandle.standardError.write(Data(piece)) }
         let sandbox = MicroVMSandbox(options: vm)
