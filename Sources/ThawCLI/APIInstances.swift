@@ -67,8 +67,10 @@ struct InstanceInvoker: FunctionInvoker {
         let outcome = await instance.invoke(event: event)
         if let cold, outcome.failure == nil {
             let saved = try? await agent.finishRecording(function.manifestID)
-            // Laid out as pushed, and a record of the blocks read (saved now, or by an earlier start).
-            if cold.laidOutAsPushed, saved != nil || cold.hadRecordOfBlocks { relayouts?.request(function) }
+            // Laid out as pushed, and a record of the blocks read: saved now, by an earlier start
+            // (found when the image was opened), or since, when its recording went idle.
+            let recorded = saved != nil || cold.hadRecordOfBlocks || cold.served.savedRecord != nil
+            if cold.served.image.manifest.header.hot == nil, recorded { relayouts?.request(function) }
         }
         if instance.retired != nil {
             stopInBackground(await pool.releaseRetired(name, instance: instance), reason: .failed)
@@ -105,13 +107,12 @@ struct InstanceInvoker: FunctionInvoker {
         stopInBackground(await pool.drain(function.value), reason: .stale)
     }
 
-    /// A new instance, and what the image it started from says about laying that out again.
+    /// A new instance, and the image it started from (whether that may be laid out again).
     struct ColdStart {
         var instance: WarmSandbox
-        /// The image has no hot region.
-        var laidOutAsPushed: Bool
+        var served: ServedImage
         /// The image already had a record of the blocks a start read when it was opened.
-        var hadRecordOfBlocks: Bool
+        var hadRecordOfBlocks: Bool { !(served.prefetchRecord?.blocks.isEmpty ?? true) }
     }
 
     /// A new instance of `function`: its image opened by the agent, a sandbox built on it and
@@ -130,8 +131,7 @@ struct InstanceInvoker: FunctionInvoker {
         if MemoryCgroup.unavailable == nil { options.memoryLimit = settings.memorySize << 20 }
         do {
             let instance = try await WarmSandbox.start(options: options, imageFile: directory + "/" + served.fileName, function: spec)
-            return ColdStart(instance: instance, laidOutAsPushed: served.image.manifest.header.hot == nil,
-                             hadRecordOfBlocks: !(served.prefetchRecord?.blocks.isEmpty ?? true))
+            return ColdStart(instance: instance, served: served)
         } catch let error as SandboxError where error.kind == .handlerNotFound || error.kind == .invalidFunction {
             throw LambdaError.invalidParameter("function \(function.name) cannot start: \(error.message)")
         } catch {

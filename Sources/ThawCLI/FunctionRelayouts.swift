@@ -8,15 +8,19 @@ import ThawMetadata
 /// the result (`Relayout.layOutAfterStart`, what `thaw run NAME` does after a start). The
 /// function's later cold starts, on this agent or any other, then prefetch only the hot region.
 ///
-/// Each manifest is asked for once per process. A relayout that fails is logged and not tried
-/// again until the agent restarts; the function keeps serving its image as pushed.
+/// Each function is asked for once per manifest and process. A relayout that fails is logged
+/// and not tried again until the agent restarts; the function keeps serving its image as pushed.
+/// Two functions of one image are each moved (the second relayout finds the first's result, the
+/// same manifest, already stored).
 ///
 /// The relaid manifest holds the same files, so an instance started from the original still
 /// serves the function: `codeIdentity` names both alike, and the warm instances of the original
-/// stay in the pool after the name moved.
+/// stay in this agent's pool after the name moved. Only this agent knows: another agent of a
+/// cluster holding warm instances of the function (after its home moved) starts new ones, as it
+/// does after any move of the name (`thaw relayout`, `thaw push --name`).
 final class FunctionRelayouts: Service, Sendable {
     private struct State {
-        /// Manifests asked for.
+        /// Functions asked for, with the manifest each pointed at.
         var requested: Set<String> = []
         /// The manifest each relaid one came from.
         var laidOutFrom: [String: String] = [:]
@@ -34,9 +38,10 @@ final class FunctionRelayouts: Service, Sendable {
         (requests, continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
-    /// Asks for `function`'s image to be laid out again, unless its manifest was asked for before.
+    /// Asks for `function`'s image to be laid out again, unless it was asked for before with
+    /// the same manifest.
     func request(_ function: FunctionRecord) {
-        let first = state.withLock { $0.requested.insert(function.manifestID).inserted }
+        let first = state.withLock { $0.requested.insert("\(function.name.value) \(function.manifestID)").inserted }
         if first { continuation.yield(function) }
     }
 
@@ -74,6 +79,10 @@ final class FunctionRelayouts: Service, Sendable {
                     "function": "\(function.name)", "manifest": "\(function.manifestID)",
                 ])
             }
+        } catch where Task.isCancelled || Task.isShuttingDownGracefully {
+            logger.info("laying out again stopped: the service is shutting down", metadata: [
+                "function": "\(function.name)", "manifest": "\(function.manifestID)",
+            ])
         } catch {
             logger.warning("cannot lay the function's image out again", metadata: [
                 "function": "\(function.name)", "manifest": "\(function.manifestID)", "error": "\(CommandErrors.describe(error))",

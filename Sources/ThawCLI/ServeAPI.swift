@@ -234,7 +234,8 @@ struct ServeAPI: AsyncParsableCommand {
             // Shut down last to first: queued events finish, then the server, then idle
             // instances stop while the agent still serves their images.
             // The cluster leaves the metadata after the server stops taking requests.
-            // Relayouts stop with the server, before the instances.
+            // Relayouts stop first: one under way is cancelled, and those still asked for are
+            // dropped (a function not laid out is laid out after its next cold start).
             services: [.init(service: agent), .init(service: controller), .init(service: cluster), .init(service: application),
                        .init(service: events)] + (relayouts.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -19,10 +19,11 @@ public struct FunctionSettings: Codable, Sendable, Equatable {
     public var codeSize: UInt64 = 0
     /// Bumped by every change; Lambda's RevisionId.
     public var revision: Int = 1
-    /// Lambda's CodeSha256: the manifest the function was created or last updated with. A
-    /// relayout points the function at another manifest holding the same files, and leaves this
-    /// as it is, so that clients comparing it see no change of code. Nil in settings stored
-    /// before it was kept: the current manifest is reported then.
+    /// The manifest the function was created or last updated with: Lambda's CodeSha256 while
+    /// the name points at that code (`LambdaService.codeSHA256(of:settings:)`). A relayout
+    /// points the function at another manifest holding the same files, and leaves this as it
+    /// is, so that clients comparing it see no change of code. Nil in settings stored before it
+    /// was kept: the current manifest is reported then.
     public var codeSHA256: String?
 
     public init(imageURI: String, lastModified: Date) {

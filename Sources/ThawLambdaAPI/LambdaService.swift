@@ -102,7 +102,7 @@ public struct LambdaService: Sendable {
     public func getFunction(_ text: String) async throws -> GetFunctionResponse {
         let (record, settings) = try await load(text)
         return GetFunctionResponse(
-            configuration: configuration(name: record.name, manifestID: record.manifestID, settings: settings),
+            configuration: configuration(name: record.name, manifestID: Self.codeSHA256(of: record, settings: settings), settings: settings),
             code: .init(imageURI: settings.imageURI, resolvedImageURI: "thaw:\(record.root.value)/\(record.manifestID)"))
     }
 
@@ -117,7 +117,7 @@ public struct LambdaService: Sendable {
         var page: [FunctionConfiguration] = []
         for record in after.prefix(limit) {
             let settings = try await settings(of: record)
-            page.append(configuration(name: record.name, manifestID: record.manifestID, settings: settings))
+            page.append(configuration(name: record.name, manifestID: Self.codeSHA256(of: record, settings: settings), settings: settings))
         }
         let more = after.count > limit
         return ListFunctionsResponse(functions: page, nextMarker: more ? page.last?.functionName : nil)
@@ -198,13 +198,27 @@ public struct LambdaService: Sendable {
                                                       tenant: tenant, updatedAt: settings.lastModified))
     }
 
+    /// Lambda's CodeSha256 for the function at `record`: the manifest the API created or last
+    /// updated it with, as long as the name still points at that code. A relayout moves the name
+    /// to the same files laid out again and keeps its `updatedAt`, which the API set to the
+    /// settings' `lastModified`; a name pointed elsewhere since (`thaw push --name`) has a new
+    /// `updatedAt`, and its current manifest is reported.
+    static func codeSHA256(of record: FunctionRecord, settings: FunctionSettings) -> String {
+        func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
+        guard let code = settings.codeSHA256, milliseconds(record.updatedAt) == milliseconds(settings.lastModified) else {
+            return record.manifestID
+        }
+        return code
+    }
+
+    /// The configuration Lambda answers with; `manifestID` is its CodeSha256.
     func configuration(name: FunctionName, manifestID: String, settings: FunctionSettings) -> FunctionConfiguration {
         let image = ImageConfigWire(entryPoint: settings.entryPoint, command: settings.command,
                                     workingDirectory: settings.workingDirectory)
         let hasImageConfig = image.entryPoint != nil || image.command != nil || image.workingDirectory != nil
         return FunctionConfiguration(
             functionName: name.value, functionARN: arn(name.value), role: settings.role, description: settings.description,
-            codeSize: settings.codeSize, codeSHA256: settings.codeSHA256 ?? manifestID, timeout: settings.timeout, memorySize: settings.memorySize,
+            codeSize: settings.codeSize, codeSHA256: manifestID, timeout: settings.timeout, memorySize: settings.memorySize,
             lastModified: LambdaTime.format(settings.lastModified),
             environment: settings.environment.isEmpty ? nil : EnvironmentWire(variables: settings.environment),
             revisionID: String(settings.revision),

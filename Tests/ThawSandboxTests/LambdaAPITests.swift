@@ -119,13 +119,13 @@ import ThawTestSupport
             #expect(String(decoding: logTail, as: UTF8.self).contains("handling with v1"))
 
             // That cold start recorded what it read: the image is laid out again in the background
-            // and the function pointed at the result. Its CodeSha256 stays, its warm instance still
-            // serves it, and the next cold start (here, after an update back) fetches the hot region.
-            #expect(await api.eventually { api.logText.contains("laid out again") }, "\(api.logText)")
+            // and the function pointed at the result. Its CodeSha256 stays, and its warm instance
+            // still serves it.
+            #expect(await api.eventually { api.logText.contains(" relaid=") }, "\(api.logText)")
             let pushedID = try #require(created["CodeSha256"] as? String)
             let moved = try TestSupport.thaw(["functions", "list", "--json", "--store", harness.store]).output
             #expect(moved.contains("greeter") && !moved.contains(pushedID), "\(moved)")
-            let relaidID = try #require(api.logText.split(separator: "\n").first { $0.contains("laid out again") }?
+            let relaidID = try #require(api.logText.split(separator: "\n").first { $0.contains(" relaid=") }?
                 .split(separator: " ").first { $0.hasPrefix("relaid=") }?.dropFirst("relaid=".count))
             #expect(moved.contains(relaidID), "\(moved)")
             let relaid = try TestSupport.thaw(["inspect", String(relaidID), "--store", harness.store]).output
@@ -150,6 +150,11 @@ import ThawTestSupport
             #expect(updated["CodeSha256"] as? String != created["CodeSha256"] as? String)
             _ = try api.aws(["invoke", "--function-name", "greeter", "--payload", "fileb://\(payload)", out])
             #expect(try String(contentsOfFile: out, encoding: .utf8).contains(#""version": "two""#))
+
+            // Pointed elsewhere behind the API's back (`thaw push --name`): CodeSha256 follows.
+            try TestSupport.thaw(["push", "oci:\(harness.layout):v1", "--name", "greeter", "--store", harness.store, "--keys", dir + "/keys"])
+            let repointed = try api.json(try api.aws(["get-function", "--function-name", "greeter"]))
+            #expect((repointed["Configuration"] as? [String: Any])?["CodeSha256"] as? String == pushedID)
 
             // Keys: a wrong secret, and no signature at all, get AWS's answers.
             let forged = try api.aws(["list-functions"], secret: "not-the-secret", check: false)
