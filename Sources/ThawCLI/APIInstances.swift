@@ -8,6 +8,7 @@ import ThawMetadata
 import ThawPush
 import ThawSandbox
 import ThawSandboxCore
+import ThawStore
 
 /// Runs invocations in warm process sandboxes kept in an `InstancePool`: an idle instance of
 /// the function's code answers at once; otherwise a new one starts cold from the image served
@@ -147,7 +148,7 @@ struct InstanceInvoker: FunctionInvoker {
         let served: ServedImage
         let config: ImageConfiguration
         do {
-            served = try await agent.open(function.manifestID)
+            served = try await agent.open(function.manifestID, at: ManifestLocation(id: function.manifestID, root: function.root, tenant: function.tenant))
             config = try await agent.imageConfiguration(of: served)
         } catch {
             throw LambdaError.service("cannot serve the image of \(function.name): \(CommandErrors.describe(error))")

@@ -299,7 +299,7 @@ struct MicroVMInvoker: FunctionInvoker {
         for kept in snapshots {
             background.run {
                 do {
-                    let image = try await agent.open(kept.found.record.imageManifestID).image.manifest.header
+                    let image = try await agent.open(kept.found.record.imageManifestID, at: kept.found.image).image.manifest.header
                     let current = try await SnapshotRecord.open(try await store.get(kept.found.key), for: image, keys: keys,
                                                                what: "snapshot record \(kept.found.key)")
                     guard current.memoryManifestID == kept.found.record.memoryManifestID else { return }

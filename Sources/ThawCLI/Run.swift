@@ -282,16 +282,16 @@ struct Run: AsyncParsableCommand {
             }
         }
         let agent: Agent
-        let early: EarlyReadStore?
+        let early: (store: EarlyReadStore, location: ManifestLocation)?
         do {
             var origin = try await agentArguments.origin(storeArguments)
             early = await earlyReadingStore(for: manifestReference, origin: origin)
-            origin.store = early ?? origin.store
+            origin.store = early?.store ?? origin.store
             agent = Agent(configuration: configuration, origin: origin, logger: Logger(label: "thaw.run"))
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
         }
-        defer { early?.cancelUnclaimed() }
+        defer { early?.store.cancelUnclaimed() }
         try FileManager.default.createDirectory(atPath: configuration.mountDirectory!, withIntermediateDirectories: true)
         defer { rmdir(configuration.mountDirectory!) }
         let group = ServiceGroup(configuration: .init(services: [agent], logger: Logger(label: "thaw.run")))
@@ -299,7 +299,7 @@ struct Run: AsyncParsableCommand {
             tasks.addTask { try await group.run() }
             defer { tasks.cancelAll() }
             do {
-                let result = try await runServed(agent: agent, reference: manifestReference, options: options, event: event,
+                let result = try await runServed(agent: agent, reference: manifestReference, at: early?.location, options: options, event: event,
                                                  interrupt: interrupt, breakdown: &breakdown)
                 // The response first: the caller has its answer while the agent shuts down.
                 if !snapshotOnly { Self.writeResponse(result.0.response) }
@@ -346,15 +346,16 @@ struct Run: AsyncParsableCommand {
     /// `origin`'s store, reading the manifest and the objects the agent opens with it (its access
     /// record, its image config and, when it may be restored, its memory snapshot record) from
     /// now on, when the metadata says where they are: the origin's round trip for them then
-    /// passes while the agent mounts FUSE and opens its caches, instead of after. Nil when the
+    /// passes while the agent mounts FUSE and opens its caches, instead of after. Also where the
+    /// manifest is, so that the agent opens it without asking the metadata again. Nil when the
     /// metadata does not know `reference` (a prefix, or an id pushed without it).
-    func earlyReadingStore(for reference: String, origin: AgentOrigin) async -> EarlyReadStore? {
+    func earlyReadingStore(for reference: String, origin: AgentOrigin) async -> (store: EarlyReadStore, location: ManifestLocation)? {
         guard let key = await ManifestLookup.recordedKey(reference, roots: origin.roots, metadata: origin.metadata),
               let found = StoreLayout.manifestLocation(of: key) else { return nil }
         let store = EarlyReadStore(origin.store)
         let beside = found.openedWith(imageConfig: true, snapshotRecord: mayUseMicroVM && !cold)
         store.readEarly([key, beside.accessRecord] + [beside.imageConfig, beside.snapshot].compactMap { $0 })
-        return store
+        return (store, found)
     }
 
     /// The function `function` names in the metadata, when it is a name there.
@@ -377,8 +378,8 @@ struct Run: AsyncParsableCommand {
         return found
     }
 
-    func runServed(agent: Agent, reference: String, options: ProcessSandbox.Options, event: [UInt8], interrupt: Interrupt,
-                   breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
+    func runServed(agent: Agent, reference: String, at location: ManifestLocation?, options: ProcessSandbox.Options, event: [UInt8],
+                   interrupt: Interrupt, breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
         guard let endpoints = await agent.waitUntilRunning(), let directory = endpoints.mountDirectory else {
             throw ValidationFailure("the image server did not start")
         }
@@ -396,7 +397,7 @@ struct Run: AsyncParsableCommand {
             }
         }
         do {
-            let result = try await runServed(agent: agent, endpoints: endpoints, directory: directory, reference: reference,
+            let result = try await runServed(agent: agent, endpoints: endpoints, directory: directory, reference: reference, at: location,
                                              options: options, launched: launched, event: event, interrupt: interrupt,
                                              breakdown: &breakdown)
             await launched?.abandon()
@@ -409,13 +410,14 @@ struct Run: AsyncParsableCommand {
 
     /// `runServed` once the agent runs, with the process sandbox launched ahead, if any: it is
     /// used or left for the caller to abandon.
-    func runServed(agent: Agent, endpoints: Agent.Endpoints, directory: String, reference: String, options: ProcessSandbox.Options,
+    func runServed(agent: Agent, endpoints: Agent.Endpoints, directory: String, reference: String, at location: ManifestLocation?,
+                   options: ProcessSandbox.Options,
                    launched: LaunchedSandbox?, event: [UInt8], interrupt: Interrupt,
                    breakdown: inout StartBreakdown) async throws -> (SandboxOutcome, StartBreakdown) {
         let served: ServedImage
         let config: ImageConfiguration
         do {
-            served = try await agent.open(reference, withSnapshotRecord: mayUseMicroVM && !cold)
+            served = try await agent.open(reference, at: location, withSnapshotRecord: mayUseMicroVM && !cold)
             config = try await agent.imageConfiguration(of: served)
         } catch {
             throw ValidationFailure(CommandErrors.describe(error))
