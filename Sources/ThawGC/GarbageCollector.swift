@@ -165,7 +165,9 @@ public struct GarbageCollector: Sendable {
                                                           chunkCount: copy.manifest.header.chunkCount, createdAt: clock()))
             var moved: [FunctionName] = []
             for function in functions {
-                let target = FunctionRecord(name: function.name, manifestID: copy.manifest.header.id, root: to, tenant: tenant, updatedAt: clock())
+                // The same code in another root: the name keeps when its code last changed.
+                let target = FunctionRecord(name: function.name, manifestID: copy.manifest.header.id, root: to, tenant: tenant,
+                                            updatedAt: function.updatedAt)
                 if try await metadata.moveFunction(target, fromManifest: manifestID, root: from) { moved.append(function.name) }
             }
             report.copied.append(.init(from: manifestID, to: copy.manifest.header.id, names: moved))

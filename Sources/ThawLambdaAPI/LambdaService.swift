@@ -199,10 +199,11 @@ public struct LambdaService: Sendable {
     }
 
     /// Lambda's CodeSha256 for the function at `record`: the manifest the API created or last
-    /// updated it with, as long as the name still points at that code. A relayout moves the name
-    /// to the same files laid out again and keeps its `updatedAt`, which the API set to the
-    /// settings' `lastModified`; a name pointed elsewhere since (`thaw push --name`) has a new
-    /// `updatedAt`, and its current manifest is reported.
+    /// updated it with, as long as the name still points at that code. A relayout (the same files
+    /// laid out again) and a garbage collection's copy forward (the same image in a new root)
+    /// move the name and keep its `updatedAt`, which the API set to the settings' `lastModified`;
+    /// a name pointed elsewhere since (`thaw push --name`) has a new `updatedAt`, and its current
+    /// manifest is reported.
     static func codeSHA256(of record: FunctionRecord, settings: FunctionSettings) -> String {
         func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
         guard let code = settings.codeSHA256, milliseconds(record.updatedAt) == milliseconds(settings.lastModified) else {

@@ -53,6 +53,19 @@ struct LambdaServiceTests {
         await #expect(throws: LambdaError.self) { _ = try await create(service, uri: "image-c") }
         try await service.deleteFunction("racer")
         #expect(try await create(service, uri: "image-d").codeSHA256 == String(repeating: "d", count: 64))
+
+        // A move that keeps the name's updatedAt (a relayout, a copy forward) keeps CodeSha256;
+        // a push that points the name elsewhere (a new updatedAt) is reported as it is.
+        let named = try #require(try await metadata.function(named: try FunctionName("racer")))
+        let relaid = String(repeating: "e", count: 64), pushed = String(repeating: "f", count: 64)
+        #expect(try await metadata.moveFunction(FunctionRecord(name: named.name, manifestID: relaid, root: .initial, tenant: named.tenant,
+                                                               updatedAt: named.updatedAt),
+                                                fromManifest: named.manifestID, root: .initial))
+        #expect(try await service.getFunction("racer").configuration.codeSHA256 == String(repeating: "d", count: 64))
+        #expect(try await service.listFunctions(marker: nil, maxItems: nil).functions.first?.codeSHA256 == String(repeating: "d", count: 64))
+        try await metadata.setFunction(FunctionRecord(name: named.name, manifestID: pushed, root: .initial, tenant: named.tenant,
+                                                      updatedAt: named.updatedAt.addingTimeInterval(2)))
+        #expect(try await service.getFunction("racer").configuration.codeSHA256 == pushed)
         await metadata.close()
     }
 }
