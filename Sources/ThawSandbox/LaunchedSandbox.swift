@@ -174,7 +174,7 @@ public final class LaunchedSandbox: Sendable {
         } else if let setupFailure {
             outcome.failure = setupFailure
         } else if termination != .exited(0) {
-            outcome.failure = ProcessSandbox(options: options).outOfMemory(cgroup)
+            outcome.failure = ProcessSandbox.outOfMemory(cgroup, options: options)
                 ?? SandboxError(.handlerFailed, ProcessSandbox.describeFailure(termination, log: outcome.logTail))
         }
         if let device = outcome.loopDevice, !(await ProcessSandbox.waitUntilDetached(device)) {

@@ -119,8 +119,9 @@ public struct ProcessSandbox: Sendable {
         return try MemoryCgroup.create(name: "thaw-" + (workDirectory as NSString).lastPathComponent, limit: limit)
     }
 
-    /// The failure of a sandbox whose process the kernel killed for its memory, or nil.
-    func outOfMemory(_ cgroup: MemoryCgroup?) -> SandboxError? {
+    /// The failure of a sandbox run with `options` whose process the kernel killed for its
+    /// memory, or nil.
+    static func outOfMemory(_ cgroup: MemoryCgroup?, options: Options) -> SandboxError? {
         guard let cgroup, let limit = options.memoryLimit, cgroup.outOfMemoryKills() > 0 else { return nil }
         return SandboxError(.outOfMemory, "the function ran out of memory: it was killed for using more than its \(limit >> 20) MiB")
     }

@@ -259,7 +259,7 @@ public final class WarmSandbox: Sendable {
             outcome.failure = reason
         } else if let status, status != 0 {
             let killed = (cgroup?.outOfMemoryKills() ?? 0) > killsBefore
-            outcome.failure = killed ? ProcessSandbox(options: options).outOfMemory(cgroup)
+            outcome.failure = killed ? ProcessSandbox.outOfMemory(cgroup, options: options)
                 : SandboxError(.handlerFailed, ProcessSandbox.describeFailure(.exited(status), log: outcome.logTail))
         } else if status == nil {
             outcome.failure = SandboxError(.setupFailed, "the warm sandbox's init ended during the invocation")
