@@ -20,6 +20,10 @@ is checked. The starts:
               service runs): the image's recorded chunks are prefetched from the slow origin
               (--empty-runs per function).
 
+The service lays each function's image out again after its first recorded cold start (its
+default; `--no-relayout` turns it off), so the cold starts after that one serve the relaid
+image, and the empty-worker starts prefetch its hot region.
+
 Memory held per idle instance: a warm instance's processes (proportional set size) plus its
 tmpfs, as `/metrics` reports it after the warm runs; a cold one holds nothing.
 
