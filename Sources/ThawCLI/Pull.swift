@@ -101,7 +101,7 @@ struct Inspect: AsyncParsableCommand {
         }
     }
 
-    /// The access record saved beside the manifest.
+    /// The access record saved beside the manifest (`thaw inspect --record`, `thaw relayout`).
     ///
     /// - Throws: `ValidationFailure` when none is saved yet, else what opening it threw.
     static func accessRecord(of header: ManifestHeader, in store: any ChunkStore, keys: any TenantKeyProvider) async throws -> AccessRecord {

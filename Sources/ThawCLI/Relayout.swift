@@ -96,11 +96,7 @@ struct Relayout: AsyncParsableCommand {
         if let active, active != header.root {
             throw ValidationFailure("manifest \(header.id) is in root \(header.root), not in the active root \(active): push the image again and lay that out")
         }
-        let recordKey = ManifestLocation(header).accessRecord
-        guard let sealed = try await store.getIfPresent(recordKey) else {
-            throw ValidationFailure("manifest \(header.id) has no access record at \(recordKey) yet: start it once (thaw run) so the agent records what it reads")
-        }
-        let record = try await AccessRecord.open(sealed, for: header, keys: keys, what: "access record \(recordKey)")
+        let record = try await Inspect.accessRecord(of: header, in: store, keys: keys)
         var options = PushOptions()
         options.tenant = header.tenant
         options.root = header.root
